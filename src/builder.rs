@@ -1,0 +1,269 @@
+//! Configuration: one [`Builder`] for a server or a local recorder.
+//!
+//! Everything is checked when set, so a `Builder` that was built without error always
+//! starts: buckets must be finite (they are sorted and de-duplicated), label keys valid and
+//! not reserved, allowlist entries valid addresses or CIDR networks.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_util::MetricKindMask;
+
+use crate::families::Limits;
+use crate::{Error, LocalRecorder, MetricsServer};
+
+/// Prometheus' default histogram buckets, in seconds.
+pub const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often histogram observations are drained into buckets when nobody scrapes.
+const DEFAULT_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Validated settings, shared by the server and local recorders.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) buckets: Vec<f64>,
+    pub(crate) bucket_overrides: Vec<(Matcher, Vec<f64>)>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) global_labels: Vec<(String, String)>,
+    pub(crate) allowed: Vec<String>,
+    pub(crate) limits: Limits,
+    pub(crate) upkeep: Duration,
+    pub(crate) standalone: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            buckets: DEFAULT_BUCKETS.to_vec(),
+            bucket_overrides: Vec::new(),
+            idle_timeout: None,
+            global_labels: Vec::new(),
+            allowed: Vec::new(),
+            limits: Limits::default(),
+            upkeep: DEFAULT_UPKEEP,
+            standalone: false,
+        }
+    }
+}
+
+impl Config {
+    /// How often the upkeep thread runs: often enough to expire idle series on time.
+    pub(crate) fn upkeep_interval(&self) -> Duration {
+        match self.idle_timeout {
+            Some(idle) => self.upkeep.min(idle / 8).max(Duration::from_millis(50)),
+            None => self.upkeep,
+        }
+    }
+
+    /// The exporter's builder for these settings (listener or not is the caller's choice).
+    pub(crate) fn exporter(&self) -> Result<PrometheusBuilder, Error> {
+        let config_error =
+            |e: metrics_exporter_prometheus::BuildError| Error::Config(e.to_string());
+        let mut builder = PrometheusBuilder::new()
+            .set_buckets(&self.buckets)
+            .map_err(config_error)?
+            // Our upkeep thread does this; the exporter's own task only lives with its runtime.
+            .upkeep_timeout(Duration::from_secs(24 * 60 * 60));
+        for (matcher, buckets) in &self.bucket_overrides {
+            builder = builder
+                .set_buckets_for_metric(matcher.clone(), buckets)
+                .map_err(config_error)?;
+        }
+        if let Some(idle) = self.idle_timeout {
+            builder = builder.idle_timeout(MetricKindMask::ALL, Some(idle));
+        }
+        for (key, value) in &self.global_labels {
+            builder = builder.add_global_label(key, value);
+        }
+        for address in &self.allowed {
+            builder = builder.add_allowed_address(address).map_err(config_error)?;
+        }
+        Ok(builder)
+    }
+}
+
+/// Configures a [`MetricsServer`] or a [`LocalRecorder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use porter_metrics::{Builder, Matcher};
+///
+/// # fn main() -> Result<(), porter_metrics::Error> {
+/// let server = Builder::new()
+///     .buckets(&[0.01, 0.1, 1.0])?
+///     .buckets_for_metric(Matcher::Suffix("_bytes".into()), &[1e3, 1e6, 1e9])?
+///     .idle_timeout(Duration::from_secs(300))
+///     .global_label("service", "flight-sql")?
+///     .allow("127.0.0.1")?
+///     .build("127.0.0.1:0");
+/// # let _ = server;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct Builder {
+    config: Config,
+}
+
+fn check_buckets(values: &[f64]) -> Result<Vec<f64>, Error> {
+    if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Config(format!(
+            "histogram buckets must be a non-empty list of finite numbers, got {values:?}"
+        )));
+    }
+    let mut buckets = values.to_vec();
+    buckets.sort_by(f64::total_cmp);
+    buckets.dedup();
+    Ok(buckets)
+}
+
+fn check_label_key(key: &str) -> Result<(), Error> {
+    let mut chars = key.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with("__")
+        && key != "le"
+        && key != "quantile";
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{key:?} is not a usable label key (it must match [a-zA-Z_][a-zA-Z0-9_]*, not start with __, not be le or quantile)"
+        )))
+    }
+}
+
+impl Builder {
+    /// Default settings: Prometheus' default buckets, no idle expiry, default [`crate::Limits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Buckets (upper bounds) for every histogram without a per-metric override.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `values` is empty or holds NaN or an infinity (`+Inf` is implicit).
+    pub fn buckets(mut self, values: &[f64]) -> Result<Self, Error> {
+        self.config.buckets = check_buckets(values)?;
+        Ok(self)
+    }
+
+    /// Buckets for the histograms whose name `matcher` matches (full name first, then prefix,
+    /// then suffix).
+    ///
+    /// # Errors
+    /// [`Error::Config`] as for [`buckets`](Self::buckets).
+    pub fn buckets_for_metric(mut self, matcher: Matcher, values: &[f64]) -> Result<Self, Error> {
+        let buckets = check_buckets(values)?;
+        self.config.bucket_overrides.push((matcher, buckets));
+        Ok(self)
+    }
+
+    /// Removes series not updated for `timeout` from the exposition (they come back when
+    /// recorded again). Off by default.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = Some(timeout).filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Adds a label to every series (a label of the same key on the series wins).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `key` is not a valid, unreserved label key.
+    pub fn global_label(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let key = key.into();
+        check_label_key(&key)?;
+        self.config.global_labels.retain(|(k, _)| *k != key);
+        self.config.global_labels.push((key, value.into()));
+        Ok(self)
+    }
+
+    /// Allows scrapes from this IP address or CIDR network only (repeat to allow several);
+    /// other clients get `403 Forbidden`. Everyone is allowed by default.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `address` is neither an IP address nor a network.
+    pub fn allow(mut self, address: &str) -> Result<Self, Error> {
+        // The exporter only takes networks; a bare address is a network of one.
+        let network = match address.trim().parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => format!("{ip}/32"),
+            Ok(std::net::IpAddr::V6(ip)) => format!("{ip}/128"),
+            Err(_) => address.trim().to_owned(),
+        };
+        PrometheusBuilder::new()
+            .add_allowed_address(&network)
+            .map_err(|e| Error::Config(format!("allowlist entry {address:?}: {e}")))?;
+        self.config.allowed.push(network);
+        Ok(self)
+    }
+
+    /// Limits on metric names and series; see [`crate::Limits`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// How often histogram observations are drained into buckets (default 5 s).
+    pub fn upkeep_interval(mut self, interval: Duration) -> Self {
+        self.config.upkeep = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Makes the server export its own pipeline instead of installing the global recorder:
+    /// record into it through [`MetricsServer::collector`] and [`MetricsServer::recorder`].
+    /// Several standalone servers can run in one process (parallel tests, for one).
+    pub fn standalone(mut self) -> Self {
+        self.config.standalone = true;
+        self
+    }
+
+    /// A server that will listen on `address` (`"127.0.0.1:9090"`, `"[::1]:0"`,
+    /// `"localhost:9090"`, or `":9090"` for every interface, as in Go).
+    pub fn build(self, address: &str) -> MetricsServer {
+        MetricsServer::from_config(address, self.config)
+    }
+
+    /// A recorder the caller holds, with no listener and no global install; see
+    /// [`LocalRecorder`].
+    pub fn build_local(self) -> LocalRecorder {
+        LocalRecorder::from_config(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_checked_sorted_and_deduplicated() {
+        assert_eq!(check_buckets(&[1.0, 0.5, 1.0]).unwrap(), [0.5, 1.0]);
+        assert!(check_buckets(&[]).is_err());
+        assert!(check_buckets(&[f64::NAN]).is_err());
+        assert!(check_buckets(&[f64::INFINITY]).is_err());
+    }
+
+    #[test]
+    fn global_label_keys_are_checked() {
+        assert!(Builder::new().global_label("service", "x").is_ok());
+        for bad in ["", "__x", "le", "a-b", "9a"] {
+            assert!(Builder::new().global_label(bad, "x").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn allowlist_entries_are_checked() {
+        assert!(Builder::new().allow("10.0.0.0/8").is_ok());
+        assert!(Builder::new().allow("127.0.0.1").is_ok());
+        assert!(Builder::new().allow("::1").is_ok());
+        assert!(Builder::new().allow("not-an-ip").is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! The `Collector` interface of the design, and the collector that records nothing.
+//!
+//! Labels are flat pairs, `&["key1", "value1", "key2", "value2"]`. The same pairs in another
+//! order name the same series. An odd count drops the dangling key: it is counted in
+//! `porter_metrics_dropped_labels_total{reason="dangling_key"}` and warned about once per
+//! metric name.
+//!
+//! `Collector` is object safe: wrap collectors in `Arc<dyn Collector>` or `Box<dyn Collector>`
+//! and pass them around; `&C`, `Arc<C>` and `Box<C>` are collectors too.
+
+use std::sync::Arc;
+
+use crate::Timer;
+
+/// Records counters, gauges, histograms and timers with flat label pairs.
+///
+/// ```
+/// use std::sync::Arc;
+/// use porter_metrics::{Collector, LocalRecorder};
+///
+/// let recorder = LocalRecorder::new();
+/// let collector: Arc<dyn Collector> = Arc::new(recorder.collector());
+/// collector.increment_counter("requests_total", &["method", "GET", "endpoint", "/api/v1/users"]);
+/// collector.record_gauge("queue_size", 42.0, &["queue", "default"]);
+/// collector.record_histogram("request_duration", 0.42, &["endpoint", "/api/users"]);
+/// let seconds = collector.start_timer("operation_duration").stop();
+/// assert!(seconds >= 0.0);
+/// assert!(recorder.render().contains(r#"queue_size{queue="default"} 42"#));
+/// ```
+pub trait Collector: Send + Sync {
+    /// Adds 1 to the counter `name` with these label pairs.
+    fn increment_counter(&self, name: &str, labels: &[&str]);
+    /// Observes `value` in the histogram `name` with these label pairs.
+    fn record_histogram(&self, name: &str, value: f64, labels: &[&str]);
+    /// Sets the gauge `name` with these label pairs to `value`.
+    fn record_gauge(&self, name: &str, value: f64, labels: &[&str]);
+    /// Starts timing into the histogram `name` (in seconds); see [`Timer`].
+    fn start_timer(&self, name: &str) -> Timer;
+}
+
+macro_rules! forward_collector {
+    ($($ty:ty),*) => {$(
+        impl<C: Collector + ?Sized> Collector for $ty {
+            fn increment_counter(&self, name: &str, labels: &[&str]) {
+                (**self).increment_counter(name, labels)
+            }
+            fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
+                (**self).record_histogram(name, value, labels)
+            }
+            fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
+                (**self).record_gauge(name, value, labels)
+            }
+            fn start_timer(&self, name: &str) -> Timer {
+                (**self).start_timer(name)
+            }
+        }
+    )*};
+}
+
+forward_collector!(&C, Arc<C>, Box<C>);
+
+/// A collector that records nothing; its timers still measure.
+///
+/// ```
+/// use porter_metrics::{Collector, NoopCollector};
+///
+/// let collector = NoopCollector;
+/// collector.increment_counter("ignored", &["a", "b"]);
+/// let timer = collector.start_timer("ignored_seconds");
+/// assert!(timer.stop() >= 0.0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoopCollector;
+
+impl Collector for NoopCollector {
+    #[inline]
+    fn increment_counter(&self, _name: &str, _labels: &[&str]) {}
+    #[inline]
+    fn record_histogram(&self, _name: &str, _value: f64, _labels: &[&str]) {}
+    #[inline]
+    fn record_gauge(&self, _name: &str, _value: f64, _labels: &[&str]) {}
+    #[inline]
+    fn start_timer(&self, _name: &str) -> Timer {
+        Timer::unrecorded()
+    }
+}

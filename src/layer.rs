@@ -1,0 +1,382 @@
+//! The recorder layer: keeps every scrape valid, whatever is recorded.
+//!
+//! [`PorterLayer`] wraps any [`Recorder`] (in this crate, the exporter's `PrometheusRecorder`)
+//! and sees every call of the `metrics` macros and of [`PrometheusCollector`] before it does:
+//!
+//! | input | what happens |
+//! |---|---|
+//! | empty metric name | sample dropped, counted as `invalid_name` |
+//! | name starting with `porter_metrics_` | dropped, counted as `reserved_name` |
+//! | name used earlier with another kind, or one of a histogram's `_bucket`/`_sum`/`_count` names | dropped, counted as `kind_conflict` (the first kind wins) |
+//! | a new name past the metric-name limit | dropped, counted as `metric_limit` |
+//! | invalid label key (`a-b`, `é`) | sanitized as the exporter does (`a_b`) |
+//! | reserved key (`__x`), `le` on a histogram | renamed `exported___x`, `exported_le` |
+//! | keys equal after that | the key that needed no change keeps the name; others become `key_1`, `key_2`, ... |
+//! | empty label key | label removed, counted in `porter_metrics_dropped_labels_total{reason="empty_key"}` |
+//! | empty label value | label removed (Prometheus treats it as absent) |
+//! | the same labels in another order | the same series |
+//! | NaN or ±Inf histogram observation | dropped, counted as `non_finite` |
+//! | NaN or ±Inf gauge value | kept (valid in the exposition) |
+//! | a new label set past the per-metric or total series limit | folded into the metric's `{otel_metric_overflow="true"}` series, counted in `porter_metrics_overflow_samples_total{metric}` |
+//!
+//! Each distinct problem is logged once at `WARN`. The self-metrics are listed in
+//! [`crate::self_metrics`].
+//!
+//! [`PrometheusCollector`]: crate::PrometheusCollector
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+use metrics_util::layers::Layer;
+
+use crate::families::{Families, Family, Limits, Outcome};
+use crate::policy::{self, Kind, OVERFLOW_LABEL, SELF_PREFIX};
+use crate::self_metrics::{DropReason, LabelDrop, SelfMetrics};
+
+/// The `target` of the metadata [`PrometheusCollector`](crate::PrometheusCollector) registers
+/// with: the layer gives the metrics it creates a default HELP text.
+pub(crate) const COLLECTOR_TARGET: &str = "porter_metrics::collector";
+
+/// Most user descriptions remembered (to let them win over the default HELP text).
+const MAX_DESCRIBED: usize = 100_000;
+
+/// A [`Layer`] that makes any recorder's exposition valid (see the module documentation).
+///
+/// ```
+/// use metrics_exporter_prometheus::PrometheusBuilder;
+/// use metrics_util::layers::Layer;
+/// use porter_metrics::PorterLayer;
+///
+/// let exporter = PrometheusBuilder::new().build_recorder();
+/// let handle = exporter.handle();
+/// let recorder = PorterLayer::default().layer(exporter);
+/// metrics::with_local_recorder(&recorder, || {
+///     metrics::counter!("jobs", "a-b" => "1", "a_b" => "2").increment(1);
+///     metrics::gauge!("jobs").set(1.0); // another kind for the same name: dropped, counted
+/// });
+/// let text = handle.render();
+/// assert!(text.contains(r#"jobs{a_b="2",a_b_1="1"} 1"#));
+/// assert!(text.contains(r#"porter_metrics_dropped_samples_total{reason="kind_conflict"} 1"#));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PorterLayer {
+    limits: Limits,
+}
+
+impl PorterLayer {
+    /// A layer enforcing `limits`.
+    ///
+    /// ```
+    /// use porter_metrics::{Limits, PorterLayer};
+    /// let layer = PorterLayer::new(Limits { series_per_metric: 100, ..Limits::default() });
+    /// # let _ = layer;
+    /// ```
+    pub fn new(limits: Limits) -> Self {
+        Self { limits }
+    }
+}
+
+impl<R: Recorder> Layer<R> for PorterLayer {
+    type Output = PorterRecorder<R>;
+
+    fn layer(&self, inner: R) -> PorterRecorder<R> {
+        PorterRecorder::new(inner, self.limits)
+    }
+}
+
+/// State shared by a layer and the histogram handles it hands out.
+pub(crate) struct LayerState {
+    pub(crate) families: Families,
+    pub(crate) self_metrics: SelfMetrics,
+    /// Sanitized names the user described: their text wins over the default.
+    described: Mutex<HashSet<String>>,
+    /// Coarse seconds, advanced by the pipeline's upkeep; used to expire idle series.
+    clock: AtomicU32,
+}
+
+/// The recorder [`PorterLayer`] produces; see the module documentation.
+pub struct PorterRecorder<R> {
+    inner: R,
+    state: Arc<LayerState>,
+}
+
+impl<R> std::fmt::Debug for PorterRecorder<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (series, names) = self.state.families.counts();
+        f.debug_struct("PorterRecorder")
+            .field("series", &series)
+            .field("metric_names", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Recorder> PorterRecorder<R> {
+    pub(crate) fn new(inner: R, limits: Limits) -> Self {
+        let self_metrics = SelfMetrics::register(&inner);
+        let state = Arc::new(LayerState {
+            families: Families::new(limits),
+            self_metrics,
+            described: Mutex::new(HashSet::new()),
+            clock: AtomicU32::new(0),
+        });
+        Self { inner, state }
+    }
+
+    /// The recorder below this layer.
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+
+    pub(crate) fn state(&self) -> &LayerState {
+        &self.state
+    }
+
+    /// Decides what to do with a call, and registers the resulting key with `register`.
+    fn route<T>(
+        &self,
+        key: &Key,
+        kind: Kind,
+        metadata: &Metadata<'_>,
+        register: impl FnOnce(&Key) -> T,
+    ) -> Option<(T, Arc<Family>)> {
+        let family = match self.state.families.family(key.name(), kind) {
+            Ok(family) => family,
+            Err(reason) => {
+                self.state.drop_sample(reason, key.name(), kind);
+                return None;
+            }
+        };
+        let key = if policy::labels_are_clean(key.labels(), kind) {
+            Cow::Borrowed(key)
+        } else {
+            Cow::Owned(self.rewrite(key, kind))
+        };
+        let now = self.state.clock.load(Ordering::Relaxed);
+        match self.state.families.admit(&family, key.get_hash(), now) {
+            Outcome::Known => {}
+            Outcome::New => {
+                if metadata.target() == COLLECTOR_TARGET {
+                    self.default_help(&family, key.name(), kind);
+                }
+                self.state.publish_counts();
+            }
+            Outcome::Overflow => {
+                let (overflow, counter) = family.overflow.get_or_init(|| {
+                    let key = Key::from_parts(
+                        family.name.clone(),
+                        vec![metrics::Label::new(OVERFLOW_LABEL, "true")],
+                    );
+                    let counter = SelfMetrics::overflow_counter(&self.inner, &family.name);
+                    (key, counter)
+                });
+                counter.increment(1);
+                self.state.self_metrics.warn_once(
+                    "overflow",
+                    &family.name,
+                    "series limit reached; new label sets fold into the otel_metric_overflow series",
+                );
+                return Some((register(overflow), family));
+            }
+        }
+        Some((register(&key), family))
+    }
+
+    fn rewrite(&self, key: &Key, kind: Kind) -> Key {
+        let (labels, rewrites) =
+            policy::rewrite_labels(key.labels().map(|l| (l.key(), l.value())), kind);
+        if rewrites.empty_keys > 0 {
+            self.state
+                .self_metrics
+                .dropped_labels(LabelDrop::EmptyKey)
+                .increment(u64::from(rewrites.empty_keys));
+            self.state.self_metrics.warn_once(
+                "empty_key",
+                key.name(),
+                "label with an empty key removed",
+            );
+        }
+        if rewrites.renamed_keys > 0 {
+            self.state.self_metrics.warn_once(
+                "renamed_key",
+                key.name(),
+                "label keys renamed to be valid and distinct",
+            );
+        }
+        Key::from_parts(key.name().to_owned(), labels)
+    }
+
+    fn default_help(&self, family: &Family, raw: &str, kind: Kind) {
+        if family.has_help.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let described = self
+            .state
+            .described
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&family.name);
+        if described {
+            return;
+        }
+        let text = match kind {
+            Kind::Counter => "Counter for",
+            Kind::Gauge => "Gauge for",
+            Kind::Histogram => "Histogram for",
+        };
+        let help = SharedString::from(policy::escape_value(&format!("{text} {raw}")).into_owned());
+        let name = KeyName::from(raw.to_owned());
+        match kind {
+            Kind::Counter => self.inner.describe_counter(name, None, help),
+            Kind::Gauge => self.inner.describe_gauge(name, None, help),
+            Kind::Histogram => self.inner.describe_histogram(name, None, help),
+        }
+    }
+
+    /// Records the user's description; returns the escaped text to forward, if any.
+    fn describe(&self, name: &KeyName, description: &SharedString) -> Option<SharedString> {
+        let family = policy::family_name(name.as_str());
+        if family.is_empty() || family.starts_with(SELF_PREFIX) {
+            return None;
+        }
+        let mut described = self
+            .state
+            .described
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if described.len() < MAX_DESCRIBED {
+            described.insert(family.into_owned());
+        }
+        Some(SharedString::from(
+            policy::escape_value(description).into_owned(),
+        ))
+    }
+}
+
+impl LayerState {
+    fn drop_sample(&self, reason: DropReason, name: &str, kind: Kind) {
+        self.self_metrics.dropped(reason).increment(1);
+        let message = match reason {
+            DropReason::InvalidName => "empty metric name; sample dropped",
+            DropReason::ReservedName => "the porter_metrics_ prefix is reserved; sample dropped",
+            DropReason::KindConflict => {
+                "name already used by another metric kind or histogram series; sample dropped"
+            }
+            DropReason::MetricLimit => "metric name limit reached; sample dropped",
+            DropReason::NonFinite => "non-finite histogram observation dropped",
+            DropReason::BufferFull => "pre-export buffer full; sample dropped",
+        };
+        self.self_metrics.warn_once(
+            reason.as_str(),
+            name,
+            &format!("{message} ({})", kind.as_str()),
+        );
+    }
+
+    pub(crate) fn publish_counts(&self) {
+        let (series, names) = self.families.counts();
+        self.self_metrics.set_series(series, names);
+    }
+
+    /// Advances the coarse clock used to expire idle series.
+    pub(crate) fn tick(&self, seconds: u32) {
+        self.clock.store(seconds, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_limits(&self, limits: Limits) {
+        self.families.set_limits(limits);
+    }
+}
+
+/// A histogram handle that drops NaN and infinite observations, which would turn the
+/// exporter's `_sum` into NaN or ±Inf for good.
+struct FiniteHistogram {
+    inner: Histogram,
+    dropped: Counter,
+    family: Arc<Family>,
+}
+
+impl FiniteHistogram {
+    fn reject(&self, count: usize) {
+        self.dropped.increment(count as u64);
+        if !self.family.warned_non_finite.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                metric = %self.family.name,
+                "porter-metrics: non-finite histogram observation dropped"
+            );
+        }
+    }
+}
+
+impl HistogramFn for FiniteHistogram {
+    fn record(&self, value: f64) {
+        if value.is_finite() {
+            self.inner.record(value);
+        } else {
+            self.reject(1);
+        }
+    }
+
+    fn record_many(&self, value: f64, count: usize) {
+        if value.is_finite() {
+            self.inner.record_many(value, count);
+        } else {
+            self.reject(count);
+        }
+    }
+}
+
+impl<R: Recorder> Recorder for PorterRecorder<R> {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        if let Some(description) = self.describe(&key, &description) {
+            self.inner.describe_counter(key, unit, description);
+        }
+    }
+
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        if let Some(description) = self.describe(&key, &description) {
+            self.inner.describe_gauge(key, unit, description);
+        }
+    }
+
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        if let Some(description) = self.describe(&key, &description) {
+            self.inner.describe_histogram(key, unit, description);
+        }
+    }
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.route(key, Kind::Counter, metadata, |k| {
+            self.inner.register_counter(k, metadata)
+        })
+        .map_or_else(Counter::noop, |(counter, _)| counter)
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.route(key, Kind::Gauge, metadata, |k| {
+            self.inner.register_gauge(k, metadata)
+        })
+        .map_or_else(Gauge::noop, |(gauge, _)| gauge)
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        match self.route(key, Kind::Histogram, metadata, |k| {
+            self.inner.register_histogram(k, metadata)
+        }) {
+            Some((inner, family)) => Histogram::from_arc(Arc::new(FiniteHistogram {
+                inner,
+                dropped: self
+                    .state
+                    .self_metrics
+                    .dropped(DropReason::NonFinite)
+                    .clone(),
+                family,
+            })),
+            None => Histogram::noop(),
+        }
+    }
+}

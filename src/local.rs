@@ -1,0 +1,112 @@
+//! A pipeline the caller holds: no listener, no global install.
+//!
+//! Tests running in parallel in one process each build their own [`LocalRecorder`], record
+//! through its [`collector`](LocalRecorder::collector) or, for the macros, inside
+//! `metrics::with_local_recorder`, and read the exposition with
+//! [`render`](LocalRecorder::render). It applies the same layer, limits and buckets as a
+//! server, and its upkeep thread ends when the last clone is dropped.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+use crate::builder::Config;
+use crate::pipeline::Pipeline;
+use crate::{Builder, PrometheusCollector};
+
+/// A metrics pipeline held by the caller; see the module documentation.
+///
+/// ```
+/// use porter_metrics::{Collector, LocalRecorder};
+///
+/// let recorder = LocalRecorder::new();
+/// recorder.collector().record_gauge("in_flight", 3.0, &[]);
+/// metrics::with_local_recorder(&recorder, || metrics::counter!("macro_total").increment(2));
+/// let text = recorder.render();
+/// assert!(text.contains("in_flight 3"));
+/// assert!(text.contains("macro_total 2"));
+/// ```
+#[derive(Clone)]
+pub struct LocalRecorder {
+    pipeline: Arc<Pipeline>,
+}
+
+impl std::fmt::Debug for LocalRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRecorder")
+            .field("pipeline", &self.pipeline.id)
+            .field("layer", &self.pipeline.stack)
+            .finish()
+    }
+}
+
+impl Default for LocalRecorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalRecorder {
+    /// A local recorder with default settings (see [`Builder::build_local`] for others).
+    pub fn new() -> Self {
+        Builder::new().build_local()
+    }
+
+    pub(crate) fn from_config(config: Config) -> Self {
+        let pipeline = Pipeline::new(config.limits);
+        // The builder checked every setting, so this falls back only on an exporter change.
+        let exporter = config.exporter().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "porter-metrics: exporter settings rejected; using defaults");
+            PrometheusBuilder::new()
+        });
+        if let Err(e) = pipeline.bind(exporter.build_recorder(), &config) {
+            tracing::error!(error = %e, "porter-metrics: cannot bind a new local pipeline");
+        }
+        Self { pipeline }
+    }
+
+    pub(crate) fn from_pipeline(pipeline: Arc<Pipeline>) -> Self {
+        Self { pipeline }
+    }
+
+    /// A collector recording into this pipeline.
+    pub fn collector(&self) -> PrometheusCollector {
+        PrometheusCollector::for_pipeline(self.pipeline.clone())
+    }
+
+    /// The text exposition of everything recorded so far (empty for a standalone server's
+    /// pipeline before it starts).
+    pub fn render(&self) -> String {
+        self.pipeline
+            .handle()
+            .map(|h| h.render())
+            .unwrap_or_default()
+    }
+
+    /// Drains histogram observations into buckets now, as the upkeep thread does periodically.
+    pub fn run_upkeep(&self) {
+        self.pipeline.run_upkeep(self.pipeline.idle_timeout());
+    }
+}
+
+impl Recorder for LocalRecorder {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.pipeline.describe_counter(key, unit, description);
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.pipeline.describe_gauge(key, unit, description);
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.pipeline.describe_histogram(key, unit, description);
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.pipeline.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.pipeline.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.pipeline.register_histogram(key, metadata)
+    }
+}

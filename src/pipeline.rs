@@ -1,0 +1,240 @@
+//! One metrics pipeline: our layer, over the pending buffer, over the exporter's recorder,
+//! kept in shape by an upkeep thread.
+//!
+//! A process has at most one *global* pipeline (installed as the `metrics` global recorder
+//! the first time a [`PrometheusCollector`](crate::PrometheusCollector) or a global
+//! [`MetricsServer`](crate::MetricsServer) needs it), and any number of standalone ones
+//! held by their owners ([`LocalRecorder`](crate::LocalRecorder), standalone servers).
+//!
+//! The upkeep thread drains histogram observations into their buckets every
+//! `upkeep_interval`, whether or not anybody scrapes: without it, observations pile up in
+//! memory (the exporter's own `install_recorder` leaves this to the caller). It runs as long
+//! as the pipeline exists, and ends when a standalone pipeline is dropped.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
+
+use crate::builder::Config;
+use crate::families::Limits;
+use crate::layer::PorterRecorder;
+use crate::pending::Pending;
+use crate::self_metrics::DropReason;
+use crate::Error;
+
+pub(crate) type Stack = PorterRecorder<Pending<PrometheusRecorder>>;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// See the module documentation.
+pub(crate) struct Pipeline {
+    /// Unique for the life of the process; keys the collectors' handle caches.
+    pub(crate) id: u64,
+    pub(crate) stack: Stack,
+    /// Bumped when cached handles must be looked up again (the exporter was bound).
+    pub(crate) epoch: AtomicU64,
+    handle: OnceLock<PrometheusHandle>,
+    /// Idle timeout in milliseconds, 0 for none.
+    idle_ms: AtomicU64,
+    started: Instant,
+    upkeep: OnceLock<Thread>,
+}
+
+impl Pipeline {
+    pub(crate) fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            stack: PorterRecorder::new(Pending::new(), limits),
+            epoch: AtomicU64::new(0),
+            handle: OnceLock::new(),
+            idle_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            upkeep: OnceLock::new(),
+        })
+    }
+
+    /// Connects the exporter's recorder, hands the buffered data over and starts upkeep.
+    pub(crate) fn bind(
+        self: &Arc<Self>,
+        recorder: PrometheusRecorder,
+        config: &Config,
+    ) -> Result<(), Error> {
+        let handle = recorder.handle();
+        self.stack.state().set_limits(config.limits);
+        self.stack
+            .inner()
+            .bind(recorder)
+            .map_err(|_| Error::AlreadyExported)?;
+        let _ = self.handle.set(handle);
+        let idle_ms = config.idle_timeout.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.idle_ms.store(idle_ms, Ordering::Relaxed);
+        let dropped = self.stack.inner().dropped();
+        if dropped > 0 {
+            self.stack
+                .state()
+                .self_metrics
+                .dropped(DropReason::BufferFull)
+                .increment(dropped);
+        }
+        self.epoch.fetch_add(1, Ordering::Release);
+        self.spawn_upkeep(config.upkeep_interval(), config.idle_timeout);
+        Ok(())
+    }
+
+    pub(crate) fn is_bound(&self) -> bool {
+        self.handle.get().is_some()
+    }
+
+    /// The exporter's handle, once bound.
+    pub(crate) fn handle(&self) -> Option<&PrometheusHandle> {
+        self.handle.get()
+    }
+
+    /// The idle timeout in effect, if any.
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        match self.idle_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Milliseconds since the pipeline was created.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn spawn_upkeep(self: &Arc<Self>, interval: Duration, idle: Option<Duration>) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let spawned = thread::Builder::new()
+            .name("porter-metrics-upkeep".into())
+            .spawn(move || loop {
+                thread::park_timeout(interval);
+                let Some(pipeline) = weak.upgrade() else {
+                    return;
+                };
+                pipeline.run_upkeep(idle);
+            });
+        match spawned {
+            Ok(thread) => {
+                let _ = self.upkeep.set(thread.thread().clone());
+            }
+            // Scrapes still drain histograms; only the unscraped case is left unbounded.
+            Err(e) => tracing::error!(error = %e, "porter-metrics: cannot start the upkeep thread"),
+        }
+    }
+
+    /// Drains histograms, advances the layer's clock and forgets idle series.
+    pub(crate) fn run_upkeep(&self, idle: Option<Duration>) {
+        if let Some(handle) = self.handle.get() {
+            handle.run_upkeep();
+        }
+        let state = self.stack.state();
+        let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
+        state.tick(now);
+        if let Some(idle) = idle {
+            // The exporter removes a series idle for `idle`; forget it a little later, so the
+            // count never drops below what the exporter still prints.
+            let grace = u32::try_from(idle.as_secs().saturating_mul(3) / 2 + 1).unwrap_or(u32::MAX);
+            state.families.forget_idle(now.saturating_sub(grace));
+        }
+        state.publish_counts();
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Some(thread) = self.upkeep.get() {
+            thread.unpark();
+        }
+    }
+}
+
+impl Recorder for Pipeline {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.stack.describe_counter(key, unit, description);
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.stack.describe_gauge(key, unit, description);
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.stack.describe_histogram(key, unit, description);
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.stack.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.stack.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.stack.register_histogram(key, metadata)
+    }
+}
+
+/// The pipeline installed as the `metrics` global recorder.
+struct GlobalRecorder(Arc<Pipeline>);
+
+impl Recorder for GlobalRecorder {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_counter(key, unit, description);
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_gauge(key, unit, description);
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_histogram(key, unit, description);
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.0.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.0.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.0.register_histogram(key, metadata)
+    }
+}
+
+static GLOBAL: OnceLock<Result<Arc<Pipeline>, ()>> = OnceLock::new();
+/// Address of the installed global recorder, to recognise it behind `metrics::with_recorder`.
+static GLOBAL_ADDR: AtomicUsize = AtomicUsize::new(0);
+
+/// The global pipeline, installing it as the `metrics` global recorder on first use.
+///
+/// Fails with [`Error::ForeignRecorder`] if another global recorder was installed first.
+pub(crate) fn global() -> Result<&'static Arc<Pipeline>, Error> {
+    GLOBAL
+        .get_or_init(|| {
+            let pipeline = Pipeline::new(Limits::default());
+            metrics::set_global_recorder(GlobalRecorder(pipeline.clone())).map_err(|_| ())?;
+            // The recorder now lives where `metrics` boxed it; learn that address from a fresh
+            // thread, which cannot have a local recorder set.
+            let addr = thread::scope(|s| s.spawn(|| metrics::with_recorder(recorder_addr)).join())
+                .unwrap_or(0);
+            GLOBAL_ADDR.store(addr, Ordering::Release);
+            Ok(pipeline)
+        })
+        .as_ref()
+        .map_err(|()| Error::ForeignRecorder)
+}
+
+/// The global pipeline, if porter-metrics installed it.
+pub(crate) fn installed() -> Option<&'static Arc<Pipeline>> {
+    GLOBAL.get().and_then(|g| g.as_ref().ok())
+}
+
+/// The address of a recorder object, for identity comparisons only.
+pub(crate) fn recorder_addr(recorder: &dyn Recorder) -> usize {
+    (recorder as *const dyn Recorder).cast::<()>() as usize
+}
+
+/// Whether `recorder` is porter-metrics' installed global recorder.
+pub(crate) fn is_global(recorder: &dyn Recorder) -> bool {
+    let addr = GLOBAL_ADDR.load(Ordering::Acquire);
+    addr != 0 && recorder_addr(recorder) == addr
+}

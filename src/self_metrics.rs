@@ -1,0 +1,208 @@
+//! porter-metrics' own metrics, and the warn-once log.
+//!
+//! Every sample, label or series the recorder layer cannot pass on as given is accounted for
+//! here, so nothing is lost silently:
+//!
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `porter_metrics_dropped_samples_total` | counter | `reason` | calls whose sample was dropped |
+//! | `porter_metrics_dropped_labels_total` | counter | `reason` | labels removed from a call |
+//! | `porter_metrics_overflow_samples_total` | counter | `metric` | calls folded into a metric's overflow series |
+//! | `porter_metrics_series` | gauge | | series currently tracked |
+//! | `porter_metrics_metric_names` | gauge | | metric names currently tracked |
+//!
+//! Each distinct problem (a reason and a metric name) is logged once through `tracing` at
+//! `WARN`, never once per call.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder, SharedString};
+
+/// Name of the counter of dropped samples.
+pub const DROPPED_SAMPLES: &str = "porter_metrics_dropped_samples_total";
+/// Name of the counter of dropped labels.
+pub const DROPPED_LABELS: &str = "porter_metrics_dropped_labels_total";
+/// Name of the counter of samples folded into overflow series.
+pub const OVERFLOW_SAMPLES: &str = "porter_metrics_overflow_samples_total";
+/// Name of the gauge of tracked series.
+pub const SERIES: &str = "porter_metrics_series";
+/// Name of the gauge of tracked metric names.
+pub const METRIC_NAMES: &str = "porter_metrics_metric_names";
+
+/// How many distinct problems are logged before further warnings are suppressed.
+const MAX_WARNINGS: usize = 1024;
+
+pub(crate) static SELF_METADATA: Metadata<'static> =
+    Metadata::new("porter_metrics::self", Level::INFO, Some(module_path!()));
+
+/// Why a sample was dropped: the `reason` label of `porter_metrics_dropped_samples_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum DropReason {
+    /// The metric name is empty.
+    InvalidName,
+    /// The metric name uses porter-metrics' own `porter_metrics_` prefix.
+    ReservedName,
+    /// The name is already used by a metric of another kind, or by a histogram's series.
+    KindConflict,
+    /// The limit on the number of metric names was reached.
+    MetricLimit,
+    /// A histogram observation was NaN or infinite.
+    NonFinite,
+    /// Recorded before the exporter existed, past the bounded buffer.
+    BufferFull,
+}
+
+impl DropReason {
+    pub(crate) const ALL: [DropReason; 6] = [
+        DropReason::InvalidName,
+        DropReason::ReservedName,
+        DropReason::KindConflict,
+        DropReason::MetricLimit,
+        DropReason::NonFinite,
+        DropReason::BufferFull,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DropReason::InvalidName => "invalid_name",
+            DropReason::ReservedName => "reserved_name",
+            DropReason::KindConflict => "kind_conflict",
+            DropReason::MetricLimit => "metric_limit",
+            DropReason::NonFinite => "non_finite",
+            DropReason::BufferFull => "buffer_full",
+        }
+    }
+}
+
+/// Why a label was removed: the `reason` label of `porter_metrics_dropped_labels_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum LabelDrop {
+    /// An odd number of label strings: the last key had no value.
+    DanglingKey,
+    /// A label key that was empty.
+    EmptyKey,
+}
+
+impl LabelDrop {
+    const ALL: [LabelDrop; 2] = [LabelDrop::DanglingKey, LabelDrop::EmptyKey];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            LabelDrop::DanglingKey => "dangling_key",
+            LabelDrop::EmptyKey => "empty_key",
+        }
+    }
+}
+
+/// The self-metric handles of one pipeline, registered once on the recorder below the layer.
+pub(crate) struct SelfMetrics {
+    dropped: Vec<Counter>,
+    labels: Vec<Counter>,
+    series: Gauge,
+    metric_names: Gauge,
+    warned: Mutex<HashSet<(&'static str, String)>>,
+    suppressed: OnceLock<()>,
+}
+
+impl SelfMetrics {
+    /// Describes and registers every self-metric on `inner`, so they all render from the start
+    /// (a zero is a useful baseline for alerts).
+    pub(crate) fn register(inner: &dyn Recorder) -> Self {
+        let text = SharedString::const_str;
+        inner.describe_counter(
+            DROPPED_SAMPLES.into(),
+            None,
+            text("Calls whose sample porter-metrics dropped, by reason."),
+        );
+        inner.describe_counter(
+            DROPPED_LABELS.into(),
+            None,
+            text("Labels porter-metrics removed from a call, by reason."),
+        );
+        inner.describe_counter(
+            OVERFLOW_SAMPLES.into(),
+            None,
+            text("Calls folded into a metric's otel_metric_overflow series, by metric."),
+        );
+        inner.describe_gauge(
+            SERIES.into(),
+            None,
+            text("Series currently tracked by porter-metrics."),
+        );
+        inner.describe_gauge(
+            METRIC_NAMES.into(),
+            None,
+            text("Metric names currently tracked by porter-metrics."),
+        );
+        let counter = |name: &'static str, reason: &'static str| {
+            let key = Key::from_parts(name, vec![Label::new("reason", reason)]);
+            inner.register_counter(&key, &SELF_METADATA)
+        };
+        let gauge = |name: &'static str| {
+            let gauge = inner.register_gauge(&Key::from_static_name(name), &SELF_METADATA);
+            gauge.set(0.0);
+            gauge
+        };
+        Self {
+            dropped: DropReason::ALL
+                .iter()
+                .map(|r| counter(DROPPED_SAMPLES, r.as_str()))
+                .collect(),
+            labels: LabelDrop::ALL
+                .iter()
+                .map(|r| counter(DROPPED_LABELS, r.as_str()))
+                .collect(),
+            series: gauge(SERIES),
+            metric_names: gauge(METRIC_NAMES),
+            warned: Mutex::new(HashSet::new()),
+            suppressed: OnceLock::new(),
+        }
+    }
+
+    /// The counter of samples dropped for `reason`.
+    pub(crate) fn dropped(&self, reason: DropReason) -> &Counter {
+        &self.dropped[DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0)]
+    }
+
+    /// The counter of labels removed for `reason`.
+    pub(crate) fn dropped_labels(&self, reason: LabelDrop) -> &Counter {
+        &self.labels[LabelDrop::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0)]
+    }
+
+    /// Registers the overflow counter of one metric.
+    pub(crate) fn overflow_counter(inner: &dyn Recorder, family: &str) -> Counter {
+        let key = Key::from_parts(
+            OVERFLOW_SAMPLES,
+            vec![Label::new("metric", family.to_owned())],
+        );
+        inner.register_counter(&key, &SELF_METADATA)
+    }
+
+    pub(crate) fn set_series(&self, series: usize, metric_names: usize) {
+        self.series.set(series as f64);
+        self.metric_names.set(metric_names as f64);
+    }
+
+    /// Logs `message` the first time `problem` is seen for `metric`.
+    pub(crate) fn warn_once(&self, problem: &'static str, metric: &str, message: &str) {
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned.len() >= MAX_WARNINGS {
+            if self.suppressed.set(()).is_ok() {
+                tracing::warn!(
+                    "porter-metrics: {MAX_WARNINGS} distinct problems logged; further ones are only counted in the porter_metrics_* self-metrics"
+                );
+            }
+            return;
+        }
+        if warned.insert((problem, metric.to_owned())) {
+            tracing::warn!(metric, problem, "porter-metrics: {message}");
+        }
+    }
+}
