@@ -46,6 +46,7 @@
 //! | [`MetricsServer`] | `server` |
 //! | configuration | [`Builder`], [`Limits`] |
 //! | a recorder held by the caller (tests) | [`LocalRecorder`] |
+//! | testing helpers: capture and read back | [`testing`] |
 //! | errors | [`Error`] |
 
 #![forbid(unsafe_code)]
@@ -65,6 +66,7 @@ mod policy;
 mod prometheus;
 pub mod self_metrics;
 mod server;
+pub mod testing;
 mod timer;
 
 pub use builder::{Builder, DEFAULT_BUCKETS};

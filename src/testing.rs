@@ -1,0 +1,590 @@
+//! Testing helpers: capture what code records, and read values back.
+//!
+//! The Go design's tests read values with client_golang's `testutil.ToFloat64` and
+//! `CollectAndCount`. Here, a [`Capture`] records into a pipeline of its own (no global state,
+//! so parallel tests do not interfere), through its collector and through the `metrics`
+//! macros, and [`Exposition`] parses the text it renders (strictly: a scrape Prometheus
+//! would reject is an error) and answers by metric name and label pairs, in any order.
+//!
+//! ```
+//! use porter_metrics::Collector;
+//! use porter_metrics::testing::Capture;
+//!
+//! let capture = Capture::new();
+//! let collector = capture.collector();
+//! capture.run(|| {
+//!     collector.increment_counter("requests_total", &["method", "GET", "code", "200"]);
+//!     metrics::counter!("requests_total", "code" => "200", "method" => "GET").increment(1);
+//!     collector.record_histogram("latency_seconds", 0.2, &[]);
+//! });
+//! let scrape = capture.exposition().expect("valid exposition");
+//! assert_eq!(scrape.value("requests_total", &["code", "200", "method", "GET"]), Some(2.0));
+//! let latency = scrape.histogram("latency_seconds", &[]).unwrap();
+//! assert_eq!((latency.count, latency.sum), (1, 0.2));
+//! assert_eq!(latency.bucket(0.25), Some(1));
+//! assert_eq!(latency.bucket(0.1), Some(0));
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use crate::{LocalRecorder, PrometheusCollector};
+
+/// A pipeline of its own for one test; see the module documentation.
+#[derive(Clone, Debug, Default)]
+pub struct Capture {
+    recorder: LocalRecorder,
+}
+
+impl Capture {
+    /// A capture with default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A capture over a recorder built with other settings.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Builder};
+    /// let capture = Capture::with_recorder(Builder::new().buckets(&[1.0, 2.0]).unwrap().build_local());
+    /// # let _ = capture;
+    /// ```
+    pub fn with_recorder(recorder: LocalRecorder) -> Self {
+        Self { recorder }
+    }
+
+    /// Runs `f` with this capture as the `metrics` recorder of the current thread, so the
+    /// macros (and [`PrometheusCollector::new`] collectors) record here.
+    ///
+    /// ```
+    /// let capture = porter_metrics::testing::Capture::new();
+    /// capture.run(|| metrics::gauge!("temperature").set(21.5));
+    /// assert_eq!(capture.exposition().unwrap().value("temperature", &[]), Some(21.5));
+    /// ```
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, f)
+    }
+
+    /// A collector recording into this capture, from any thread.
+    pub fn collector(&self) -> PrometheusCollector {
+        self.recorder.collector()
+    }
+
+    /// The recorder behind this capture.
+    pub fn recorder(&self) -> &LocalRecorder {
+        &self.recorder
+    }
+
+    /// The text exposition as a scrape would get it.
+    pub fn render(&self) -> String {
+        self.recorder.render()
+    }
+
+    /// The parsed exposition.
+    ///
+    /// # Errors
+    /// [`ParseError`] if the text is not a valid exposition (a bug worth a failing test).
+    pub fn exposition(&self) -> Result<Exposition, ParseError> {
+        Exposition::parse(&self.render())
+    }
+}
+
+/// Why a text is not a valid exposition: the line and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The series name (`lat_bucket` for a histogram bucket).
+    pub name: String,
+    /// Label pairs, sorted by key.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+/// One `# TYPE` family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    /// Family name.
+    pub name: String,
+    /// `counter`, `gauge`, `histogram`, `summary` or `untyped`.
+    pub kind: String,
+    /// The HELP text, unescaped.
+    pub help: Option<String>,
+}
+
+/// A histogram's series for one label set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramValue {
+    /// Observations.
+    pub count: u64,
+    /// Sum of observations.
+    pub sum: f64,
+    /// `(le, cumulative count)`, ascending, ending with `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl HistogramValue {
+    /// The cumulative count of the bucket with upper bound `le`.
+    pub fn bucket(&self, le: f64) -> Option<u64> {
+        self.buckets.iter().find(|(b, _)| *b == le).map(|(_, c)| *c)
+    }
+}
+
+/// A parsed, validated text exposition.
+///
+/// ```
+/// use porter_metrics::testing::Exposition;
+///
+/// let text = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 3\njobs_total{queue=\"b\"} 4\n";
+/// let scrape = Exposition::parse(text).unwrap();
+/// assert_eq!(scrape.value("jobs_total", &["queue", "b"]), Some(4.0));
+/// assert_eq!(scrape.sum("jobs_total"), 7.0);
+/// assert_eq!(scrape.kind("jobs_total"), Some("counter"));
+/// assert!(Exposition::parse("# TYPE x counter\n# TYPE x gauge\n").is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Exposition {
+    families: Vec<Family>,
+    samples: Vec<Sample>,
+}
+
+fn sorted_pairs(labels: &[&str]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = labels
+        .chunks_exact(2)
+        .map(|kv| (kv[0].to_owned(), kv[1].to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+impl Exposition {
+    /// Every family, in order of appearance.
+    pub fn families(&self) -> &[Family] {
+        &self.families
+    }
+
+    /// Every sample, in order of appearance.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// The value of the series `name` with exactly these label pairs (any order).
+    pub fn value(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let want = sorted_pairs(labels);
+        self.samples
+            .iter()
+            .find(|s| s.name == name && s.labels == want)
+            .map(|s| s.value)
+    }
+
+    /// The sum of the values of every series named `name` (0 if none).
+    pub fn sum(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .sum()
+    }
+
+    /// How many series are named `name` (as client_golang's `CollectAndCount`).
+    pub fn count(&self, name: &str) -> usize {
+        self.samples.iter().filter(|s| s.name == name).count()
+    }
+
+    /// The histogram `name` with exactly these label pairs.
+    pub fn histogram(&self, name: &str, labels: &[&str]) -> Option<HistogramValue> {
+        let want = sorted_pairs(labels);
+        let count = self.value(&format!("{name}_count"), labels)?;
+        let sum = self.value(&format!("{name}_sum"), labels)?;
+        let bucket_name = format!("{name}_bucket");
+        let mut buckets: Vec<(f64, u64)> = self
+            .samples
+            .iter()
+            .filter(|s| s.name == bucket_name)
+            .filter_map(|s| {
+                let mut rest = Vec::with_capacity(s.labels.len());
+                let mut le = None;
+                for (k, v) in &s.labels {
+                    if k == "le" {
+                        le = parse_float(v);
+                    } else {
+                        rest.push((k.clone(), v.clone()));
+                    }
+                }
+                (rest == want).then_some(())?;
+                Some((le?, s.value as u64))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(HistogramValue {
+            count: count as u64,
+            sum,
+            buckets,
+        })
+    }
+
+    /// The HELP text of family `name`.
+    pub fn help(&self, name: &str) -> Option<&str> {
+        self.family(name)?.help.as_deref()
+    }
+
+    /// The TYPE of family `name`.
+    pub fn kind(&self, name: &str) -> Option<&str> {
+        self.family(name).map(|f| f.kind.as_str())
+    }
+
+    fn family(&self, name: &str) -> Option<&Family> {
+        self.families.iter().find(|f| f.name == name)
+    }
+
+    /// Parses and validates `text` as Prometheus' text format 0.0.4 is read by Prometheus:
+    /// valid names, escapes and values; one TYPE and HELP per family, before its samples;
+    /// samples matching their family's type; no repeated label key or series; histogram
+    /// buckets cumulative, with `+Inf` equal to `_count`.
+    ///
+    /// # Errors
+    /// The first problem found, with its line.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        Parser::default().parse(text)
+    }
+}
+
+#[derive(Default)]
+struct Parser {
+    out: Exposition,
+    /// Family name → index into `out.families`.
+    by_name: HashMap<String, usize>,
+    /// Families that already have samples.
+    sampled: HashSet<String>,
+    series: HashSet<(String, Vec<(String, String)>)>,
+    /// Families that had a TYPE line.
+    typed: HashSet<String>,
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with("__")
+}
+
+/// Parses a value as Go's `strconv.ParseFloat` does for the forms exporters print.
+fn parse_float(s: &str) -> Option<f64> {
+    match s.to_ascii_lowercase().as_str() {
+        "nan" => Some(f64::NAN),
+        "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        _ => s.parse::<f64>().ok(),
+    }
+}
+
+fn unescape(s: &str, allow_quote: bool) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('"') if allow_quote => out.push('"'),
+            other => return Err(format!("invalid escape \\{}", other.map(String::from).unwrap_or_default())),
+        }
+    }
+    Ok(out)
+}
+
+impl Parser {
+    fn parse(mut self, text: &str) -> Result<Exposition, ParseError> {
+        for (i, line) in text.lines().enumerate() {
+            let err = |message: String| ParseError { line: i + 1, message };
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() {
+                continue;
+            }
+            if let Some(comment) = trimmed.strip_prefix('#') {
+                self.comment(comment).map_err(err)?;
+            } else {
+                self.sample(trimmed).map_err(err)?;
+            }
+        }
+        self.check_histograms()
+            .map_err(|message| ParseError { line: 0, message })?;
+        Ok(self.out)
+    }
+
+    fn comment(&mut self, comment: &str) -> Result<(), String> {
+        let mut words = comment.trim_start().splitn(3, [' ', '\t']);
+        let keyword = words.next().unwrap_or_default();
+        if keyword != "HELP" && keyword != "TYPE" {
+            return Ok(());
+        }
+        let name = words.next().unwrap_or_default();
+        if !is_metric_name(name) {
+            return Err(format!("invalid metric name {name:?} in {keyword}"));
+        }
+        let rest = words.next().unwrap_or_default();
+        let index = match self.by_name.get(name) {
+            Some(&index) => index,
+            None => {
+                if self.sampled.contains(name) {
+                    return Err(format!("{keyword} for {name} after its samples"));
+                }
+                self.out.families.push(Family {
+                    name: name.to_owned(),
+                    kind: "untyped".into(),
+                    help: None,
+                });
+                self.by_name.insert(name.to_owned(), self.out.families.len() - 1);
+                self.out.families.len() - 1
+            }
+        };
+        if self.sampled.contains(name) {
+            return Err(format!("{keyword} for {name} after its samples"));
+        }
+        let family = &mut self.out.families[index];
+        if keyword == "HELP" {
+            if family.help.is_some() {
+                return Err(format!("second HELP line for {name}"));
+            }
+            family.help = Some(unescape(rest, false)?);
+        } else {
+            let kind = rest.trim();
+            if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
+                return Err(format!("unknown type {kind:?} for {name}"));
+            }
+            if !self.typed.insert(name.to_owned()) {
+                return Err(format!("second TYPE line for {name}"));
+            }
+            family.kind = kind.to_owned();
+        }
+        Ok(())
+    }
+
+    /// The family a sample name belongs to, as Prometheus' parser decides it.
+    fn family_of(&self, name: &str) -> Result<(String, String), String> {
+        if let Some(&i) = self.by_name.get(name) {
+            let family = &self.out.families[i];
+            if family.kind == "histogram" {
+                return Err(format!("sample {name} has the bare name of histogram {name}"));
+            }
+            return Ok((family.name.clone(), family.kind.clone()));
+        }
+        for (suffix, kinds) in [
+            ("_bucket", &["histogram"][..]),
+            ("_sum", &["histogram", "summary"][..]),
+            ("_count", &["histogram", "summary"][..]),
+        ] {
+            if let Some(base) = name.strip_suffix(suffix) {
+                if let Some(&i) = self.by_name.get(base) {
+                    let family = &self.out.families[i];
+                    if kinds.contains(&family.kind.as_str()) {
+                        return Ok((family.name.clone(), family.kind.clone()));
+                    }
+                }
+            }
+        }
+        Ok((name.to_owned(), "untyped".into()))
+    }
+
+    fn sample(&mut self, line: &str) -> Result<(), String> {
+        let name_end = line
+            .find(|c: char| c == '{' || c == ' ' || c == '\t')
+            .ok_or_else(|| format!("no value in sample line {line:?}"))?;
+        let name = &line[..name_end];
+        if !is_metric_name(name) {
+            return Err(format!("invalid metric name {name:?}"));
+        }
+        let mut rest = &line[name_end..];
+        let mut labels: Vec<(String, String)> = Vec::new();
+        if let Some(inner) = rest.strip_prefix('{') {
+            let (parsed, after) = parse_labels(inner)?;
+            labels = parsed;
+            rest = after;
+        }
+        let mut fields = rest.split_whitespace();
+        let value = fields
+            .next()
+            .ok_or_else(|| format!("no value for {name}"))?;
+        let value = parse_float(value).ok_or_else(|| format!("invalid value {value:?} for {name}"))?;
+        if let Some(ts) = fields.next() {
+            ts.parse::<i64>()
+                .map_err(|_| format!("invalid timestamp {ts:?} for {name}"))?;
+        }
+        if fields.next().is_some() {
+            return Err(format!("trailing text after the sample of {name}"));
+        }
+        let mut keys: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(format!("repeated label key in a sample of {name}"));
+        }
+
+        let (family, kind) = self.family_of(name)?;
+        let has_le = labels.iter().any(|(k, _)| k == "le");
+        match kind.as_str() {
+            "histogram" if name.ends_with("_bucket") => {
+                let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.as_str());
+                if le.and_then(parse_float).is_none() {
+                    return Err(format!("bucket of {family} without a valid le label"));
+                }
+            }
+            "histogram" if has_le => return Err(format!("le label on {name}, which is not a bucket")),
+            "counter" if value < 0.0 || value.is_nan() => {
+                return Err(format!("counter {name} has the invalid value {value}"))
+            }
+            _ => {}
+        }
+        self.sampled.insert(family);
+        labels.sort();
+        if !self.series.insert((name.to_owned(), labels.clone())) {
+            return Err(format!("duplicate series {name}{labels:?}"));
+        }
+        self.out.samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+        Ok(())
+    }
+
+    fn check_histograms(&self) -> Result<(), String> {
+        for family in self.out.families.iter().filter(|f| f.kind == "histogram") {
+            let mut groups: HashMap<Vec<(String, String)>, Vec<(f64, f64)>> = HashMap::new();
+            for s in self.out.samples.iter().filter(|s| s.name == format!("{}_bucket", family.name)) {
+                let mut rest = s.labels.clone();
+                let le = rest
+                    .iter()
+                    .position(|(k, _)| k == "le")
+                    .map(|i| rest.remove(i).1)
+                    .and_then(|v| parse_float(&v))
+                    .unwrap_or(f64::NAN);
+                groups.entry(rest).or_default().push((le, s.value));
+            }
+            for (labels, mut buckets) in groups {
+                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if buckets.windows(2).any(|w| w[1].1 < w[0].1) {
+                    return Err(format!("buckets of {}{labels:?} are not cumulative", family.name));
+                }
+                let inf = buckets.last().filter(|(le, _)| *le == f64::INFINITY);
+                let count_name = format!("{}_count", family.name);
+                let count = self
+                    .out
+                    .samples
+                    .iter()
+                    .find(|s| s.name == count_name && s.labels == labels)
+                    .map(|s| s.value);
+                match (inf, count) {
+                    (Some((_, c)), Some(count)) if *c == count => {}
+                    _ => {
+                        return Err(format!(
+                            "histogram {}{labels:?} lacks a +Inf bucket equal to its _count",
+                            family.name
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `k="v",...}` and returns the labels and the text after `}`.
+fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+    let mut labels = Vec::new();
+    loop {
+        s = s.trim_start();
+        if let Some(after) = s.strip_prefix('}') {
+            return Ok((labels, after));
+        }
+        let eq = s.find('=').ok_or("label without =")?;
+        let key = s[..eq].trim();
+        if !is_label_name(key) {
+            return Err(format!("invalid label name {key:?}"));
+        }
+        s = s[eq + 1..].trim_start();
+        s = s.strip_prefix('"').ok_or("label value not quoted")?;
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in s.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end.ok_or("unterminated label value")?;
+        labels.push((key.to_owned(), unescape(&s[..end], true)?));
+        s = s[end + 1..].trim_start();
+        if let Some(after) = s.strip_prefix(',') {
+            s = after;
+        } else if !s.starts_with('}') {
+            return Err("expected , or } after a label".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_what_prometheus_rejects() {
+        for bad in [
+            "# TYPE  counter\n 1\n",
+            "# TYPE x counter\nx 1\n# TYPE x gauge\n",
+            "x{a_b=\"1\",a_b=\"2\"} 1\n",
+            "x{__name__=\"y\"} 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"x\"} 1\n",
+            "x{a=\"\\q\"} 1\n",
+            "x 1\nx 2\n",
+            "x 1\n# TYPE x counter\n",
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+        ] {
+            assert!(Exposition::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn reads_values_and_histograms() {
+        let text = "# HELP h Latency.\n# TYPE h histogram\nh_bucket{p=\"a\",le=\"1\"} 1\nh_bucket{p=\"a\",le=\"+Inf\"} 2\nh_sum{p=\"a\"} 5.5\nh_count{p=\"a\"} 2\n# TYPE g gauge\ng{x=\"q\\\"\\\\\\n\"} NaN\ng inf\n";
+        let e = Exposition::parse(text).unwrap();
+        let h = e.histogram("h", &["p", "a"]).unwrap();
+        assert_eq!((h.count, h.sum, h.buckets.len()), (2, 5.5, 2));
+        assert_eq!(e.help("h"), Some("Latency."));
+        assert!(e.value("g", &["x", "q\"\\\n"]).unwrap().is_nan());
+        assert_eq!(e.value("g", &[]), Some(f64::INFINITY));
+    }
+}

@@ -1,0 +1,89 @@
+//! Helpers shared by the integration tests: a minimal HTTP/1.1 client over loopback and
+//! bounded waiting. Every network call here talks to 127.0.0.1 only.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// An HTTP response: status code and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// `GET path` on `addr` with `Connection: close`; bounded by a 10 s timeout.
+pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad response: {text:?}"));
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body).ok_or_else(bad)? } else { body.to_owned() };
+    Ok(Response { status, body })
+}
+
+fn dechunk(mut s: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        s = rest.get(size + 2..)?;
+    }
+}
+
+/// Scrapes `/metrics` and returns the body, asserting a 200.
+pub fn scrape(addr: SocketAddr) -> String {
+    let response = get(addr, "/metrics").expect("scrape");
+    assert_eq!(response.status, 200, "scrape status");
+    response.body
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The path of a binary from Debian's packages, or a failure that says how to install it.
+pub fn require_binary(name: &str, package: &str) -> std::path::PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+        let path = std::path::Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("`{name}` is missing: install the Debian package `{package}` (apt-get install -y {package}), or run .ci/test");
+}
