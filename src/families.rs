@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use metrics::{Counter, Key};
 
-use crate::policy::{claimed_names, family_name, Kind, SELF_PREFIX};
+use crate::policy::{claimed_names, family_name, histogram_export_name, Kind, SELF_PREFIX};
 use crate::self_metrics::DropReason;
 
 /// Limits on what one pipeline tracks. Past them, data is folded or dropped, and counted.
@@ -70,6 +70,8 @@ type SeriesMap = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
 pub(crate) struct Family {
     pub(crate) name: String,
     pub(crate) kind: Kind,
+    /// The name the exporter must print instead of `name` (see `histogram_export_name`).
+    pub(crate) export: Option<String>,
     /// Series hash → last time (coarse seconds) a call touched it.
     series: Mutex<SeriesMap>,
     /// Set once the family has a HELP text (the user's or the default).
@@ -81,10 +83,20 @@ pub(crate) struct Family {
 }
 
 impl Family {
+    /// The name the exporter prints this family under.
+    pub(crate) fn exported_name(&self) -> &str {
+        self.export.as_deref().unwrap_or(&self.name)
+    }
+
     fn new(name: String, kind: Kind) -> Self {
+        let export = match kind {
+            Kind::Histogram => histogram_export_name(&name),
+            Kind::Counter | Kind::Gauge => None,
+        };
         Self {
             name,
             kind,
+            export,
             series: Mutex::new(SeriesMap::default()),
             has_help: AtomicBool::new(false),
             warned_non_finite: AtomicBool::new(false),

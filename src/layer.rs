@@ -14,7 +14,9 @@
 //! | keys equal after that | the key that needed no change keeps the name; others become `key_1`, `key_2`, ... |
 //! | empty label key | label removed, counted in `porter_metrics_dropped_labels_total{reason="empty_key"}` |
 //! | empty label value | label removed (Prometheus treats it as absent) |
+//! | names that sanitize alike (`a.b`, `a-b`, `a_b`) | one metric, `a_b` |
 //! | the same labels in another order | the same series |
+//! | a histogram name ending in `bucket`, `sum` or `count` (the exporter would print a bare `NAME` sample) | exported as `NAME_histogram` |
 //! | NaN or ±Inf histogram observation | dropped, counted as `non_finite` |
 //! | NaN or ±Inf gauge value | kept (valid in the exposition) |
 //! | a new label set past the per-metric or total series limit | folded into the metric's `{otel_metric_overflow="true"}` series, counted in `porter_metrics_overflow_samples_total{metric}` |
@@ -143,18 +145,21 @@ impl<R: Recorder> PorterRecorder<R> {
         kind: Kind,
         metadata: &Metadata<'_>,
         register: impl FnOnce(&Key) -> T,
-    ) -> Option<(T, Arc<Family>)> {
+    ) -> Result<(T, Arc<Family>), DropReason> {
         let family = match self.state.families.family(key.name(), kind) {
             Ok(family) => family,
             Err(reason) => {
-                self.state.drop_sample(reason, key.name(), kind);
-                return None;
+                self.state.warn_dropped(reason, key.name(), kind);
+                return Err(reason);
             }
         };
-        let key = if policy::labels_are_clean(key.labels(), kind) {
+        // Raw names that sanitize alike must reach the exporter as one name: it keys series
+        // by raw name but prints them by sanitized name, and would let one overwrite another.
+        let clean = policy::labels_are_clean(key.labels(), kind);
+        let key = if clean && key.name() == family.exported_name() {
             Cow::Borrowed(key)
         } else {
-            Cow::Owned(self.rewrite(key, kind))
+            Cow::Owned(self.rewrite(key, kind, clean, family.exported_name()))
         };
         let now = self.state.clock.load(Ordering::Relaxed);
         match self.state.families.admit(&family, key.get_hash(), now) {
@@ -168,7 +173,7 @@ impl<R: Recorder> PorterRecorder<R> {
             Outcome::Overflow => {
                 let (overflow, counter) = family.overflow.get_or_init(|| {
                     let key = Key::from_parts(
-                        family.name.clone(),
+                        family.exported_name().to_owned(),
                         vec![metrics::Label::new(OVERFLOW_LABEL, "true")],
                     );
                     let counter = SelfMetrics::overflow_counter(&self.inner, &family.name);
@@ -180,13 +185,18 @@ impl<R: Recorder> PorterRecorder<R> {
                     &family.name,
                     "series limit reached; new label sets fold into the otel_metric_overflow series",
                 );
-                return Some((register(overflow), family));
+                return Ok((register(overflow), family));
             }
         }
-        Some((register(&key), family))
+        Ok((register(&key), family))
     }
 
-    fn rewrite(&self, key: &Key, kind: Kind) -> Key {
+    /// A key named `name`, with valid labels (rewritten unless `clean` says they are).
+    fn rewrite(&self, key: &Key, kind: Kind, clean: bool, name: &str) -> Key {
+        let name = name.to_owned();
+        if clean {
+            return Key::from_parts(name, key.labels().cloned().collect::<Vec<_>>());
+        }
         let (labels, rewrites) =
             policy::rewrite_labels(key.labels().map(|l| (l.key(), l.value())), kind);
         if rewrites.empty_keys > 0 {
@@ -207,7 +217,7 @@ impl<R: Recorder> PorterRecorder<R> {
                 "label keys renamed to be valid and distinct",
             );
         }
-        Key::from_parts(key.name().to_owned(), labels)
+        Key::from_parts(name, labels)
     }
 
     fn default_help(&self, family: &Family, raw: &str, kind: Kind) {
@@ -229,7 +239,7 @@ impl<R: Recorder> PorterRecorder<R> {
             Kind::Histogram => "Histogram for",
         };
         let help = SharedString::from(policy::escape_value(&format!("{text} {raw}")).into_owned());
-        let name = KeyName::from(raw.to_owned());
+        let name = KeyName::from(family.export.clone().unwrap_or_else(|| raw.to_owned()));
         match kind {
             Kind::Counter => self.inner.describe_counter(name, None, help),
             Kind::Gauge => self.inner.describe_gauge(name, None, help),
@@ -258,8 +268,8 @@ impl<R: Recorder> PorterRecorder<R> {
 }
 
 impl LayerState {
-    fn drop_sample(&self, reason: DropReason, name: &str, kind: Kind) {
-        self.self_metrics.dropped(reason).increment(1);
+    /// Warns once about a dropped metric; its handle counts each use (see `DropSink`).
+    fn warn_dropped(&self, reason: DropReason, name: &str, kind: Kind) {
         let message = match reason {
             DropReason::InvalidName => "empty metric name; sample dropped",
             DropReason::ReservedName => "the porter_metrics_ prefix is reserved; sample dropped",
@@ -345,6 +355,10 @@ impl<R: Recorder> Recorder for PorterRecorder<R> {
 
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
         if let Some(description) = self.describe(&key, &description) {
+            let key = match policy::histogram_export_name(&policy::family_name(key.as_str())) {
+                Some(export) => KeyName::from(export),
+                None => key,
+            };
             self.inner.describe_histogram(key, unit, description);
         }
     }
@@ -353,21 +367,27 @@ impl<R: Recorder> Recorder for PorterRecorder<R> {
         self.route(key, Kind::Counter, metadata, |k| {
             self.inner.register_counter(k, metadata)
         })
-        .map_or_else(Counter::noop, |(counter, _)| counter)
+        .map_or_else(
+            |reason| Counter::from_arc(self.state.self_metrics.sink(reason)),
+            |(counter, _)| counter,
+        )
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
         self.route(key, Kind::Gauge, metadata, |k| {
             self.inner.register_gauge(k, metadata)
         })
-        .map_or_else(Gauge::noop, |(gauge, _)| gauge)
+        .map_or_else(
+            |reason| Gauge::from_arc(self.state.self_metrics.sink(reason)),
+            |(gauge, _)| gauge,
+        )
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
         match self.route(key, Kind::Histogram, metadata, |k| {
             self.inner.register_histogram(k, metadata)
         }) {
-            Some((inner, family)) => Histogram::from_arc(Arc::new(FiniteHistogram {
+            Ok((inner, family)) => Histogram::from_arc(Arc::new(FiniteHistogram {
                 inner,
                 dropped: self
                     .state
@@ -376,7 +396,7 @@ impl<R: Recorder> Recorder for PorterRecorder<R> {
                     .clone(),
                 family,
             })),
-            None => Histogram::noop(),
+            Err(reason) => Histogram::from_arc(self.state.self_metrics.sink(reason)),
         }
     }
 }

@@ -89,15 +89,38 @@ pub(crate) fn family_name(raw: &str) -> Cow<'_, str> {
     sanitize(raw, is_name_start, is_name_char)
 }
 
+/// The name a histogram family must be exported under, when it cannot keep its own.
+///
+/// The exporter appends `_bucket`, `_sum` and `_count` only when the name does not already
+/// end with `bucket`, `sum` or `count`: a histogram named `request_count` (or `discount`)
+/// would print its count as a bare `request_count` sample, which Prometheus rejects. Such
+/// histograms are exported as `NAME_histogram`.
+pub(crate) fn histogram_export_name(family: &str) -> Option<String> {
+    ["bucket", "sum", "count"]
+        .iter()
+        .any(|suffix| family.ends_with(suffix))
+        .then(|| format!("{family}_histogram"))
+}
+
 /// Every name a family of `kind` occupies in the exposition: its own name and, for a
-/// histogram, the `_bucket`, `_sum` and `_count` series. Two families may not share any.
+/// histogram, its export name and the `_bucket`, `_sum` and `_count` series. Two families
+/// may not share any.
 pub(crate) fn claimed_names(family: &str, kind: Kind) -> Vec<String> {
     match kind {
         Kind::Counter | Kind::Gauge => vec![family.to_owned()],
-        Kind::Histogram => ["", "_bucket", "_sum", "_count"]
-            .iter()
-            .map(|suffix| format!("{family}{suffix}"))
-            .collect(),
+        Kind::Histogram => {
+            let base = histogram_export_name(family).unwrap_or_else(|| family.to_owned());
+            let mut names = vec![family.to_owned()];
+            if base != family {
+                names.push(base.clone());
+            }
+            names.extend(
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .map(|s| format!("{base}{s}")),
+            );
+            names
+        }
     }
 }
 
@@ -176,12 +199,23 @@ pub(crate) fn rewrite_labels<'a>(
 
     let mut out: Vec<Label> = Vec::with_capacity(pending.len());
     for (changed, _, value, target) in pending {
-        let mut name = target.clone();
         let mut n = 0u32;
-        while out.iter().any(|l| l.key() == name) {
+        let name = loop {
+            let candidate = match n {
+                0 => target.clone(),
+                _ => format!("{target}_{n}"),
+            };
+            // `_` + `_1` would start with the reserved `__`.
+            let candidate = if candidate.starts_with("__") {
+                format!("{EXPORTED_PREFIX}{candidate}")
+            } else {
+                candidate
+            };
+            if !out.iter().any(|l| l.key() == candidate) {
+                break candidate;
+            }
             n += 1;
-            name = format!("{target}_{n}");
-        }
+        };
         if changed || n > 0 {
             rewrites.renamed_keys += 1;
         }
@@ -227,6 +261,21 @@ mod tests {
             ["lat", "lat_bucket", "lat_sum", "lat_count"]
         );
         assert_eq!(claimed_names("c", Kind::Counter), ["c"]);
+        assert_eq!(
+            claimed_names("req_count", Kind::Histogram),
+            [
+                "req_count",
+                "req_count_histogram",
+                "req_count_histogram_bucket",
+                "req_count_histogram_sum",
+                "req_count_histogram_count"
+            ]
+        );
+        assert_eq!(
+            histogram_export_name("discount").as_deref(),
+            Some("discount_histogram")
+        );
+        assert_eq!(histogram_export_name("lat"), None);
     }
 
     #[test]

@@ -15,9 +15,12 @@
 //! `WARN`, never once per call.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use metrics::{Counter, Gauge, Key, Label, Level, Metadata, Recorder, SharedString};
+use metrics::{
+    Counter, CounterFn, Gauge, GaugeFn, HistogramFn, Key, Label, Level, Metadata, Recorder,
+    SharedString,
+};
 
 /// Name of the counter of dropped samples.
 pub const DROPPED_SAMPLES: &str = "porter_metrics_dropped_samples_total";
@@ -98,6 +101,7 @@ impl LabelDrop {
 /// The self-metric handles of one pipeline, registered once on the recorder below the layer.
 pub(crate) struct SelfMetrics {
     dropped: Vec<Counter>,
+    sinks: Vec<Arc<DropSink>>,
     labels: Vec<Counter>,
     series: Gauge,
     metric_names: Gauge,
@@ -144,11 +148,16 @@ impl SelfMetrics {
             gauge.set(0.0);
             gauge
         };
+        let dropped: Vec<Counter> = DropReason::ALL
+            .iter()
+            .map(|r| counter(DROPPED_SAMPLES, r.as_str()))
+            .collect();
         Self {
-            dropped: DropReason::ALL
+            sinks: dropped
                 .iter()
-                .map(|r| counter(DROPPED_SAMPLES, r.as_str()))
+                .map(|c| Arc::new(DropSink(c.clone())))
                 .collect(),
+            dropped,
             labels: LabelDrop::ALL
                 .iter()
                 .map(|r| counter(DROPPED_LABELS, r.as_str()))
@@ -166,6 +175,15 @@ impl SelfMetrics {
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0)]
+    }
+
+    /// A handle to give out instead of a dropped metric's: each use counts one drop.
+    pub(crate) fn sink(&self, reason: DropReason) -> Arc<DropSink> {
+        self.sinks[DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0)]
+        .clone()
     }
 
     /// The counter of labels removed for `reason`.
@@ -204,5 +222,39 @@ impl SelfMetrics {
         if warned.insert((problem, metric.to_owned())) {
             tracing::warn!(metric, problem, "porter-metrics: {message}");
         }
+    }
+}
+
+/// Stands in for the handle of a dropped metric: every use of it is one dropped sample,
+/// counted whether the handle is used once (a macro call) or kept and reused.
+pub(crate) struct DropSink(Counter);
+
+impl CounterFn for DropSink {
+    fn increment(&self, _: u64) {
+        self.0.increment(1);
+    }
+    fn absolute(&self, _: u64) {
+        self.0.increment(1);
+    }
+}
+
+impl GaugeFn for DropSink {
+    fn increment(&self, _: f64) {
+        self.0.increment(1);
+    }
+    fn decrement(&self, _: f64) {
+        self.0.increment(1);
+    }
+    fn set(&self, _: f64) {
+        self.0.increment(1);
+    }
+}
+
+impl HistogramFn for DropSink {
+    fn record(&self, _: f64) {
+        self.0.increment(1);
+    }
+    fn record_many(&self, _: f64, count: usize) {
+        self.0.increment(count as u64);
     }
 }

@@ -106,6 +106,9 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Label pairs of one series.
+type Labels = Vec<(String, String)>;
+
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -316,7 +319,12 @@ fn unescape(s: &str, allow_quote: bool) -> Result<String, String> {
             Some('\\') => out.push('\\'),
             Some('n') => out.push('\n'),
             Some('"') if allow_quote => out.push('"'),
-            other => return Err(format!("invalid escape \\{}", other.map(String::from).unwrap_or_default())),
+            other => {
+                return Err(format!(
+                    "invalid escape \\{}",
+                    other.map(String::from).unwrap_or_default()
+                ))
+            }
         }
     }
     Ok(out)
@@ -325,7 +333,10 @@ fn unescape(s: &str, allow_quote: bool) -> Result<String, String> {
 impl Parser {
     fn parse(mut self, text: &str) -> Result<Exposition, ParseError> {
         for (i, line) in text.lines().enumerate() {
-            let err = |message: String| ParseError { line: i + 1, message };
+            let err = |message: String| ParseError {
+                line: i + 1,
+                message,
+            };
             let trimmed = line.trim_start();
             if trimmed.is_empty() {
                 continue;
@@ -363,7 +374,8 @@ impl Parser {
                     kind: "untyped".into(),
                     help: None,
                 });
-                self.by_name.insert(name.to_owned(), self.out.families.len() - 1);
+                self.by_name
+                    .insert(name.to_owned(), self.out.families.len() - 1);
                 self.out.families.len() - 1
             }
         };
@@ -394,7 +406,9 @@ impl Parser {
         if let Some(&i) = self.by_name.get(name) {
             let family = &self.out.families[i];
             if family.kind == "histogram" {
-                return Err(format!("sample {name} has the bare name of histogram {name}"));
+                return Err(format!(
+                    "sample {name} has the bare name of histogram {name}"
+                ));
             }
             return Ok((family.name.clone(), family.kind.clone()));
         }
@@ -417,7 +431,7 @@ impl Parser {
 
     fn sample(&mut self, line: &str) -> Result<(), String> {
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ' || c == '\t')
+            .find(['{', ' ', '\t'])
             .ok_or_else(|| format!("no value in sample line {line:?}"))?;
         let name = &line[..name_end];
         if !is_metric_name(name) {
@@ -434,7 +448,8 @@ impl Parser {
         let value = fields
             .next()
             .ok_or_else(|| format!("no value for {name}"))?;
-        let value = parse_float(value).ok_or_else(|| format!("invalid value {value:?} for {name}"))?;
+        let value =
+            parse_float(value).ok_or_else(|| format!("invalid value {value:?} for {name}"))?;
         if let Some(ts) = fields.next() {
             ts.parse::<i64>()
                 .map_err(|_| format!("invalid timestamp {ts:?} for {name}"))?;
@@ -452,12 +467,17 @@ impl Parser {
         let has_le = labels.iter().any(|(k, _)| k == "le");
         match kind.as_str() {
             "histogram" if name.ends_with("_bucket") => {
-                let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.as_str());
+                let le = labels
+                    .iter()
+                    .find(|(k, _)| k == "le")
+                    .map(|(_, v)| v.as_str());
                 if le.and_then(parse_float).is_none() {
                     return Err(format!("bucket of {family} without a valid le label"));
                 }
             }
-            "histogram" if has_le => return Err(format!("le label on {name}, which is not a bucket")),
+            "histogram" if has_le => {
+                return Err(format!("le label on {name}, which is not a bucket"))
+            }
             "counter" if value < 0.0 || value.is_nan() => {
                 return Err(format!("counter {name} has the invalid value {value}"))
             }
@@ -478,8 +498,13 @@ impl Parser {
 
     fn check_histograms(&self) -> Result<(), String> {
         for family in self.out.families.iter().filter(|f| f.kind == "histogram") {
-            let mut groups: HashMap<Vec<(String, String)>, Vec<(f64, f64)>> = HashMap::new();
-            for s in self.out.samples.iter().filter(|s| s.name == format!("{}_bucket", family.name)) {
+            let mut groups: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
+            for s in self
+                .out
+                .samples
+                .iter()
+                .filter(|s| s.name == format!("{}_bucket", family.name))
+            {
                 let mut rest = s.labels.clone();
                 let le = rest
                     .iter()
@@ -492,7 +517,10 @@ impl Parser {
             for (labels, mut buckets) in groups {
                 buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
                 if buckets.windows(2).any(|w| w[1].1 < w[0].1) {
-                    return Err(format!("buckets of {}{labels:?} are not cumulative", family.name));
+                    return Err(format!(
+                        "buckets of {}{labels:?} are not cumulative",
+                        family.name
+                    ));
                 }
                 let inf = buckets.last().filter(|(le, _)| *le == f64::INFINITY);
                 let count_name = format!("{}_count", family.name);
@@ -518,7 +546,7 @@ impl Parser {
 }
 
 /// Parses `k="v",...}` and returns the labels and the text after `}`.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start();

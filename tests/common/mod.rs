@@ -29,7 +29,12 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let text = String::from_utf8_lossy(raw);
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad response: {text:?}"));
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad response: {text:?}"),
+        )
+    };
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
     let status = head
         .split_whitespace()
@@ -39,7 +44,11 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body).ok_or_else(bad)? } else { body.to_owned() };
+    let body = if chunked {
+        dechunk(body).ok_or_else(bad)?
+    } else {
+        body.to_owned()
+    };
     Ok(Response { status, body })
 }
 
