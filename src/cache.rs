@@ -1,4 +1,6 @@
-//! The per-thread handle cache behind [`PrometheusCollector`](crate::PrometheusCollector).
+//! Per-thread handle caches: one behind [`PrometheusCollector`](crate::PrometheusCollector),
+//! keyed by the name and label strings as given, and one in the recorder layer, keyed by the
+//! `metrics` key (what the macros pass).
 //!
 //! A warm call (a series this thread used recently) hashes the name and label strings, finds
 //! the `metrics` handle and updates it: no lock, no allocation, nothing shared written but
@@ -16,13 +18,15 @@ use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
-use metrics::{Counter, Gauge, Histogram, Level, Metadata, Recorder};
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram, Key, Level, Metadata, Recorder};
 
 use crate::labels::key_from_pairs;
 use crate::layer::COLLECTOR_TARGET;
 use crate::pipeline::Pipeline;
 use crate::policy::Kind;
-use crate::self_metrics::LabelDrop;
+use crate::self_metrics::{DropSink, LabelDrop};
 
 /// Series cached per thread.
 pub(crate) const MAX_ENTRIES: usize = 1024;
@@ -31,10 +35,43 @@ static COLLECTOR_METADATA: Metadata<'static> =
     Metadata::new(COLLECTOR_TARGET, Level::INFO, Some(module_path!()));
 
 /// A registered `metrics` handle.
+#[derive(Clone)]
 pub(crate) enum Handle {
     Counter(Counter),
     Gauge(Gauge),
     Histogram(Histogram),
+}
+
+impl Handle {
+    /// A handle of `kind` standing in for a dropped metric.
+    pub(crate) fn dropped(kind: Kind, sink: Arc<DropSink>) -> Self {
+        match kind {
+            Kind::Counter => Handle::Counter(Counter::from_arc(sink)),
+            Kind::Gauge => Handle::Gauge(Gauge::from_arc(sink)),
+            Kind::Histogram => Handle::Histogram(Histogram::from_arc(sink)),
+        }
+    }
+
+    pub(crate) fn into_counter(self) -> Counter {
+        match self {
+            Handle::Counter(c) => c,
+            _ => Counter::noop(),
+        }
+    }
+
+    pub(crate) fn into_gauge(self) -> Gauge {
+        match self {
+            Handle::Gauge(g) => g,
+            _ => Gauge::noop(),
+        }
+    }
+
+    pub(crate) fn into_histogram(self) -> Histogram {
+        match self {
+            Handle::Histogram(h) => h,
+            _ => Histogram::noop(),
+        }
+    }
 }
 
 struct Entry {
@@ -127,7 +164,7 @@ pub(crate) fn with_handle<T>(
     f: impl Fn(&Handle) -> T,
 ) -> T {
     let epoch = pipeline.epoch.load(std::sync::atomic::Ordering::Acquire);
-    let idle = pipeline.idle_timeout();
+    let layer = pipeline.stack.state();
     let cached = CACHE.try_with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return None;
@@ -137,10 +174,8 @@ pub(crate) fn with_handle<T>(
             hasher: DefaultHashBuilder::default(),
         });
         let hash = hash(&cache.hasher, pipeline.id, kind, name, labels);
-        let now = idle.map_or(0, |_| pipeline.now_ms());
-        let stale_before = idle.map_or(0, |idle| {
-            now.saturating_sub(u64::try_from(idle.as_millis() / 2).unwrap_or(u64::MAX))
-        });
+        let now = layer.now_ms();
+        let stale_before = layer.stale_before();
         if let Some(entry) = cache
             .table
             .find_mut(hash, |e| e.matches(pipeline.id, kind, name, labels))
@@ -209,4 +244,95 @@ pub(crate) fn uncached<T>(
         });
     }
     f(&handle)
+}
+
+/// An entry of the layer's cache: a key as the macros gave it, and what it resolved to.
+struct KeyEntry {
+    layer: u64,
+    epoch: u64,
+    kind: Kind,
+    /// Compared in full on a hit: a hash collision must never route to another series.
+    key: Key,
+    handle: Handle,
+    /// The counter of calls folded into the overflow series, if this key overflowed.
+    overflow: Option<Counter>,
+    resolved_ms: u64,
+}
+
+struct KeyCache {
+    table: HashTable<KeyEntry>,
+}
+
+thread_local! {
+    static KEYED: RefCell<Option<KeyCache>> = const { RefCell::new(None) };
+}
+
+fn key_hash(layer: u64, kind: Kind, key: &Key) -> u64 {
+    // The key's own hash ignores label order, as does `Key`'s equality.
+    key.get_hash() ^ layer.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (kind as u64).rotate_left(61)
+}
+
+/// The cached handle of `key` in `layer`, if this thread resolved it in this epoch and
+/// not before `stale_before` (ms).
+pub(crate) fn keyed_hit(layer: u64, epoch: u64, kind: Kind, key: &Key, stale_before: u64) -> Option<Handle> {
+    KEYED
+        .try_with(|cell| {
+            let cache = cell.try_borrow().ok()?;
+            let entry = cache.as_ref()?.table.find(key_hash(layer, kind, key), |e| {
+                e.layer == layer && e.kind == kind && e.key == *key
+            })?;
+            if entry.epoch != epoch || entry.resolved_ms < stale_before {
+                return None;
+            }
+            if let Some(overflow) = &entry.overflow {
+                overflow.increment(1);
+            }
+            Some(entry.handle.clone())
+        })
+        .ok()
+        .flatten()
+}
+
+/// Remembers what `key` resolved to, for this thread.
+pub(crate) fn keyed_insert(
+    layer: u64,
+    epoch: u64,
+    kind: Kind,
+    key: &Key,
+    handle: &Handle,
+    overflow: Option<Counter>,
+    now_ms: u64,
+) {
+    let _ = KEYED.try_with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return;
+        };
+        let cache = slot.get_or_insert_with(|| KeyCache {
+            table: HashTable::new(),
+        });
+        let hash = key_hash(layer, kind, key);
+        let entry = KeyEntry {
+            layer,
+            epoch,
+            kind,
+            key: key.clone(),
+            handle: handle.clone(),
+            overflow,
+            resolved_ms: now_ms,
+        };
+        match cache
+            .table
+            .find_mut(hash, |e| e.layer == layer && e.kind == kind && e.key == *key)
+        {
+            Some(existing) => *existing = entry,
+            None => {
+                if cache.table.len() >= MAX_ENTRIES {
+                    cache.table.clear();
+                }
+                cache
+                    .table
+                    .insert_unique(hash, entry, |e| key_hash(e.layer, e.kind, &e.key));
+            }
+        }
+    });
 }

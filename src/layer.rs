@@ -28,14 +28,16 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
 use metrics_util::layers::Layer;
 
+use crate::cache::{self, Handle};
 use crate::families::{Families, Family, Limits, Outcome};
 use crate::policy::{self, Kind, OVERFLOW_LABEL, SELF_PREFIX};
 use crate::self_metrics::{DropReason, LabelDrop, SelfMetrics};
@@ -43,6 +45,8 @@ use crate::self_metrics::{DropReason, LabelDrop, SelfMetrics};
 /// The `target` of the metadata [`PrometheusCollector`](crate::PrometheusCollector) registers
 /// with: the layer gives the metrics it creates a default HELP text.
 pub(crate) const COLLECTOR_TARGET: &str = "porter_metrics::collector";
+
+static NEXT_LAYER: AtomicU64 = AtomicU64::new(1);
 
 /// Most user descriptions remembered (to let them win over the default HELP text).
 const MAX_DESCRIBED: usize = 100_000;
@@ -93,6 +97,13 @@ impl<R: Recorder> Layer<R> for PorterLayer {
 
 /// State shared by a layer and the histogram handles it hands out.
 pub(crate) struct LayerState {
+    /// Unique for the life of the process; keys this layer's entries in per-thread caches.
+    pub(crate) id: u64,
+    /// Bumped when cached decisions must be made again (limits or idle timeout changed).
+    pub(crate) epoch: AtomicU64,
+    /// Idle timeout in milliseconds, 0 for none.
+    idle_ms: AtomicU64,
+    started: Instant,
     pub(crate) families: Families,
     pub(crate) self_metrics: SelfMetrics,
     /// Sanitized names the user described: their text wins over the default.
@@ -121,6 +132,10 @@ impl<R: Recorder> PorterRecorder<R> {
     pub(crate) fn new(inner: R, limits: Limits) -> Self {
         let self_metrics = SelfMetrics::register(&inner);
         let state = Arc::new(LayerState {
+            id: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
+            epoch: AtomicU64::new(0),
+            idle_ms: AtomicU64::new(0),
+            started: Instant::now(),
             families: Families::new(limits),
             self_metrics,
             described: Mutex::new(HashSet::new()),
@@ -138,14 +153,32 @@ impl<R: Recorder> PorterRecorder<R> {
         &self.state
     }
 
-    /// Decides what to do with a call, and registers the resulting key with `register`.
-    fn route<T>(
+    /// The handle for a call: from this thread's cache when the same key was resolved
+    /// recently, otherwise resolved by the policy and cached.
+    fn handle(&self, key: &Key, kind: Kind, metadata: &Metadata<'_>) -> Handle {
+        let state = &self.state;
+        let epoch = state.epoch.load(Ordering::Acquire);
+        let stale_before = state.stale_before();
+        if let Some(handle) = cache::keyed_hit(state.id, epoch, kind, key, stale_before) {
+            return handle;
+        }
+        match self.resolve(key, kind, metadata) {
+            Ok((handle, overflow)) => {
+                cache::keyed_insert(state.id, epoch, kind, key, &handle, overflow, state.now_ms());
+                handle
+            }
+            Err(reason) => Handle::dropped(kind, state.self_metrics.sink(reason)),
+        }
+    }
+
+    /// Applies the policy to a call: which family, which key, which series. Returns the
+    /// handle and, for a call folded into the overflow series, the counter of such calls.
+    fn resolve(
         &self,
         key: &Key,
         kind: Kind,
         metadata: &Metadata<'_>,
-        register: impl FnOnce(&Key) -> T,
-    ) -> Result<(T, Arc<Family>), DropReason> {
+    ) -> Result<(Handle, Option<Counter>), DropReason> {
         let family = match self.state.families.family(key.name(), kind) {
             Ok(family) => family,
             Err(reason) => {
@@ -156,13 +189,13 @@ impl<R: Recorder> PorterRecorder<R> {
         // Raw names that sanitize alike must reach the exporter as one name: it keys series
         // by raw name but prints them by sanitized name, and would let one overwrite another.
         let clean = policy::labels_are_clean(key.labels(), kind);
-        let key = if clean && key.name() == family.exported_name() {
+        let exported = if clean && key.name() == family.exported_name() {
             Cow::Borrowed(key)
         } else {
             Cow::Owned(self.rewrite(key, kind, clean, family.exported_name()))
         };
         let now = self.state.clock.load(Ordering::Relaxed);
-        match self.state.families.admit(&family, key.get_hash(), now) {
+        match self.state.families.admit(&family, exported.get_hash(), now) {
             Outcome::Known => {}
             Outcome::New => {
                 if metadata.target() == COLLECTOR_TARGET {
@@ -185,10 +218,23 @@ impl<R: Recorder> PorterRecorder<R> {
                     &family.name,
                     "series limit reached; new label sets fold into the otel_metric_overflow series",
                 );
-                return Ok((register(overflow), family));
+                let handle = self.register(overflow, kind, metadata, &family);
+                return Ok((handle, Some(counter.clone())));
             }
         }
-        Ok((register(&key), family))
+        Ok((self.register(&exported, kind, metadata, &family), None))
+    }
+
+    fn register(&self, key: &Key, kind: Kind, metadata: &Metadata<'_>, family: &Arc<Family>) -> Handle {
+        match kind {
+            Kind::Counter => Handle::Counter(self.inner.register_counter(key, metadata)),
+            Kind::Gauge => Handle::Gauge(self.inner.register_gauge(key, metadata)),
+            Kind::Histogram => Handle::Histogram(Histogram::from_arc(Arc::new(FiniteHistogram {
+                inner: self.inner.register_histogram(key, metadata),
+                dropped: self.state.self_metrics.dropped(DropReason::NonFinite).clone(),
+                family: family.clone(),
+            }))),
+        }
     }
 
     /// A key named `name`, with valid labels (rewritten unless `clean` says they are).
@@ -297,8 +343,37 @@ impl LayerState {
         self.clock.store(seconds, Ordering::Relaxed);
     }
 
-    pub(crate) fn set_limits(&self, limits: Limits) {
+    /// Applies a pipeline's settings; decisions cached under the old ones are made again.
+    pub(crate) fn configure(&self, limits: Limits, idle: Option<Duration>) {
         self.families.set_limits(limits);
+        let idle_ms = idle.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.idle_ms.store(idle_ms, Ordering::Relaxed);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The idle timeout in effect, if any.
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        match self.idle_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Milliseconds since the layer was created (0 when no idle timeout needs the time).
+    pub(crate) fn now_ms(&self) -> u64 {
+        if self.idle_ms.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Cached handles last resolved before this time (ms) must be resolved again: the
+    /// exporter may have removed their series, idle for the whole timeout. 0 = never.
+    pub(crate) fn stale_before(&self) -> u64 {
+        match self.idle_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            idle => self.now_ms().saturating_sub(idle / 2),
+        }
     }
 }
 
@@ -364,39 +439,14 @@ impl<R: Recorder> Recorder for PorterRecorder<R> {
     }
 
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        self.route(key, Kind::Counter, metadata, |k| {
-            self.inner.register_counter(k, metadata)
-        })
-        .map_or_else(
-            |reason| Counter::from_arc(self.state.self_metrics.sink(reason)),
-            |(counter, _)| counter,
-        )
+        self.handle(key, Kind::Counter, metadata).into_counter()
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        self.route(key, Kind::Gauge, metadata, |k| {
-            self.inner.register_gauge(k, metadata)
-        })
-        .map_or_else(
-            |reason| Gauge::from_arc(self.state.self_metrics.sink(reason)),
-            |(gauge, _)| gauge,
-        )
+        self.handle(key, Kind::Gauge, metadata).into_gauge()
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        match self.route(key, Kind::Histogram, metadata, |k| {
-            self.inner.register_histogram(k, metadata)
-        }) {
-            Ok((inner, family)) => Histogram::from_arc(Arc::new(FiniteHistogram {
-                inner,
-                dropped: self
-                    .state
-                    .self_metrics
-                    .dropped(DropReason::NonFinite)
-                    .clone(),
-                family,
-            })),
-            Err(reason) => Histogram::from_arc(self.state.self_metrics.sink(reason)),
-        }
+        self.handle(key, Kind::Histogram, metadata).into_histogram()
     }
 }

@@ -38,8 +38,6 @@ pub(crate) struct Pipeline {
     /// Bumped when cached handles must be looked up again (the exporter was bound).
     pub(crate) epoch: AtomicU64,
     handle: OnceLock<PrometheusHandle>,
-    /// Idle timeout in milliseconds, 0 for none.
-    idle_ms: AtomicU64,
     started: Instant,
     upkeep: OnceLock<Thread>,
 }
@@ -51,7 +49,6 @@ impl Pipeline {
             stack: PorterRecorder::new(Pending::new(), limits),
             epoch: AtomicU64::new(0),
             handle: OnceLock::new(),
-            idle_ms: AtomicU64::new(0),
             started: Instant::now(),
             upkeep: OnceLock::new(),
         })
@@ -64,16 +61,14 @@ impl Pipeline {
         config: &Config,
     ) -> Result<(), Error> {
         let handle = recorder.handle();
-        self.stack.state().set_limits(config.limits);
+        self.stack
+            .state()
+            .configure(config.limits, config.idle_timeout);
         self.stack
             .inner()
             .bind(recorder)
             .map_err(|_| Error::AlreadyExported)?;
         let _ = self.handle.set(handle);
-        let idle_ms = config.idle_timeout.map_or(0, |t| {
-            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
-        });
-        self.idle_ms.store(idle_ms, Ordering::Relaxed);
         let dropped = self.stack.inner().dropped();
         if dropped > 0 {
             self.stack
@@ -98,15 +93,7 @@ impl Pipeline {
 
     /// The idle timeout in effect, if any.
     pub(crate) fn idle_timeout(&self) -> Option<Duration> {
-        match self.idle_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(Duration::from_millis(ms)),
-        }
-    }
-
-    /// Milliseconds since the pipeline was created.
-    pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.stack.state().idle_timeout()
     }
 
     fn spawn_upkeep(self: &Arc<Self>, interval: Duration, idle: Option<Duration>) {
