@@ -40,6 +40,7 @@
 //! |---|---|
 //! | the `Collector` interface, [`NoopCollector`] | `collector` |
 //! | [`Timer`] | `timer` |
+//! | decorators: [`FilteringCollector`], [`AggregatingCollector`], writing your own | [`decorators`] |
 //! | label pairs to `metrics` keys | `labels` |
 //! | the recorder layer and its policy | [`layer`], [`self_metrics`] |
 //! | [`PrometheusCollector`] and its handle cache | `prometheus`, `cache` |
@@ -55,6 +56,7 @@
 mod builder;
 mod cache;
 mod collector;
+pub mod decorators;
 mod error;
 mod families;
 mod labels;
@@ -71,6 +73,7 @@ mod timer;
 
 pub use builder::{Builder, DEFAULT_BUCKETS};
 pub use collector::{Collector, NoopCollector};
+pub use decorators::{Aggregate, AggregateEntry, AggregatingCollector, FilteringCollector};
 pub use error::Error;
 pub use families::Limits;
 pub use layer::{PorterLayer, PorterRecorder};
