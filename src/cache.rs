@@ -274,13 +274,22 @@ fn key_hash(layer: u64, kind: Kind, key: &Key) -> u64 {
 
 /// The cached handle of `key` in `layer`, if this thread resolved it in this epoch and
 /// not before `stale_before` (ms).
-pub(crate) fn keyed_hit(layer: u64, epoch: u64, kind: Kind, key: &Key, stale_before: u64) -> Option<Handle> {
+pub(crate) fn keyed_hit(
+    layer: u64,
+    epoch: u64,
+    kind: Kind,
+    key: &Key,
+    stale_before: u64,
+) -> Option<Handle> {
     KEYED
         .try_with(|cell| {
             let cache = cell.try_borrow().ok()?;
-            let entry = cache.as_ref()?.table.find(key_hash(layer, kind, key), |e| {
-                e.layer == layer && e.kind == kind && e.key == *key
-            })?;
+            let entry = cache
+                .as_ref()?
+                .table
+                .find(key_hash(layer, kind, key), |e| {
+                    e.layer == layer && e.kind == kind && e.key == *key
+                })?;
             if entry.epoch != epoch || entry.resolved_ms < stale_before {
                 return None;
             }
@@ -320,10 +329,9 @@ pub(crate) fn keyed_insert(
             overflow,
             resolved_ms: now_ms,
         };
-        match cache
-            .table
-            .find_mut(hash, |e| e.layer == layer && e.kind == kind && e.key == *key)
-        {
+        match cache.table.find_mut(hash, |e| {
+            e.layer == layer && e.kind == kind && e.key == *key
+        }) {
             Some(existing) => *existing = entry,
             None => {
                 if cache.table.len() >= MAX_ENTRIES {

@@ -164,7 +164,15 @@ impl<R: Recorder> PorterRecorder<R> {
         }
         match self.resolve(key, kind, metadata) {
             Ok((handle, overflow)) => {
-                cache::keyed_insert(state.id, epoch, kind, key, &handle, overflow, state.now_ms());
+                cache::keyed_insert(
+                    state.id,
+                    epoch,
+                    kind,
+                    key,
+                    &handle,
+                    overflow,
+                    state.now_ms(),
+                );
                 handle
             }
             Err(reason) => Handle::dropped(kind, state.self_metrics.sink(reason)),
@@ -225,13 +233,23 @@ impl<R: Recorder> PorterRecorder<R> {
         Ok((self.register(&exported, kind, metadata, &family), None))
     }
 
-    fn register(&self, key: &Key, kind: Kind, metadata: &Metadata<'_>, family: &Arc<Family>) -> Handle {
+    fn register(
+        &self,
+        key: &Key,
+        kind: Kind,
+        metadata: &Metadata<'_>,
+        family: &Arc<Family>,
+    ) -> Handle {
         match kind {
             Kind::Counter => Handle::Counter(self.inner.register_counter(key, metadata)),
             Kind::Gauge => Handle::Gauge(self.inner.register_gauge(key, metadata)),
             Kind::Histogram => Handle::Histogram(Histogram::from_arc(Arc::new(FiniteHistogram {
                 inner: self.inner.register_histogram(key, metadata),
-                dropped: self.state.self_metrics.dropped(DropReason::NonFinite).clone(),
+                dropped: self
+                    .state
+                    .self_metrics
+                    .dropped(DropReason::NonFinite)
+                    .clone(),
                 family: family.clone(),
             }))),
         }
@@ -346,7 +364,9 @@ impl LayerState {
     /// Applies a pipeline's settings; decisions cached under the old ones are made again.
     pub(crate) fn configure(&self, limits: Limits, idle: Option<Duration>) {
         self.families.set_limits(limits);
-        let idle_ms = idle.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
+        let idle_ms = idle.map_or(0, |t| {
+            u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
         self.idle_ms.store(idle_ms, Ordering::Relaxed);
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
