@@ -15,7 +15,7 @@
 //! * Re-entrant use (a recorder that records while registering) skips the cache.
 
 use std::cell::RefCell;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Histogram, Key, Level, Metadata, Recorder};
 
 use crate::labels::key_from_pairs;
-use crate::layer::COLLECTOR_TARGET;
+use crate::layer::{COLLECTOR_FAST_TARGET, COLLECTOR_TARGET};
 use crate::pipeline::Pipeline;
 use crate::policy::Kind;
 use crate::self_metrics::{DropSink, LabelDrop};
@@ -33,6 +33,8 @@ pub(crate) const MAX_ENTRIES: usize = 1024;
 
 static COLLECTOR_METADATA: Metadata<'static> =
     Metadata::new(COLLECTOR_TARGET, Level::INFO, Some(module_path!()));
+static COLLECTOR_FAST_METADATA: Metadata<'static> =
+    Metadata::new(COLLECTOR_FAST_TARGET, Level::INFO, Some(module_path!()));
 
 /// A registered `metrics` handle.
 #[derive(Clone)]
@@ -79,48 +81,116 @@ struct Entry {
     pipeline: u64,
     epoch: u64,
     kind: Kind,
-    /// The name, then the label strings, as given.
-    parts: Box<[Box<str>]>,
+    /// The length of the name, then of each label string, as given.
+    lens: Box<[u32]>,
+    /// The name and the label strings, back to back.
+    bytes: Box<[u8]>,
     handle: Handle,
     dangling: bool,
     used_ms: u64,
 }
 
 impl Entry {
+    #[inline]
     fn matches(&self, pipeline: u64, kind: Kind, name: &str, labels: &[&str]) -> bool {
-        self.pipeline == pipeline
-            && self.kind == kind
-            && self.parts.len() == labels.len() + 1
-            && *self.parts[0] == *name
-            && self.parts[1..].iter().zip(labels).all(|(a, b)| **a == **b)
+        if self.pipeline != pipeline || self.kind != kind || self.lens.len() != labels.len() + 1 {
+            return false;
+        }
+        let mut offset = 0;
+        let mut same = |part: &str, len: u32| {
+            let len = len as usize;
+            let stored = self.bytes.get(offset..offset + len);
+            offset += len;
+            part.len() == len && stored.is_some_and(|stored| same_bytes(stored, part.as_bytes()))
+        };
+        let (first, rest) = self.lens.split_first().unwrap_or((&0, &[]));
+        same(name, *first) && labels.iter().zip(rest).all(|(part, len)| same(part, *len))
     }
 }
 
 struct Cache {
     table: HashTable<Entry>,
-    hasher: DefaultHashBuilder,
+    /// Random per thread, so crafted label values cannot aim at one bucket.
+    seed: u64,
 }
 
 thread_local! {
     static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
 }
 
-fn hash(
-    hasher: &DefaultHashBuilder,
-    pipeline: u64,
-    kind: Kind,
-    name: &str,
-    labels: &[&str],
-) -> u64 {
-    let mut h = hasher.build_hasher();
-    h.write_u64(pipeline);
-    h.write_u8(kind as u8);
-    for part in std::iter::once(&name).chain(labels) {
-        h.write(part.as_bytes());
-        // 0xff never occurs in UTF-8: parts cannot run into each other.
-        h.write_u8(0xff);
+const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline]
+fn mix(h: u64, word: u64) -> u64 {
+    (h.rotate_left(5) ^ word).wrapping_mul(MULTIPLIER)
+}
+
+/// Reads `N` bytes at `at` as a little-endian word (0 if out of range, which the callers
+/// rule out).
+#[inline]
+fn word<const N: usize>(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(src) = bytes.get(at..at + N) {
+        w[..N].copy_from_slice(src);
     }
-    h.finish()
+    u64::from_le_bytes(w)
+}
+
+/// Equality of two byte strings of the same length; short ones (the usual label value)
+/// by two overlapping word loads instead of a call to `memcmp`.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n > 16 || n != b.len() {
+        return a == b;
+    }
+    if n >= 8 {
+        word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8)
+    } else if n >= 4 {
+        word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4)
+    } else {
+        // 0 to 3 bytes: the first, middle and last cover them all.
+        n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1])
+    }
+}
+
+/// Mixes a string in with as few loads as possible (overlapping reads, as wyhash does).
+#[inline]
+fn mix_bytes(mut h: u64, bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    let len = (n as u64) << 56;
+    if n > 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            h = mix(h, word::<8>(bytes, at));
+            at += 8;
+        }
+        mix(h, word::<8>(bytes, n - 8) ^ len)
+    } else if n >= 4 {
+        mix(
+            h,
+            (word::<4>(bytes, 0) | word::<4>(bytes, n - 4) << 32) ^ len,
+        )
+    } else if n > 0 {
+        let b = |i: usize| u64::from(bytes[i]);
+        mix(h, b(0) | b(n / 2) << 8 | b(n - 1) << 16 | len)
+    } else {
+        mix(h, 0)
+    }
+}
+
+/// A fast hash of the name and the label values (keys rarely tell series apart; the full
+/// comparison on a hit does), finished so both ends of the word are well mixed.
+#[inline]
+fn hash(seed: u64, pipeline: u64, kind: Kind, name: &str, labels: &[&str]) -> u64 {
+    let mut h = mix(seed ^ pipeline, kind as u64 ^ ((labels.len() as u64) << 8));
+    h = mix_bytes(h, name.as_bytes());
+    for value in labels.iter().skip(1).step_by(2) {
+        h = mix_bytes(h, value.as_bytes());
+    }
+    h ^= h >> 29;
+    h = h.wrapping_mul(MULTIPLIER);
+    h ^ (h >> 32)
 }
 
 /// Registers the series of `name` and `labels` with `recorder`; reports a dangling key.
@@ -130,15 +200,35 @@ pub(crate) fn register(
     name: &str,
     labels: &[&str],
 ) -> (Handle, bool) {
+    register_with(recorder, kind, name, labels, &COLLECTOR_METADATA)
+}
+
+fn register_with(
+    recorder: &dyn Recorder,
+    kind: Kind,
+    name: &str,
+    labels: &[&str],
+    metadata: &Metadata<'static>,
+) -> (Handle, bool) {
     let (key, dangling) = key_from_pairs(name, labels);
     let handle = match kind {
-        Kind::Counter => Handle::Counter(recorder.register_counter(&key, &COLLECTOR_METADATA)),
-        Kind::Gauge => Handle::Gauge(recorder.register_gauge(&key, &COLLECTOR_METADATA)),
-        Kind::Histogram => {
-            Handle::Histogram(recorder.register_histogram(&key, &COLLECTOR_METADATA))
-        }
+        Kind::Counter => Handle::Counter(recorder.register_counter(&key, metadata)),
+        Kind::Gauge => Handle::Gauge(recorder.register_gauge(&key, metadata)),
+        Kind::Histogram => Handle::Histogram(recorder.register_histogram(&key, metadata)),
     };
     (handle, dangling)
+}
+
+/// Registers on a porter pipeline for the cache: histograms come unwrapped, so callers of
+/// [`with_handle`] must drop non-finite observations themselves.
+fn register_fast(pipeline: &Pipeline, kind: Kind, name: &str, labels: &[&str]) -> (Handle, bool) {
+    register_with(
+        &pipeline.stack,
+        kind,
+        name,
+        labels,
+        &COLLECTOR_FAST_METADATA,
+    )
 }
 
 fn count_dangling(pipeline: &Pipeline, name: &str, warn: bool) {
@@ -156,6 +246,9 @@ fn count_dangling(pipeline: &Pipeline, name: &str, warn: bool) {
 }
 
 /// Runs `f` on the handle of a series of `pipeline`, from the cache when possible.
+///
+/// Histogram handles are the exporter's own: the caller drops non-finite values first.
+#[inline]
 pub(crate) fn with_handle<T>(
     pipeline: &Pipeline,
     kind: Kind,
@@ -163,7 +256,8 @@ pub(crate) fn with_handle<T>(
     labels: &[&str],
     f: impl Fn(&Handle) -> T,
 ) -> T {
-    let epoch = pipeline.epoch.load(std::sync::atomic::Ordering::Acquire);
+    // Relaxed: a stale epoch only means one more use of a handle that still forwards.
+    let epoch = pipeline.epoch.load(std::sync::atomic::Ordering::Relaxed);
     let layer = pipeline.stack.state();
     let cached = CACHE.try_with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
@@ -171,17 +265,16 @@ pub(crate) fn with_handle<T>(
         };
         let cache = slot.get_or_insert_with(|| Cache {
             table: HashTable::new(),
-            hasher: DefaultHashBuilder::default(),
+            seed: DefaultHashBuilder::default().hash_one(0u8),
         });
-        let hash = hash(&cache.hasher, pipeline.id, kind, name, labels);
-        let now = layer.now_ms();
-        let stale_before = layer.stale_before();
+        let hash = hash(cache.seed, pipeline.id, kind, name, labels);
+        let (now, stale_before) = layer.clock_ms();
         if let Some(entry) = cache
             .table
             .find_mut(hash, |e| e.matches(pipeline.id, kind, name, labels))
         {
             if entry.epoch != epoch || entry.used_ms < stale_before {
-                entry.handle = register(&pipeline.stack, kind, name, labels).0;
+                entry.handle = register_fast(pipeline, kind, name, labels).0;
                 entry.epoch = epoch;
             }
             entry.used_ms = now;
@@ -190,17 +283,18 @@ pub(crate) fn with_handle<T>(
             }
             return Some(f(&entry.handle));
         }
-        let (handle, dangling) = register(&pipeline.stack, kind, name, labels);
+        let (handle, dangling) = register_fast(pipeline, kind, name, labels);
         if dangling {
             count_dangling(pipeline, name, true);
         }
         if cache.table.len() >= MAX_ENTRIES {
             cache.table.clear();
         }
-        let parts = std::iter::once(name)
-            .chain(labels.iter().copied())
-            .map(Box::from)
+        let parts = || std::iter::once(name).chain(labels.iter().copied());
+        let lens = parts()
+            .map(|p| u32::try_from(p.len()).unwrap_or(u32::MAX))
             .collect();
+        let bytes = parts().flat_map(str::bytes).collect();
         let entry = cache.table.insert_unique(
             hash,
             Entry {
@@ -208,7 +302,8 @@ pub(crate) fn with_handle<T>(
                 pipeline: pipeline.id,
                 epoch,
                 kind,
-                parts,
+                lens,
+                bytes,
                 handle,
                 dangling,
                 used_ms: now,
@@ -221,7 +316,7 @@ pub(crate) fn with_handle<T>(
         return out;
     }
     // Re-entrant call, or the thread is shutting down: go without the cache.
-    let (handle, dangling) = register(&pipeline.stack, kind, name, labels);
+    let (handle, dangling) = register_fast(pipeline, kind, name, labels);
     if dangling {
         count_dangling(pipeline, name, true);
     }

@@ -136,11 +136,34 @@ impl Collector for PrometheusCollector {
     }
 
     fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
-        self.with_handle(Kind::Histogram, name, labels, |handle| {
-            if let Handle::Histogram(histogram) = handle {
-                histogram.record(value);
-            }
-        });
+        // The cached path gets the exporter's histogram unwrapped: drop NaN and ±Inf here,
+        // after the lookup, so a bad name or label is still accounted as on the macro path.
+        let cached = |pipeline: &Pipeline| {
+            cache::with_handle(pipeline, Kind::Histogram, name, labels, |handle| {
+                if let Handle::Histogram(histogram) = handle {
+                    if value.is_finite() {
+                        histogram.record(value);
+                    } else {
+                        pipeline.stack.state().drop_non_finite(name);
+                    }
+                }
+            });
+        };
+        match &self.target {
+            Target::Pipeline(pipeline) => cached(pipeline),
+            Target::Scoped => metrics::with_recorder(|recorder| {
+                match pipeline::installed().filter(|_| pipeline::is_global(recorder)) {
+                    Some(global) => cached(global),
+                    // Another recorder: through our layer (if it is one) the handle drops
+                    // non-finite values itself.
+                    None => cache::uncached(recorder, Kind::Histogram, name, labels, |handle| {
+                        if let Handle::Histogram(histogram) = handle {
+                            histogram.record(value);
+                        }
+                    }),
+                }
+            }),
+        }
     }
 
     fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {

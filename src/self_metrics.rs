@@ -15,6 +15,7 @@
 //! `WARN`, never once per call.
 
 use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use metrics::{
@@ -105,7 +106,9 @@ pub(crate) struct SelfMetrics {
     labels: Vec<Counter>,
     series: Gauge,
     metric_names: Gauge,
-    warned: Mutex<HashSet<(&'static str, String)>>,
+    /// Hashes of (problem, metric) already logged; a collision only skips a warning.
+    warned: Mutex<HashSet<u64>>,
+    hasher: hashbrown::DefaultHashBuilder,
     suppressed: OnceLock<()>,
 }
 
@@ -165,6 +168,7 @@ impl SelfMetrics {
             series: gauge(SERIES),
             metric_names: gauge(METRIC_NAMES),
             warned: Mutex::new(HashSet::new()),
+            hasher: hashbrown::DefaultHashBuilder::default(),
             suppressed: OnceLock::new(),
         }
     }
@@ -210,7 +214,11 @@ impl SelfMetrics {
 
     /// Logs `message` the first time `problem` is seen for `metric`.
     pub(crate) fn warn_once(&self, problem: &'static str, metric: &str, message: &str) {
+        let id = self.hasher.hash_one((problem, metric));
         let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned.contains(&id) {
+            return;
+        }
         if warned.len() >= MAX_WARNINGS {
             if self.suppressed.set(()).is_ok() {
                 tracing::warn!(
@@ -219,9 +227,8 @@ impl SelfMetrics {
             }
             return;
         }
-        if warned.insert((problem, metric.to_owned())) {
-            tracing::warn!(metric, problem, "porter-metrics: {message}");
-        }
+        warned.insert(id);
+        tracing::warn!(metric, problem, "porter-metrics: {message}");
     }
 }
 
