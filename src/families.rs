@@ -5,11 +5,11 @@
 //! family also owns the names of the series it prints (a histogram `lat` owns `lat_bucket`,
 //! `lat_sum` and `lat_count`), so no two families can print the same series name.
 //!
-//! Series are tracked by the hash of their (rewritten) key, only to count them: a hash
-//! collision can make the count low by one, never send a sample to the wrong series.
+//! Series are tracked by a (randomly seeded) hash of their rewritten key, only to count
+//! them: a collision can make the count low by one, never send a sample to the wrong series.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
@@ -128,6 +128,7 @@ struct Table {
 
 /// The admitted families and series of one pipeline.
 pub(crate) struct Families {
+    hasher: hashbrown::DefaultHashBuilder,
     limits: RwLock<Limits>,
     table: RwLock<Table>,
     series: AtomicUsize,
@@ -136,6 +137,7 @@ pub(crate) struct Families {
 impl Families {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
+            hasher: hashbrown::DefaultHashBuilder::default(),
             limits: RwLock::new(limits),
             table: RwLock::new(Table {
                 raw: HashMap::new(),
@@ -230,7 +232,17 @@ impl Families {
         Ok(family)
     }
 
-    /// Counts the series with key hash `hash` in `family`, or says it must overflow.
+    /// A hash of a series' labels that ignores their order. Not `Key::get_hash`: that one
+    /// skips its final mixing step and collides systematically on short values (`"1"`,
+    /// `"11"`, `"111"`), which would let label sets slip past the limits uncounted.
+    pub(crate) fn series_hash(&self, key: &Key) -> u64 {
+        key.labels()
+            .fold(self.hasher.hash_one(key.name()), |h, label| {
+                h.wrapping_add(self.hasher.hash_one((label.key(), label.value())))
+            })
+    }
+
+    /// Counts the series with hash `hash` in `family`, or says it must overflow.
     pub(crate) fn admit(&self, family: &Family, hash: u64, now: u32) -> Outcome {
         let mut series = family.series.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(touched) = series.get_mut(&hash) {

@@ -214,7 +214,8 @@ impl<R: Recorder> PorterRecorder<R> {
             Cow::Owned(self.rewrite(key, kind, clean, family.exported_name()))
         };
         let now = self.state.clock.load(Ordering::Relaxed);
-        match self.state.families.admit(&family, exported.get_hash(), now) {
+        let hash = self.state.families.series_hash(&exported);
+        match self.state.families.admit(&family, hash, now) {
             Outcome::Known => {}
             Outcome::New => {
                 if matches!(metadata.target(), COLLECTOR_TARGET | COLLECTOR_FAST_TARGET) {

@@ -257,3 +257,33 @@ fn collectors_are_usable_from_many_threads() {
     assert_eq!(s.value("threads_total", &["t", "1"]), Some(2000.0));
     assert_eq!(s.histogram("threads_seconds", &[]).unwrap().count, 4000);
 }
+
+#[test]
+fn label_sets_past_the_per_metric_limit_fold_into_the_overflow_series() {
+    let recorder = Builder::new()
+        .limits(porter_metrics::Limits {
+            series_per_metric: 10,
+            ..porter_metrics::Limits::default()
+        })
+        .build_local();
+    let capture = Capture::with_recorder(recorder);
+    let c = capture.collector();
+    // Short values like "u1" and "u11" must count as distinct series.
+    for i in 0..40 {
+        c.increment_counter("users_total", &["user", &format!("u{i}")]);
+    }
+    let s = scrape(&capture);
+    assert_eq!(s.count("users_total"), 11);
+    assert_eq!(s.sum("users_total"), 40.0);
+    assert_eq!(
+        s.value("users_total", &["otel_metric_overflow", "true"]),
+        Some(30.0)
+    );
+    assert_eq!(
+        s.value(
+            "porter_metrics_overflow_samples_total",
+            &["metric", "users_total"]
+        ),
+        Some(30.0)
+    );
+}

@@ -96,3 +96,5 @@ pub fn require_binary(name: &str, package: &str) -> std::path::PathBuf {
     }
     panic!("`{name}` is missing: install the Debian package `{package}` (apt-get install -y {package}), or run .ci/test");
 }
+
+pub mod prometheus;

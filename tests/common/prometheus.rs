@@ -1,0 +1,173 @@
+//! A real Prometheus server (Debian's `prometheus` package) for the tests: started on a
+//! free loopback port with a temporary storage directory and a 1 s scrape interval, killed
+//! and cleaned up on drop.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{get, require_binary, wait_for};
+
+/// A running Prometheus; see the module documentation.
+pub struct Prometheus {
+    child: Child,
+    dir: PathBuf,
+    /// Where its HTTP API listens.
+    pub addr: SocketAddr,
+}
+
+/// Percent-encodes a query-string value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` (job `porter`) every second; waits (at most
+    /// 60 s) until it is ready.
+    pub fn start(targets: &[SocketAddr]) -> Self {
+        let binary = require_binary("prometheus", "prometheus");
+        let dir = std::env::temp_dir().join(format!(
+            "porter-metrics-prometheus-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(dir.join("data")).expect("temporary directory");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: porter\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("config file");
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let child = Command::new(&binary)
+                .arg(format!(
+                    "--config.file={}",
+                    dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("prometheus starts");
+            let mut server = Prometheus {
+                child,
+                dir: dir.clone(),
+                addr,
+            };
+            let ready = wait_for(Duration::from_secs(60), || {
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    return Some(Err(format!("prometheus exited: {status}")));
+                }
+                match get(addr, "/-/ready") {
+                    Ok(r) if r.status == 200 => Some(Ok(())),
+                    _ => None,
+                }
+            });
+            match ready {
+                Some(Ok(())) => return server,
+                Some(Err(e)) => last_error = e,
+                None => last_error = "not ready within 60 s".into(),
+            }
+            // The port may have been taken meanwhile: try another. Keep the directory.
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+            std::mem::forget(server);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        panic!("cannot start prometheus: {last_error}");
+    }
+
+    /// Runs an instant query; returns each result's labels (as JSON) and value.
+    pub fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
+        let path = format!("/api/v1/query?query={}", encode(promql));
+        let Ok(response) = get(self.addr, &path) else {
+            return Vec::new();
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&response.body) else {
+            return Vec::new();
+        };
+        json["data"]["result"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .filter_map(|r| {
+                        let value = r["value"][1].as_str()?.parse::<f64>().ok()?;
+                        Some((r["metric"].clone(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Polls `promql` until its single result satisfies `check` (at most `limit`).
+    pub fn wait_until(
+        &self,
+        promql: &str,
+        limit: Duration,
+        check: impl Fn(f64) -> bool,
+    ) -> Option<f64> {
+        wait_for(limit, || match self.query(promql).as_slice() {
+            [(_, value)] if check(*value) => Some(*value),
+            _ => None,
+        })
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `promtool check metrics` on `text`; returns promtool's exit code and output.
+/// Exit code 1 means a parse error; 3 means lint warnings only.
+pub fn promtool_check(text: &str) -> (i32, String) {
+    use std::io::Write;
+    let promtool = require_binary("promtool", "prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), output)
+}
