@@ -12,7 +12,7 @@
 //! | invalid label key (`a-b`, `é`) | sanitized as the exporter does (`a_b`) |
 //! | reserved key (`__x`), `le` on a histogram | renamed `exported___x`, `exported_le` |
 //! | keys equal after that | the key that needed no change keeps the name; others become `key_1`, `key_2`, ... |
-//! | empty label key | label removed, counted in `porter_metrics_dropped_labels_total{reason="empty_key"}` |
+//! | empty label key | renamed `exported_` |
 //! | empty label value | label removed (Prometheus treats it as absent) |
 //! | names that sanitize alike (`a.b`, `a-b`, `a_b`) | one metric, `a_b` |
 //! | the same labels in another order | the same series |
@@ -40,7 +40,7 @@ use metrics_util::layers::Layer;
 use crate::cache::{self, Handle};
 use crate::families::{Families, Family, Limits, Outcome};
 use crate::policy::{self, Kind, OVERFLOW_LABEL, SELF_PREFIX};
-use crate::self_metrics::{DropReason, LabelDrop, SelfMetrics};
+use crate::self_metrics::{DropReason, SelfMetrics};
 
 /// The `target` of the metadata [`PrometheusCollector`](crate::PrometheusCollector) registers
 /// with: the layer gives the metrics it creates a default HELP text.
@@ -278,17 +278,6 @@ impl<R: Recorder> PorterRecorder<R> {
         }
         let (labels, rewrites) =
             policy::rewrite_labels(key.labels().map(|l| (l.key(), l.value())), kind);
-        if rewrites.empty_keys > 0 {
-            self.state
-                .self_metrics
-                .dropped_labels(LabelDrop::EmptyKey)
-                .increment(u64::from(rewrites.empty_keys));
-            self.state.self_metrics.warn_once(
-                "empty_key",
-                key.name(),
-                "label with an empty key removed",
-            );
-        }
         if rewrites.renamed_keys > 0 {
             self.state.self_metrics.warn_once(
                 "renamed_key",

@@ -6,8 +6,9 @@
 //! * Metric names are sanitized exactly as `metrics-exporter-prometheus` does (every character
 //!   outside `[a-zA-Z0-9_:]`, or a leading digit, becomes `_`), so the family name computed here
 //!   is the name the exporter will print.
-//! * Label keys are sanitized the same way (without `:`); reserved keys (`__` prefix) and `le`
-//!   on histograms get the `exported_` prefix, as Prometheus does for clashing labels.
+//! * Label keys are sanitized the same way (without `:`); reserved keys (`__` prefix), `le`
+//!   on histograms and the empty key get the `exported_` prefix, as Prometheus does for
+//!   clashing labels.
 //! * Keys that collide after that are resolved deterministically: keys that needed no change
 //!   keep their name, the others take the first free name among `key`, `key_1`, `key_2`, ...
 //! * An empty label value means "no label" in Prometheus, so the label is removed.
@@ -158,12 +159,10 @@ pub(crate) fn labels_are_clean<'a>(
     true
 }
 
-/// What [`rewrite_labels`] had to do, for the self-metrics and the one-time warning.
+/// What [`rewrite_labels`] had to do, for the one-time warning.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rewrites {
-    /// Labels removed because their key was empty.
-    pub empty_keys: u32,
-    /// Keys renamed (sanitized, reserved, or colliding with another key).
+    /// Keys renamed (sanitized, reserved, empty, or colliding with another key).
     pub renamed_keys: u32,
 }
 
@@ -181,12 +180,10 @@ pub(crate) fn rewrite_labels<'a>(
             continue;
         }
         let sanitized = sanitize(key, is_label_start, is_label_char);
-        if sanitized.is_empty() {
-            rewrites.empty_keys += 1;
-            continue;
-        }
-        let reserved =
-            sanitized.starts_with("__") || (kind == Kind::Histogram && sanitized == "le");
+        // An empty key keeps its value, as `exported_`: nothing is lost.
+        let reserved = sanitized.is_empty()
+            || sanitized.starts_with("__")
+            || (kind == Kind::Histogram && sanitized == "le");
         let target = if reserved {
             format!("{EXPORTED_PREFIX}{sanitized}")
         } else {
@@ -325,9 +322,15 @@ mod tests {
     }
 
     #[test]
-    fn empty_keys_are_dropped_and_backslashes_doubled() {
+    fn empty_keys_are_exported_and_backslashes_doubled() {
         let (labels, r) = rewrite_labels([("", "v"), ("p", "a\\b")].into_iter(), Kind::Gauge);
-        assert_eq!(pairs(&labels), [("p".to_owned(), "a\\\\b".to_owned())]);
-        assert_eq!(r.empty_keys, 1);
+        assert_eq!(
+            pairs(&labels),
+            [
+                ("exported_".to_owned(), "v".to_owned()),
+                ("p".to_owned(), "a\\\\b".to_owned())
+            ]
+        );
+        assert_eq!(r.renamed_keys, 1);
     }
 }

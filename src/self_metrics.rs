@@ -84,17 +84,14 @@ impl DropReason {
 pub(crate) enum LabelDrop {
     /// An odd number of label strings: the last key had no value.
     DanglingKey,
-    /// A label key that was empty.
-    EmptyKey,
 }
 
 impl LabelDrop {
-    const ALL: [LabelDrop; 2] = [LabelDrop::DanglingKey, LabelDrop::EmptyKey];
+    const ALL: [LabelDrop; 1] = [LabelDrop::DanglingKey];
 
     fn as_str(self) -> &'static str {
         match self {
             LabelDrop::DanglingKey => "dangling_key",
-            LabelDrop::EmptyKey => "empty_key",
         }
     }
 }

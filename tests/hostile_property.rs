@@ -112,8 +112,7 @@ fn sanitize(raw: &str, colon: bool) -> String {
 }
 
 /// The series a call lands in: sorted label pairs as a scrape shows them.
-fn canonical_labels(call: &Call) -> (Vec<(String, String)>, u64) {
-    let mut empty_keys = 0;
+fn canonical_labels(call: &Call) -> Vec<(String, String)> {
     let mut pending: Vec<(bool, String, String, String)> = Vec::new();
     for pair in call.labels.chunks_exact(2) {
         let (key, value) = (&pair[0], &pair[1]);
@@ -121,12 +120,9 @@ fn canonical_labels(call: &Call) -> (Vec<(String, String)>, u64) {
             continue;
         }
         let sanitized = sanitize(key, false);
-        if sanitized.is_empty() {
-            empty_keys += 1;
-            continue;
-        }
-        let reserved =
-            sanitized.starts_with("__") || (call.kind == Kind::Histogram && sanitized == "le");
+        let reserved = sanitized.is_empty()
+            || sanitized.starts_with("__")
+            || (call.kind == Kind::Histogram && sanitized == "le");
         let target = if reserved {
             format!("exported_{sanitized}")
         } else {
@@ -155,7 +151,7 @@ fn canonical_labels(call: &Call) -> (Vec<(String, String)>, u64) {
         out.push((name, value));
     }
     out.sort();
-    (out, empty_keys)
+    out
 }
 
 fn run(calls: &[Call]) -> Result<(), TestCaseError> {
@@ -188,7 +184,7 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
     type Series = (String, Vec<(String, String)>);
     let mut per_series: HashMap<Series, (u64, f64)> = HashMap::new();
     let mut per_family: HashMap<String, u64> = HashMap::new();
-    let (mut dropped, mut empty_keys, mut dangling) = (0u64, 0u64, 0u64);
+    let (mut dropped, mut dangling) = (0u64, 0u64);
     for call in calls {
         if !call.macro_path && call.labels.len() % 2 == 1 {
             dangling += 1;
@@ -208,8 +204,7 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
             dropped += 1;
             continue;
         }
-        let (labels, empty) = canonical_labels(call);
-        empty_keys += empty;
+        let labels = canonical_labels(call);
         if call.kind == Kind::Histogram && !call.value.is_finite() {
             dropped += 1;
             continue;
@@ -245,10 +240,6 @@ fn run(calls: &[Call]) -> Result<(), TestCaseError> {
     prop_assert_eq!(
         self_metric("porter_metrics_dropped_labels_total", "dangling_key"),
         dangling
-    );
-    prop_assert_eq!(
-        self_metric("porter_metrics_dropped_labels_total", "empty_key"),
-        empty_keys
     );
 
     // Exact totals: a series either has all its calls, or overflowed entirely.
