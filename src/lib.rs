@@ -82,3 +82,8 @@ pub use metrics_exporter_prometheus::Matcher;
 pub use prometheus::PrometheusCollector;
 pub use server::MetricsServer;
 pub use timer::Timer;
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
