@@ -349,8 +349,6 @@ struct KeyEntry {
     /// Compared in full on a hit: a hash collision must never route to another series.
     key: Key,
     handle: Handle,
-    /// The counter of calls folded into the overflow series, if this key overflowed.
-    overflow: Option<Counter>,
     resolved_ms: u64,
 }
 
@@ -388,9 +386,6 @@ pub(crate) fn keyed_hit(
             if entry.epoch != epoch || entry.resolved_ms < stale_before {
                 return None;
             }
-            if let Some(overflow) = &entry.overflow {
-                overflow.increment(1);
-            }
             Some(entry.handle.clone())
         })
         .ok()
@@ -404,7 +399,6 @@ pub(crate) fn keyed_insert(
     kind: Kind,
     key: &Key,
     handle: &Handle,
-    overflow: Option<Counter>,
     now_ms: u64,
 ) {
     let _ = KEYED.try_with(|cell| {
@@ -421,7 +415,6 @@ pub(crate) fn keyed_insert(
             kind,
             key: key.clone(),
             handle: handle.clone(),
-            overflow,
             resolved_ms: now_ms,
         };
         match cache.table.find_mut(hash, |e| {
@@ -438,4 +431,55 @@ pub(crate) fn keyed_insert(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalRecorder;
+
+    fn collector_entries() -> usize {
+        CACHE.with(|c| c.borrow().as_ref().map_or(0, |c| c.table.len()))
+    }
+
+    fn layer_entries() -> usize {
+        KEYED.with(|c| c.borrow().as_ref().map_or(0, |c| c.table.len()))
+    }
+
+    #[test]
+    fn caches_stay_bounded_per_thread() {
+        let recorder = LocalRecorder::new();
+        let collector = recorder.collector();
+        for i in 0..(3 * MAX_ENTRIES) {
+            let value = i.to_string();
+            crate::Collector::increment_counter(&collector, "bounded_total", &["i", &value]);
+            metrics::with_local_recorder(&recorder, || {
+                metrics::counter!("bounded_macro_total", "i" => value.clone()).increment(1);
+            });
+            assert!(collector_entries() <= MAX_ENTRIES);
+            assert!(layer_entries() <= MAX_ENTRIES);
+        }
+        assert!(collector_entries() > 0);
+    }
+
+    #[test]
+    fn hashes_tell_short_values_apart() {
+        let h = |v: &str| hash(7, 1, Kind::Counter, "m", &["k", v]);
+        let values = [
+            "",
+            "1",
+            "11",
+            "111",
+            "1111",
+            "u1",
+            "u11",
+            "abcdefgh",
+            "abcdefghi",
+        ];
+        let hashes: std::collections::HashSet<u64> = values.iter().map(|v| h(v)).collect();
+        assert_eq!(hashes.len(), values.len());
+        assert!(same_bytes(b"abc", b"abc") && !same_bytes(b"abc", b"abd"));
+        assert!(same_bytes(b"0123456789", b"0123456789"));
+        assert!(!same_bytes(b"0123456789", b"0123456788"));
+    }
 }

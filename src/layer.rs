@@ -33,7 +33,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use metrics::{
-    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
 };
 use metrics_util::layers::Layer;
 
@@ -164,7 +165,7 @@ impl<R: Recorder> PorterRecorder<R> {
         if metadata.target() == COLLECTOR_FAST_TARGET {
             // The collector caches the handle itself.
             return match self.resolve(key, kind, metadata) {
-                Ok((handle, _)) => handle,
+                Ok(handle) => handle,
                 Err(reason) => Handle::dropped(kind, state.self_metrics.sink(reason)),
             };
         }
@@ -174,30 +175,21 @@ impl<R: Recorder> PorterRecorder<R> {
             return handle;
         }
         match self.resolve(key, kind, metadata) {
-            Ok((handle, overflow)) => {
-                cache::keyed_insert(
-                    state.id,
-                    epoch,
-                    kind,
-                    key,
-                    &handle,
-                    overflow,
-                    state.now_ms(),
-                );
+            Ok(handle) => {
+                cache::keyed_insert(state.id, epoch, kind, key, &handle, state.now_ms());
                 handle
             }
             Err(reason) => Handle::dropped(kind, state.self_metrics.sink(reason)),
         }
     }
 
-    /// Applies the policy to a call: which family, which key, which series. Returns the
-    /// handle and, for a call folded into the overflow series, the counter of such calls.
+    /// Applies the policy to a call: which family, which key, which series.
     fn resolve(
         &self,
         key: &Key,
         kind: Kind,
         metadata: &Metadata<'_>,
-    ) -> Result<(Handle, Option<Counter>), DropReason> {
+    ) -> Result<Handle, DropReason> {
         let family = match self.state.families.family(key.name(), kind) {
             Ok(family) => family,
             Err(reason) => {
@@ -232,17 +224,16 @@ impl<R: Recorder> PorterRecorder<R> {
                     let counter = SelfMetrics::overflow_counter(&self.inner, &family.name);
                     (key, counter)
                 });
-                counter.increment(1);
                 self.state.self_metrics.warn_once(
                     "overflow",
                     &family.name,
                     "series limit reached; new label sets fold into the otel_metric_overflow series",
                 );
                 let handle = self.register(overflow, kind, metadata, &family);
-                return Ok((handle, Some(counter.clone())));
+                return Ok(Folded::wrap(handle, counter.clone()));
             }
         }
-        Ok((self.register(&exported, kind, metadata, &family), None))
+        Ok(self.register(&exported, kind, metadata, &family))
     }
 
     fn register(
@@ -418,6 +409,71 @@ impl LayerState {
             0 => 0,
             idle => self.now_ms().saturating_sub(idle / 2),
         }
+    }
+}
+
+/// The handle of a call folded into its metric's overflow series: each use also counts one
+/// folded sample in `porter_metrics_overflow_samples_total{metric}`.
+struct Folded<H> {
+    inner: H,
+    folded: Counter,
+}
+
+impl Folded<()> {
+    fn wrap(handle: Handle, folded: Counter) -> Handle {
+        match handle {
+            Handle::Counter(inner) => {
+                Handle::Counter(Counter::from_arc(Arc::new(Folded { inner, folded })))
+            }
+            Handle::Gauge(inner) => {
+                Handle::Gauge(Gauge::from_arc(Arc::new(Folded { inner, folded })))
+            }
+            Handle::Histogram(inner) => {
+                Handle::Histogram(Histogram::from_arc(Arc::new(Folded { inner, folded })))
+            }
+        }
+    }
+}
+
+impl CounterFn for Folded<Counter> {
+    fn increment(&self, value: u64) {
+        self.folded.increment(1);
+        self.inner.increment(value);
+    }
+    fn absolute(&self, value: u64) {
+        self.folded.increment(1);
+        self.inner.absolute(value);
+    }
+}
+
+impl GaugeFn for Folded<Gauge> {
+    fn increment(&self, value: f64) {
+        self.folded.increment(1);
+        self.inner.increment(value);
+    }
+    fn decrement(&self, value: f64) {
+        self.folded.increment(1);
+        self.inner.decrement(value);
+    }
+    fn set(&self, value: f64) {
+        self.folded.increment(1);
+        self.inner.set(value);
+    }
+}
+
+impl HistogramFn for Folded<Histogram> {
+    fn record(&self, value: f64) {
+        // A non-finite value is dropped (and counted) below, not folded.
+        if value.is_finite() {
+            self.folded.increment(1);
+        }
+        self.inner.record(value);
+    }
+    fn record_many(&self, value: f64, count: usize) {
+        if value.is_finite() {
+            self.folded.increment(count as u64);
+        }
+        self.inner.record_many(value, count);
     }
 }
 

@@ -1,0 +1,145 @@
+//! The handle caches never lose an update or send one to a series that is not rendered:
+//! after the exporter's idle expiry, past a cardinality limit, and when threads race on a
+//! new series.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use porter_metrics::testing::{Capture, Exposition};
+use porter_metrics::{Builder, Collector, Limits};
+
+const IDLE: Duration = Duration::from_millis(300);
+
+fn idle_capture() -> Capture {
+    Capture::with_recorder(Builder::new().idle_timeout(IDLE).build_local())
+}
+
+/// Renders until `name` is gone from the exposition (the exporter expired it); bounded.
+fn wait_until_expired(capture: &Capture, name: &str) {
+    let gone = common::wait_for(Duration::from_secs(10), || {
+        let s = Exposition::parse(&capture.render()).ok()?;
+        (s.count(name) == 0 && s.count(&format!("{name}_count")) == 0).then_some(())
+    });
+    assert!(gone.is_some(), "{name} was not expired by the exporter");
+}
+
+#[test]
+fn a_series_written_again_after_idle_expiry_is_rendered() {
+    let capture = idle_capture();
+    let c = capture.collector();
+    c.increment_counter("idle_total", &["k", "v"]);
+    c.record_histogram("idle_seconds", 0.1, &[]);
+    c.record_gauge("idle_gauge", 5.0, &[]);
+    let s = capture.exposition().unwrap();
+    assert_eq!(s.value("idle_total", &["k", "v"]), Some(1.0));
+
+    wait_until_expired(&capture, "idle_total");
+    wait_until_expired(&capture, "idle_seconds");
+
+    // The collector's cache still holds the old handles: they must not be used.
+    c.increment_counter("idle_total", &["k", "v"]);
+    c.record_histogram("idle_seconds", 0.2, &[]);
+    c.record_gauge("idle_gauge", 6.0, &[]);
+    let s = capture.exposition().unwrap();
+    assert_eq!(s.value("idle_total", &["k", "v"]), Some(1.0));
+    assert_eq!(s.histogram("idle_seconds", &[]).map(|h| h.count), Some(1));
+    assert_eq!(s.value("idle_gauge", &[]), Some(6.0));
+}
+
+#[test]
+fn macros_after_idle_expiry_are_rendered() {
+    let capture = idle_capture();
+    capture.run(|| metrics::counter!("idle_macro_total").increment(1));
+    wait_until_expired(&capture, "idle_macro_total");
+    capture.run(|| metrics::counter!("idle_macro_total").increment(2));
+    let s = capture.exposition().unwrap();
+    assert_eq!(s.value("idle_macro_total", &[]), Some(2.0));
+}
+
+#[test]
+fn a_timer_stopped_after_its_series_expired_is_rendered() {
+    let capture = idle_capture();
+    let c = capture.collector();
+    c.record_histogram("slow_op_seconds", 0.1, &[]);
+    let timer = c.start_timer("slow_op_seconds");
+    wait_until_expired(&capture, "slow_op_seconds");
+    let seconds = timer.stop();
+    let h = capture
+        .exposition()
+        .unwrap()
+        .histogram("slow_op_seconds", &[])
+        .expect("recorded into a live series");
+    assert_eq!(h.count, 1);
+    assert!((h.sum - seconds).abs() < 1e-9);
+}
+
+#[test]
+fn cached_overflow_keeps_folding_and_counting() {
+    let capture = Capture::with_recorder(
+        Builder::new()
+            .limits(Limits {
+                series_per_metric: 3,
+                ..Limits::default()
+            })
+            .build_local(),
+    );
+    let c = capture.collector();
+    for round in 0..5 {
+        for user in ["a", "b", "c", "d", "e"] {
+            c.increment_counter("logins_total", &["user", user]);
+        }
+        capture.run(|| metrics::counter!("logins_total", "user" => "z").increment(1));
+        let s = capture.exposition().unwrap();
+        let folded = f64::from(3 * (round + 1));
+        assert_eq!(
+            s.value("logins_total", &["otel_metric_overflow", "true"]),
+            Some(folded)
+        );
+        assert_eq!(
+            s.value(
+                "porter_metrics_overflow_samples_total",
+                &["metric", "logins_total"]
+            ),
+            Some(folded)
+        );
+        assert_eq!(s.sum("logins_total"), f64::from(6 * (round + 1)));
+    }
+}
+
+#[test]
+fn threads_racing_on_a_new_series_lose_nothing() {
+    const THREADS: usize = 8;
+    const CALLS: u32 = 10_000;
+    for attempt in 0..5 {
+        let capture = Capture::new();
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let name = format!("race_{attempt}_total");
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (barrier, c, name) = (barrier.clone(), capture.collector(), name.clone());
+                let recorder = capture.recorder().clone();
+                s.spawn(move || {
+                    barrier.wait();
+                    for _ in 0..CALLS {
+                        if t % 2 == 0 {
+                            c.increment_counter(&name, &["shard", "1", "zone", "a"]);
+                        } else {
+                            metrics::with_local_recorder(&recorder, || {
+                                metrics::counter!(name.clone(), "zone" => "a", "shard" => "1")
+                                    .increment(1);
+                            });
+                        }
+                    }
+                });
+            }
+        });
+        let s = capture.exposition().unwrap();
+        assert_eq!(s.count(&name), 1, "one series");
+        assert_eq!(
+            s.value(&name, &["shard", "1", "zone", "a"]),
+            Some(f64::from(CALLS) * THREADS as f64)
+        );
+    }
+}
