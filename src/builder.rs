@@ -31,6 +31,8 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     pub(crate) upkeep: Duration,
     pub(crate) standalone: bool,
+    #[cfg_attr(not(feature = "process"), allow(dead_code))]
+    pub(crate) process: bool,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             limits: Limits::default(),
             upkeep: DEFAULT_UPKEEP,
             standalone: false,
+            process: false,
         }
     }
 }
@@ -223,6 +226,21 @@ impl Builder {
     /// Several standalone servers can run in one process (parallel tests, for one).
     pub fn standalone(mut self) -> Self {
         self.config.standalone = true;
+        self
+    }
+
+    /// Exports the process metrics client_golang exports by default
+    /// (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
+    /// `process_max_fds`, `process_start_time_seconds`, `process_virtual_memory_bytes`,
+    /// `process_threads`), refreshed at every upkeep (feature `process`).
+    ///
+    /// ```
+    /// let recorder = porter_metrics::Builder::new().process_metrics().build_local();
+    /// assert!(recorder.render().contains("process_resident_memory_bytes"));
+    /// ```
+    #[cfg(feature = "process")]
+    pub fn process_metrics(mut self) -> Self {
+        self.config.process = true;
         self
     }
 

@@ -40,6 +40,8 @@ pub(crate) struct Pipeline {
     handle: OnceLock<PrometheusHandle>,
     started: Instant,
     upkeep: OnceLock<Thread>,
+    #[cfg(feature = "process")]
+    process: OnceLock<metrics_process::Collector>,
 }
 
 impl Pipeline {
@@ -51,6 +53,8 @@ impl Pipeline {
             handle: OnceLock::new(),
             started: Instant::now(),
             upkeep: OnceLock::new(),
+            #[cfg(feature = "process")]
+            process: OnceLock::new(),
         })
     }
 
@@ -78,6 +82,16 @@ impl Pipeline {
                 .increment(dropped);
         }
         self.epoch.fetch_add(1, Ordering::Release);
+        #[cfg(feature = "process")]
+        if config.process {
+            let process = self
+                .process
+                .get_or_init(metrics_process::Collector::default);
+            metrics::with_local_recorder(self.as_ref(), || {
+                process.describe();
+                process.collect();
+            });
+        }
         self.spawn_upkeep(config.upkeep_interval(), config.idle_timeout);
         Ok(())
     }
@@ -118,6 +132,10 @@ impl Pipeline {
 
     /// Drains histograms, advances the layer's clock and forgets idle series.
     pub(crate) fn run_upkeep(&self, idle: Option<Duration>) {
+        #[cfg(feature = "process")]
+        if let Some(process) = self.process.get() {
+            metrics::with_local_recorder(self, || process.collect());
+        }
         if let Some(handle) = self.handle.get() {
             handle.run_upkeep();
         }
