@@ -250,6 +250,30 @@ impl Builder {
         MetricsServer::from_config(address, self.config)
     }
 
+    /// A server that pushes to a Pushgateway every `interval` instead of listening, and once
+    /// more at `stop()` (feature `push`). `endpoint` is the group URL, such as
+    /// `http://127.0.0.1:9091/metrics/job/nightly_import`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let pusher = porter_metrics::Builder::new()
+    ///     .standalone()
+    ///     .build_push("http://127.0.0.1:9091/metrics/job/nightly_import", Duration::from_secs(10))?;
+    /// # let _ = pusher;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`] if `endpoint` is not an http(s) URL; [`Error::Config`] if
+    /// `interval` is zero.
+    #[cfg(feature = "push")]
+    pub fn build_push(self, endpoint: &str, interval: Duration) -> Result<MetricsServer, Error> {
+        let target = crate::push::PushTarget::new(endpoint, interval)?;
+        Ok(MetricsServer::pushing(target, self.config))
+    }
+
     /// A recorder the caller holds, with no listener and no global install; see
     /// [`LocalRecorder`].
     pub fn build_local(self) -> LocalRecorder {

@@ -67,6 +67,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The final push to the Pushgateway, at `stop()`, failed (push mode).
+    #[error("the final push to the Pushgateway failed: {0}")]
+    Push(String),
+
     /// The server's thread or runtime could not be created.
     #[error("cannot start the metrics server runtime: {0}")]
     Runtime(#[source] io::Error),

@@ -66,6 +66,8 @@ mod pending;
 mod pipeline;
 mod policy;
 mod prometheus;
+#[cfg(feature = "push")]
+mod push;
 pub mod self_metrics;
 mod server;
 pub mod testing;

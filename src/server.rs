@@ -54,7 +54,7 @@ const PORT_ATTEMPTS: usize = 8;
 /// ```
 #[must_use = "dropping a MetricsServer stops it"]
 pub struct MetricsServer {
-    address: String,
+    target: Target,
     config: Config,
     /// The pipeline of a standalone server; `None` for the global one.
     own: Option<Arc<Pipeline>>,
@@ -67,16 +67,31 @@ enum State {
     Stopped,
 }
 
+/// What the exporter does with the exposition.
+#[derive(Clone, Debug)]
+enum Target {
+    /// Serve it on this address.
+    Listen(String),
+    /// Push it to a Pushgateway.
+    #[cfg(feature = "push")]
+    Push(crate::push::PushTarget),
+}
+
 struct Running {
-    addr: SocketAddr,
+    /// The bound address (none when pushing).
+    addr: Option<SocketAddr>,
+    /// The address or endpoint, for messages.
+    label: String,
     stop: oneshot::Sender<()>,
+    /// The outcome of the final push (always `Ok` when listening).
+    done: mpsc::Receiver<Result<(), String>>,
     thread: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for MetricsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsServer")
-            .field("address", &self.address)
+            .field("target", &self.target)
             .field("local_addr", &self.local_addr())
             .field("standalone", &self.own.is_some())
             .finish()
@@ -100,29 +115,39 @@ impl MetricsServer {
     }
 
     pub(crate) fn from_config(address: &str, config: Config) -> Self {
+        Self::with_target(Target::Listen(address.to_owned()), config)
+    }
+
+    #[cfg(feature = "push")]
+    pub(crate) fn pushing(push: crate::push::PushTarget, config: Config) -> Self {
+        Self::with_target(Target::Push(push), config)
+    }
+
+    fn with_target(target: Target, config: Config) -> Self {
         let own = config.standalone.then(|| Pipeline::new(config.limits));
         Self {
-            address: address.to_owned(),
+            target,
             config,
             own,
             state: Mutex::new(State::Idle),
         }
     }
 
-    /// Binds the address and starts serving; returns once the socket listens.
+    /// Binds the address and starts serving (or starts pushing); returns once the socket
+    /// listens.
     ///
     /// # Errors
     /// [`Error::InvalidAddress`], [`Error::Bind`] (port in use, permission), [`Error::AlreadyRunning`],
     /// [`Error::Stopped`], [`Error::ForeignRecorder`] (a global server when another global
     /// recorder is installed), [`Error::AlreadyExported`] (another server exports the same
-    /// pipeline), [`Error::Runtime`].
+    /// pipeline), [`Error::Config`] (push mode without usable TLS roots), [`Error::Runtime`].
     pub fn start(&self) -> Result<(), Error> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match &*state {
             State::Idle => {}
             State::Running(running) => {
                 return Err(Error::AlreadyRunning {
-                    address: running.addr.to_string(),
+                    address: running.label.clone(),
                 })
             }
             State::Stopped => return Err(Error::Stopped),
@@ -134,13 +159,25 @@ impl MetricsServer {
         if pipeline.is_bound() {
             return Err(Error::AlreadyExported);
         }
-        let requested = resolve(&self.address)?;
-        let (running, recorder) = self.listen(requested)?;
+        let (running, recorder) = match &self.target {
+            Target::Listen(address) => self.listen(resolve(address)?)?,
+            #[cfg(feature = "push")]
+            Target::Push(push) => {
+                crate::push::prepare()?;
+                let uri = push.uri()?;
+                let exporter = self
+                    .config
+                    .exporter()?
+                    .with_push_gateway(&push.endpoint, push.interval, None, None, false)
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                spawn_exporter(exporter, None, push.endpoint.clone(), Some(uri))?
+            }
+        };
         if let Err(e) = pipeline.bind(recorder, &self.config) {
-            running.shut_down();
+            let _ = running.shut_down();
             return Err(e);
         }
-        tracing::info!(address = %running.addr, "porter-metrics: serving /metrics");
+        tracing::info!(target = %running.label, "porter-metrics: exporting");
         *state = State::Running(running);
         Ok(())
     }
@@ -159,23 +196,28 @@ impl MetricsServer {
                     address: requested.to_string(),
                     source,
                 })?;
-            match spawn_listener(addr, self.config.exporter()?) {
+            let exporter = self.config.exporter()?.with_http_listener(addr);
+            match spawn_exporter(exporter, Some(addr), addr.to_string(), None) {
                 Err(Error::Bind { .. }) if requested.port() == 0 && attempt < PORT_ATTEMPTS => {}
                 other => return other,
             }
         }
     }
 
-    /// Stops serving: closes the socket and ends the listener's connections.
+    /// Stops serving: closes the socket and ends the listener's connections. In push mode,
+    /// pushes the final values first.
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for shutdown failures.
+    /// [`Error::Push`] if the final push failed (push mode only). The server is stopped
+    /// either way.
     pub fn stop(&self) -> Result<(), Error> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let State::Running(_) = &*state {
             if let State::Running(running) = std::mem::replace(&mut *state, State::Stopped) {
-                running.shut_down();
-                tracing::info!(address = %self.address, "porter-metrics: stopped serving");
+                let label = running.label.clone();
+                let outcome = running.shut_down();
+                tracing::info!(target = %label, "porter-metrics: stopped exporting");
+                return outcome.map_err(Error::Push);
             }
         }
         Ok(())
@@ -184,7 +226,7 @@ impl MetricsServer {
     /// The address the server listens on while running.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
-            State::Running(running) => Some(running.addr),
+            State::Running(running) => running.addr,
             _ => None,
         }
     }
@@ -213,21 +255,32 @@ impl Drop for MetricsServer {
 }
 
 impl Running {
-    fn shut_down(self) {
+    /// Stops the exporter's thread; returns the outcome of the final push, if any.
+    fn shut_down(self) -> Result<(), String> {
         let _ = self.stop.send(());
+        let outcome = self
+            .done
+            .recv()
+            .unwrap_or_else(|_| Err("the exporter thread ended unexpectedly".into()));
         let _ = self.thread.join();
+        outcome
     }
 }
 
-/// Starts the listener's thread; returns once the exporter has bound `addr`.
-fn spawn_listener(
-    addr: SocketAddr,
+/// Starts the exporter's thread with its own single-threaded runtime; returns once the
+/// exporter is built (for a listener: bound to `addr`).
+fn spawn_exporter(
     exporter: PrometheusBuilder,
+    addr: Option<SocketAddr>,
+    label: String,
+    final_push: Option<FinalPush>,
 ) -> Result<(Running, PrometheusRecorder), Error> {
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread_label = label.clone();
     let thread = thread::Builder::new()
-        .name("porter-metrics-server".into())
+        .name("porter-metrics-exporter".into())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -241,32 +294,46 @@ fn spawn_listener(
             };
             let built = {
                 let _guard = runtime.enter();
-                exporter.with_http_listener(addr).build()
+                exporter.build()
             };
-            match built {
-                Ok((recorder, serve)) => {
-                    runtime.spawn(serve);
-                    let _ = ready_tx.send(Ok(recorder));
-                    runtime.block_on(async {
-                        let _ = stop_rx.await;
-                    });
-                    // Drops the listening socket and every connection task.
-                    runtime.shutdown_timeout(SHUTDOWN_GRACE);
-                }
+            let (recorder, serve) = match built {
+                Ok(built) => built,
                 Err(e) => {
                     let _ = ready_tx.send(Err(Error::Bind {
-                        address: addr.to_string(),
+                        address: thread_label,
                         source: std::io::Error::other(e.to_string()),
                     }));
+                    return;
                 }
-            }
+            };
+            let handle = recorder.handle();
+            runtime.spawn(serve);
+            let _ = ready_tx.send(Ok(recorder));
+            runtime.block_on(async {
+                let _ = stop_rx.await;
+            });
+            let outcome = match final_push {
+                #[cfg(feature = "push")]
+                Some(uri) => runtime.block_on(crate::push::push_once(uri, handle.render())),
+                #[cfg(not(feature = "push"))]
+                Some(never) => match never {},
+                None => {
+                    let _ = handle;
+                    Ok(())
+                }
+            };
+            // Drops the listening socket and every connection task.
+            runtime.shutdown_timeout(SHUTDOWN_GRACE);
+            let _ = done_tx.send(outcome);
         })
         .map_err(Error::Runtime)?;
     match ready_rx.recv() {
         Ok(Ok(recorder)) => Ok((
             Running {
                 addr,
+                label,
                 stop: stop_tx,
+                done: done_rx,
                 thread,
             },
             recorder,
@@ -278,11 +345,18 @@ fn spawn_listener(
         Err(_) => {
             let _ = thread.join();
             Err(Error::Runtime(std::io::Error::other(
-                "the listener thread ended before it was ready",
+                "the exporter thread ended before it was ready",
             )))
         }
     }
 }
+
+/// Where the final push goes.
+#[cfg(feature = "push")]
+type FinalPush = hyper::Uri;
+/// Push mode is compiled out: there is never a final push.
+#[cfg(not(feature = "push"))]
+type FinalPush = std::convert::Infallible;
 
 /// Parses `address`; `":PORT"` means every interface, as in Go.
 fn resolve(address: &str) -> Result<SocketAddr, Error> {

@@ -38,6 +38,41 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Starts `binary` with `args(addr)` on a free loopback port until `/-/ready` answers 200
+/// (at most 60 s); tries 3 ports in case one is taken meanwhile.
+fn spawn_ready(
+    binary: &std::path::Path,
+    args: impl Fn(SocketAddr) -> Vec<String>,
+) -> (Child, SocketAddr) {
+    let mut last_error = String::new();
+    for _ in 0..3 {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = Command::new(binary)
+            .args(args(addr))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
+        let ready = wait_for(Duration::from_secs(60), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(Err(format!("exited: {status}")));
+            }
+            match get(addr, "/-/ready") {
+                Ok(r) if r.status == 200 => Some(Ok(())),
+                _ => None,
+            }
+        });
+        match ready {
+            Some(Ok(())) => return (child, addr),
+            Some(Err(e)) => last_error = e,
+            None => last_error = "not ready within 60 s".into(),
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("cannot start {}: {last_error}", binary.display());
+}
+
 impl Prometheus {
     /// Starts Prometheus scraping `targets` (job `porter`) every second; waits (at most
     /// 60 s) until it is ready.
@@ -55,49 +90,14 @@ impl Prometheus {
             targets.join(", ")
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("config file");
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let child = Command::new(&binary)
-                .arg(format!(
-                    "--config.file={}",
-                    dir.join("prometheus.yml").display()
-                ))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("prometheus starts");
-            let mut server = Prometheus {
-                child,
-                dir: dir.clone(),
-                addr,
-            };
-            let ready = wait_for(Duration::from_secs(60), || {
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    return Some(Err(format!("prometheus exited: {status}")));
-                }
-                match get(addr, "/-/ready") {
-                    Ok(r) if r.status == 200 => Some(Ok(())),
-                    _ => None,
-                }
-            });
-            match ready {
-                Some(Ok(())) => return server,
-                Some(Err(e)) => last_error = e,
-                None => last_error = "not ready within 60 s".into(),
-            }
-            // The port may have been taken meanwhile: try another. Keep the directory.
-            let _ = server.child.kill();
-            let _ = server.child.wait();
-            std::mem::forget(server);
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-        panic!("cannot start prometheus: {last_error}");
+        let (child, addr) = spawn_ready(&binary, |addr| {
+            vec![
+                format!("--config.file={}", dir.join("prometheus.yml").display()),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--web.listen-address={addr}"),
+            ]
+        });
+        Prometheus { child, dir, addr }
     }
 
     /// Runs an instant query; returns each result's labels (as JSON) and value.
@@ -170,4 +170,28 @@ pub fn promtool_check(text: &str) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), output)
+}
+
+/// A running Pushgateway (Debian's `prometheus-pushgateway`), in memory, killed on drop.
+pub struct Pushgateway {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Pushgateway {
+    /// Starts a Pushgateway on a free loopback port; waits until it is ready.
+    pub fn start() -> Self {
+        let binary = require_binary("prometheus-pushgateway", "prometheus-pushgateway");
+        let (child, addr) =
+            spawn_ready(&binary, |addr| vec![format!("--web.listen-address={addr}")]);
+        Pushgateway { child, addr }
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
