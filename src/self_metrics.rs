@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `porter_metrics_dropped_samples_total` | counter | `reason` | calls whose sample was dropped |
 //! | `porter_metrics_dropped_labels_total` | counter | `reason` | labels removed from a call |
-//! | `porter_metrics_overflow_samples_total` | counter | `metric` | calls folded into a metric's overflow series |
+//! | `porter_metrics_overflow_samples_total` | counter | `metric` | calls folded into a metric's overflow series (a series without `metric` stays 0, so the metric is always present) |
 //! | `porter_metrics_series` | gauge | | series currently tracked |
 //! | `porter_metrics_metric_names` | gauge | | metric names currently tracked |
 //!
@@ -152,6 +152,9 @@ impl SelfMetrics {
             .iter()
             .map(|r| counter(DROPPED_SAMPLES, r.as_str()))
             .collect();
+        // A zero series without `metric` keeps the overflow metric present before any
+        // overflow, for dashboards and `absent()` alerts.
+        let _ = inner.register_counter(&Key::from_static_name(OVERFLOW_SAMPLES), &SELF_METADATA);
         Self {
             sinks: dropped
                 .iter()

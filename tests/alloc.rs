@@ -1,0 +1,278 @@
+//! A warm call allocates nothing.
+//!
+//! A counting global allocator counts allocations per thread (a `const` thread-local, so
+//! counting never allocates and the test harness's other threads do not interfere). After
+//! one warm-up call on the same series, 1000 calls of each `Collector` method are counted.
+//!
+//! Counters and gauges must not allocate at all. Histogram observations (and so timers,
+//! which record into a histogram) are stored by the exporter in blocks, one allocation per
+//! block of observations; that storage is the exporter's, so ours must allocate no more than
+//! the exporter's own registered `Histogram` handle does for as many observations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::time::Duration;
+
+use metrics::{Key, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_util::layers::Layer;
+use porter_metrics::testing::Exposition;
+use porter_metrics::{
+    Builder, Collector, LocalRecorder, PorterLayer, PrometheusCollector, DEFAULT_BUCKETS,
+};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+#[inline]
+fn count() {
+    // `try_with`: the allocator also runs while thread-locals are torn down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by this thread while running `f`.
+fn allocations(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+const CALLS: usize = 1000;
+
+static META: Metadata<'static> = Metadata::new("alloc", Level::INFO, None);
+
+/// A local pipeline whose upkeep thread will not drain histograms during a test (a drain
+/// empties the exporter's observation blocks and would shift where new blocks start).
+fn local() -> LocalRecorder {
+    Builder::new()
+        .upkeep_interval(Duration::from_secs(3600))
+        .build_local()
+}
+
+/// Runtime strings: a name and 2 label pairs, never literals at the call site.
+struct Series {
+    name: String,
+    labels: [String; 4],
+}
+
+impl Series {
+    fn new(name: &str) -> Self {
+        let own = |s: &str| black_box(s).to_owned();
+        Self {
+            name: own(name),
+            labels: [
+                own("method"),
+                own("GET"),
+                own("endpoint"),
+                own("/api/users"),
+            ],
+        }
+    }
+
+    fn labels(&self) -> [&str; 4] {
+        [
+            &self.labels[0],
+            &self.labels[1],
+            &self.labels[2],
+            &self.labels[3],
+        ]
+    }
+}
+
+/// Allocations of the exporter's own histogram handle (registered once, one warm
+/// observation) for `CALLS` observations: what the exporter's sample storage costs.
+fn exporter_histogram_allocations() -> u64 {
+    let exporter = PrometheusBuilder::new()
+        .set_buckets(&DEFAULT_BUCKETS)
+        .expect("buckets")
+        .build_recorder();
+    let key = Key::from_parts(
+        black_box("exporter_seconds").to_owned(),
+        vec![
+            metrics::Label::new("method".to_owned(), "GET".to_owned()),
+            metrics::Label::new("endpoint".to_owned(), "/api/users".to_owned()),
+        ],
+    );
+    let histogram = exporter.register_histogram(&key, &META);
+    histogram.record(0.5);
+    allocations(|| {
+        for i in 0..CALLS {
+            histogram.record(0.001 * i as f64);
+        }
+    })
+}
+
+#[test]
+fn warm_counter_calls_allocate_nothing() {
+    let recorder = local();
+    let collector = recorder.collector();
+    let series = Series::new("requests_total");
+    collector.increment_counter(&series.name, &series.labels());
+    let n = allocations(|| {
+        for _ in 0..CALLS {
+            collector.increment_counter(&series.name, &series.labels());
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "{CALLS} warm increment_counter calls allocated {n} times"
+    );
+    let scrape = Exposition::parse(&recorder.render()).expect("the exposition parses");
+    assert_eq!(
+        scrape.value("requests_total", &series.labels()),
+        Some((CALLS + 1) as f64)
+    );
+}
+
+#[test]
+fn warm_counter_calls_on_several_series_allocate_nothing() {
+    let recorder = local();
+    let collector = recorder.collector();
+    let series: Vec<Series> = (0..4)
+        .map(|i| Series {
+            name: black_box("requests_total").to_owned(),
+            labels: [
+                "method".to_owned(),
+                format!("M{i}"),
+                "endpoint".to_owned(),
+                format!("/e/{i}"),
+            ],
+        })
+        .collect();
+    for s in &series {
+        collector.increment_counter(&s.name, &s.labels());
+    }
+    let n = allocations(|| {
+        for i in 0..CALLS {
+            let s = &series[i % series.len()];
+            collector.increment_counter(&s.name, &s.labels());
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "{CALLS} warm increment_counter calls over 4 series allocated {n} times"
+    );
+}
+
+#[test]
+fn warm_gauge_calls_allocate_nothing() {
+    let recorder = local();
+    let collector = recorder.collector();
+    let series = Series::new("queue_depth");
+    collector.record_gauge(&series.name, 1.0, &series.labels());
+    let n = allocations(|| {
+        for i in 0..CALLS {
+            collector.record_gauge(&series.name, i as f64, &series.labels());
+        }
+    });
+    assert_eq!(n, 0, "{CALLS} warm record_gauge calls allocated {n} times");
+}
+
+#[test]
+fn warm_histogram_calls_allocate_no_more_than_the_exporter_handle() {
+    let recorder = local();
+    let collector = recorder.collector();
+    let series = Series::new("request_seconds");
+    collector.record_histogram(&series.name, 0.5, &series.labels());
+    let ours = allocations(|| {
+        for i in 0..CALLS {
+            collector.record_histogram(&series.name, 0.001 * i as f64, &series.labels());
+        }
+    });
+    let exporter = exporter_histogram_allocations();
+    eprintln!("{CALLS} warm record_histogram: ours {ours} allocations, exporter handle {exporter}");
+    assert!(
+        ours <= exporter,
+        "{CALLS} warm record_histogram calls allocated {ours} times; the exporter's own handle {exporter}"
+    );
+}
+
+#[test]
+fn warm_timers_allocate_no_more_than_the_exporter_handle() {
+    let recorder = local();
+    let collector = recorder.collector();
+    let name = black_box("op_seconds").to_owned();
+    black_box(collector.start_timer(&name).stop());
+    let ours = allocations(|| {
+        for _ in 0..CALLS {
+            black_box(collector.start_timer(&name).stop());
+        }
+    });
+    let exporter = exporter_histogram_allocations();
+    eprintln!(
+        "{CALLS} warm start_timer + stop: ours {ours} allocations, exporter handle {exporter}"
+    );
+    assert!(
+        ours <= exporter,
+        "{CALLS} warm start_timer + stop allocated {ours} times; the exporter's own handle {exporter} for as many observations"
+    );
+    let scrape = Exposition::parse(&recorder.render()).expect("the exposition parses");
+    assert_eq!(
+        scrape.value("op_seconds_count", &[]),
+        Some((CALLS + 1) as f64)
+    );
+}
+
+#[test]
+fn warm_global_collector_counter_calls_allocate_nothing() {
+    let collector = PrometheusCollector::new();
+    let series = Series::new("global_requests_total");
+    collector.increment_counter(&series.name, &series.labels());
+    let n = allocations(|| {
+        for _ in 0..CALLS {
+            collector.increment_counter(&series.name, &series.labels());
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "{CALLS} warm global increment_counter calls allocated {n} times"
+    );
+}
+
+#[test]
+fn warm_static_macro_through_the_layer_allocates_no_more_than_the_exporter() {
+    let run = |recorder: &dyn Recorder| {
+        metrics::with_local_recorder(recorder, || {
+            metrics::counter!("macro_total", "method" => "GET").increment(1);
+            allocations(|| {
+                for _ in 0..CALLS {
+                    metrics::counter!("macro_total", "method" => "GET").increment(1);
+                }
+            })
+        })
+    };
+    let exporter = run(&PrometheusBuilder::new().build_recorder());
+    let layered = run(&PorterLayer::default().layer(PrometheusBuilder::new().build_recorder()));
+    assert!(
+        layered <= exporter,
+        "{CALLS} warm static counter! calls: layer {layered} allocations, exporter alone {exporter}"
+    );
+}
