@@ -8,8 +8,9 @@
 //!
 //! The upkeep thread drains histogram observations into their buckets every
 //! `upkeep_interval`, whether or not anybody scrapes: without it, observations pile up in
-//! memory (the exporter's own `install_recorder` leaves this to the caller). It runs as long
-//! as the pipeline exists, and ends when a standalone pipeline is dropped.
+//! memory (the exporter's own `install_recorder` leaves this to the caller). With an idle
+//! timeout it also expires idle series, which the exporter only does while rendering. It
+//! runs as long as the pipeline exists, and ends when a standalone pipeline is dropped.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -137,15 +138,22 @@ impl Pipeline {
             metrics::with_local_recorder(self, || process.collect());
         }
         if let Some(handle) = self.handle.get() {
-            handle.run_upkeep();
+            if idle.is_some() {
+                // The exporter expires idle series only while rendering: render (to nowhere)
+                // so they expire even when nobody scrapes. This also drains histograms.
+                let _ = handle.render_to_write(&mut std::io::sink());
+            } else {
+                handle.run_upkeep();
+            }
         }
         let state = self.stack.state();
         let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
         state.tick(now);
         if let Some(idle) = idle {
-            // The exporter removes a series idle for `idle`; forget it a little later, so the
-            // count never drops below what the exporter still prints.
-            let grace = u32::try_from(idle.as_secs().saturating_mul(3) / 2 + 1).unwrap_or(u32::MAX);
+            // The exporter removes a series idle for `idle`; forget it then too (plus a second
+            // of clock slack). Cached handles touch their series every half timeout, so a
+            // series in use is never forgotten.
+            let grace = u32::try_from(idle.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
             state.families.forget_idle(now.saturating_sub(grace));
         }
         state.publish_counts();

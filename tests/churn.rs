@@ -1,0 +1,144 @@
+//! Label churn: about 1 000 new series a second. With an idle timeout the series count and
+//! the heap level off (idle series expire); without one, the cardinality limits cap them.
+//! Heap is measured with a counting allocator (this binary only).
+//!
+//! `cargo test --release --test churn -- --nocapture` prints the plateaus.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use porter_metrics::testing::Exposition;
+use porter_metrics::{Builder, Collector, Limits, LocalRecorder};
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// New series per second.
+const RATE: u64 = 1_000;
+
+/// One second of the run: tracked series, rendered churn series, live heap bytes.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    tracked: f64,
+    rendered: usize,
+    heap: isize,
+}
+
+/// Records `RATE` new label sets a second for `seconds`, sampling once a second.
+fn churn(recorder: &LocalRecorder, seconds: u64) -> Vec<Sample> {
+    let collector = recorder.collector();
+    let started = Instant::now();
+    let mut next_id = 0u64;
+    let mut samples = Vec::new();
+    for second in 0..seconds {
+        // Ten batches a second, paced against the clock, never ahead of it.
+        for batch in 0..10 {
+            for _ in 0..RATE / 10 {
+                collector.increment_counter("churn_total", &["session", &next_id.to_string()]);
+                next_id += 1;
+            }
+            let due = Duration::from_millis(second * 1000 + (batch + 1) * 100);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait); // pacing the load, not synchronising
+            }
+        }
+        let scrape = Exposition::parse(&recorder.render()).expect("valid");
+        samples.push(Sample {
+            tracked: scrape.value("porter_metrics_series", &[]).unwrap_or(-1.0),
+            rendered: scrape.count("churn_total"),
+            heap: LIVE.load(Ordering::Relaxed),
+        });
+    }
+    samples
+}
+
+fn max_heap(samples: &[Sample]) -> isize {
+    samples.iter().map(|s| s.heap).max().unwrap_or(0)
+}
+
+#[test]
+fn churn_levels_off_with_an_idle_timeout_and_is_capped_without_one() {
+    // With an idle timeout of 2 s: 30 s of churn.
+    let idle = Duration::from_secs(2);
+    // Limits far above the churn: only the expiry may hold the count.
+    let recorder = Builder::new()
+        .idle_timeout(idle)
+        .limits(Limits {
+            series_per_metric: 1_000_000,
+            series: 1_000_000,
+            ..Limits::default()
+        })
+        .build_local();
+    let samples = churn(&recorder, 30);
+    let (middle, last) = (&samples[10..20], &samples[20..30]);
+    // The exporter keeps a series until it has been idle for the timeout; our count follows
+    // a second later: both bounded by the rate times a few seconds.
+    let rendered_bound = (RATE as f64 * (idle.as_secs_f64() + 2.0)) as usize;
+    let tracked_bound = RATE as f64 * (idle.as_secs_f64() + 3.0);
+    for s in &samples[5..] {
+        assert!(s.rendered <= rendered_bound, "{s:?}");
+        assert!(s.tracked <= tracked_bound, "{s:?}");
+    }
+    assert!(
+        max_heap(last) as f64 <= 1.25 * max_heap(middle) as f64,
+        "the heap keeps growing: {} then {} bytes",
+        max_heap(middle),
+        max_heap(last)
+    );
+    println!(
+        "idle timeout {idle:?}, {RATE} new series/s for 30 s: plateau {} rendered series, {} tracked, heap {} KiB (10-20 s) and {} KiB (20-30 s)",
+        last.iter().map(|s| s.rendered).max().unwrap_or(0),
+        last.iter().map(|s| s.tracked as u64).max().unwrap_or(0),
+        max_heap(middle) / 1024,
+        max_heap(last) / 1024,
+    );
+    drop(recorder);
+
+    // Without one: the per-metric limit caps the series; the rest folds into one.
+    let recorder = Builder::new()
+        .limits(Limits {
+            series_per_metric: 2_000,
+            ..Limits::default()
+        })
+        .build_local();
+    let samples = churn(&recorder, 10);
+    for s in &samples {
+        assert!(s.rendered <= 2_001, "{s:?}");
+    }
+    let scrape = Exposition::parse(&recorder.render()).unwrap();
+    assert_eq!(
+        scrape.sum("churn_total"),
+        (10 * RATE) as f64,
+        "totals stay right"
+    );
+    let (middle, last) = (&samples[3..6], &samples[6..10]);
+    assert!(
+        max_heap(last) as f64 <= 1.25 * max_heap(middle) as f64,
+        "the heap keeps growing past the limit: {} then {} bytes",
+        max_heap(middle),
+        max_heap(last)
+    );
+    println!(
+        "no idle timeout, limit 2000 series per metric, {RATE} new label sets/s for 10 s: {} rendered series, heap {} KiB (3-6 s) and {} KiB (6-10 s)",
+        last.iter().map(|s| s.rendered).max().unwrap_or(0),
+        max_heap(middle) / 1024,
+        max_heap(last) / 1024,
+    );
+}
