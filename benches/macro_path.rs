@@ -1,2 +1,226 @@
-//! Placeholder; replaced by the benchmark.
-fn main() {}
+//! The recorder layer's cost on the macro path.
+//!
+//! Run with `cargo bench --bench macro_path`. Every benchmark runs the `metrics` macros inside
+//! `metrics::with_local_recorder`, with either the exporter's `PrometheusRecorder` alone
+//! (`exporter_*`) or `PorterLayer` over it (`layer_*`, a `PorterRecorder<PrometheusRecorder>`):
+//!
+//! | group / id | what is timed |
+//! |---|---|
+//! | `macro_static/{exporter,layer}_1label` | `counter!("macro_static_total", "method" => "GET").increment(1)` (a warm, static key) |
+//! | `macro_static/{exporter,layer}_2labels` | `counter!("macro_static2_total", "method" => "GET", "status" => "200").increment(1)` |
+//! | `macro_static/{exporter,layer}_0labels` | `counter!("macro_static_plain_total").increment(1)` |
+//! | `macro_new_series/{exporter,layer}` | `counter!("macro_new_total", "id" => value)` where every call's value is a new runtime `String` (registration of a new series); limits raised to `usize::MAX` |
+//! | `macro_new_series/collector` | the same through `LocalRecorder::collector().increment_counter` (limits raised) |
+//!
+//! New-series benchmarks build a fresh recorder for every sample (untimed) and move a
+//! pre-built value `String` into each call, so only registration is timed.
+//!
+//! After criterion finishes, prints layer / exporter ratios (target: at most 1.20 on the
+//! static path).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{Bencher, Criterion, SamplingMode};
+use metrics::Recorder;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_util::layers::Layer;
+use porter_metrics::{Builder, Collector, Limits, PorterLayer};
+
+fn unlimited() -> Limits {
+    Limits {
+        series_per_metric: usize::MAX,
+        metric_names: usize::MAX,
+        series: usize::MAX,
+    }
+}
+
+/// Times `iters` calls of `f` inside `with_local_recorder(recorder)`.
+fn static_calls(b: &mut Bencher, recorder: &dyn Recorder, f: impl Fn()) {
+    b.iter_custom(|iters| {
+        metrics::with_local_recorder(recorder, || {
+            let start = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            start.elapsed()
+        })
+    });
+}
+
+/// `iters` fresh label values, built before timing.
+fn fresh_values(iters: u64) -> Vec<String> {
+    (0..iters).map(|i| format!("v{i:08}")).collect()
+}
+
+/// Times `iters` registrations of new series by macro, on a fresh `recorder()` per sample.
+fn new_series<R: Recorder>(b: &mut Bencher, recorder: impl Fn() -> R) {
+    b.iter_custom(|iters| {
+        let recorder = recorder();
+        let mut values = fresh_values(iters);
+        let elapsed = metrics::with_local_recorder(&recorder, || {
+            let start = Instant::now();
+            for value in &mut values {
+                metrics::counter!("macro_new_total", "id" => std::mem::take(value)).increment(1);
+            }
+            start.elapsed()
+        });
+        drop(black_box(recorder));
+        elapsed
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    let exporter = PrometheusBuilder::new().build_recorder();
+    let layered = PorterLayer::default().layer(PrometheusBuilder::new().build_recorder());
+
+    let mut g = c.benchmark_group("macro_static");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    let one = || metrics::counter!("macro_static_total", "method" => "GET").increment(1);
+    let two = || {
+        metrics::counter!("macro_static2_total", "method" => "GET", "status" => "200").increment(1)
+    };
+    let zero = || metrics::counter!("macro_static_plain_total").increment(1);
+    g.bench_function("exporter_1label", |b| static_calls(b, &exporter, one));
+    g.bench_function("layer_1label", |b| static_calls(b, &layered, one));
+    g.bench_function("exporter_2labels", |b| static_calls(b, &exporter, two));
+    g.bench_function("layer_2labels", |b| static_calls(b, &layered, two));
+    g.bench_function("exporter_0labels", |b| static_calls(b, &exporter, zero));
+    g.bench_function("layer_0labels", |b| static_calls(b, &layered, zero));
+    g.finish();
+
+    let mut g = c.benchmark_group("macro_new_series");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20)
+        .sampling_mode(SamplingMode::Flat);
+    g.bench_function("exporter", |b| {
+        new_series(b, || PrometheusBuilder::new().build_recorder())
+    });
+    g.bench_function("layer", |b| {
+        new_series(b, || {
+            PorterLayer::new(unlimited()).layer(PrometheusBuilder::new().build_recorder())
+        })
+    });
+    g.bench_function("collector", |b| {
+        b.iter_custom(|iters| {
+            let local = Builder::new()
+                .limits(unlimited())
+                .upkeep_interval(Duration::from_secs(3600))
+                .build_local();
+            let collector = local.collector();
+            let values = fresh_values(iters);
+            let name = black_box("collector_new_total");
+            let start = Instant::now();
+            for value in &values {
+                collector.increment_counter(name, &["id", value]);
+            }
+            let elapsed = start.elapsed();
+            drop(black_box(local));
+            elapsed
+        })
+    });
+    g.finish();
+}
+
+/// Where criterion writes its results (as criterion decides it, minus `cargo metadata`).
+fn criterion_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(target).join("criterion");
+    }
+    // `CARGO_TARGET_TMPDIR` is `<target dir>/tmp`.
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("criterion")
+}
+
+/// The median (ns) of `group/bench` written by this run, if any.
+fn median(since: SystemTime, group: &str, bench: &str) -> Option<f64> {
+    let path = criterion_home()
+        .join(group)
+        .join(bench)
+        .join("new")
+        .join("estimates.json");
+    let fresh = std::fs::metadata(&path).ok()?.modified().ok()? >= since;
+    if !fresh {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+fn report(since: SystemTime) {
+    println!();
+    println!("=== macro_path: layer / exporter (median ns per call) ===");
+    let line = |label: &str, group: &str, layer: &str, exporter: &str, target: Option<f64>| match (
+        median(since, group, layer),
+        median(since, group, exporter),
+    ) {
+        (Some(l), Some(e)) => {
+            let r = l / e;
+            let verdict = match target {
+                Some(t) if r <= t => format!("(target <= {t}) PASS"),
+                Some(t) => format!("(target <= {t}) FAIL"),
+                None => "(info)".to_owned(),
+            };
+            println!("{label}: layer / exporter = {r:.2} {verdict} [{l:.1} ns / {e:.1} ns]");
+        }
+        _ => println!("{label}: n/a (not run)"),
+    };
+    line(
+        "static counter!, 1 label pair",
+        "macro_static",
+        "layer_1label",
+        "exporter_1label",
+        Some(1.2),
+    );
+    line(
+        "static counter!, 2 label pairs",
+        "macro_static",
+        "layer_2labels",
+        "exporter_2labels",
+        Some(1.2),
+    );
+    line(
+        "static counter!, no labels",
+        "macro_static",
+        "layer_0labels",
+        "exporter_0labels",
+        Some(1.2),
+    );
+    line(
+        "new series (registration)",
+        "macro_new_series",
+        "layer",
+        "exporter",
+        None,
+    );
+    if let (Some(c), Some(e)) = (
+        median(since, "macro_new_series", "collector"),
+        median(since, "macro_new_series", "exporter"),
+    ) {
+        println!(
+            "new series via collector: collector / exporter macro = {:.2} (info) [{c:.1} ns / {e:.1} ns]",
+            c / e
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let benching = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    let since = SystemTime::now();
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    if benching {
+        report(since);
+    }
+}

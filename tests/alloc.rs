@@ -131,6 +131,15 @@ fn exporter_histogram_allocations() -> u64 {
 }
 
 #[test]
+fn the_counting_allocator_counts() {
+    assert_eq!(
+        allocations(|| drop(black_box(Vec::<u8>::with_capacity(8)))),
+        1
+    );
+    assert_eq!(allocations(|| black_box(())), 0);
+}
+
+#[test]
 fn warm_counter_calls_allocate_nothing() {
     let recorder = local();
     let collector = recorder.collector();
