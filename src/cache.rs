@@ -258,59 +258,39 @@ pub(crate) fn with_handle<T>(
 ) -> T {
     // Relaxed: a stale epoch only means one more use of a handle that still forwards.
     let epoch = pipeline.epoch.load(std::sync::atomic::Ordering::Relaxed);
-    let layer = pipeline.stack.state();
     let cached = CACHE.try_with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return None;
         };
-        let cache = slot.get_or_insert_with(|| Cache {
-            table: HashTable::new(),
-            seed: DefaultHashBuilder::default().hash_one(0u8),
-        });
+        let cache = slot.get_or_insert_with(Cache::new);
         let hash = hash(cache.seed, pipeline.id, kind, name, labels);
-        let (now, stale_before) = layer.clock_ms();
-        if let Some(entry) = cache
-            .table
-            .find_mut(hash, |e| e.matches(pipeline.id, kind, name, labels))
-        {
-            if entry.epoch != epoch || entry.used_ms < stale_before {
-                entry.handle = register_fast(pipeline, kind, name, labels).0;
-                entry.epoch = epoch;
+        let (now, stale_before) = pipeline.stack.state().clock_ms();
+        let matches = |e: &Entry| e.matches(pipeline.id, kind, name, labels);
+        let entry = match cache.table.find_entry(hash, matches) {
+            Ok(found) => {
+                let entry = found.into_mut();
+                if entry.epoch != epoch || entry.used_ms < stale_before {
+                    // A new epoch, or idle long enough for the exporter to have dropped it.
+                    entry.handle = register_fast(pipeline, kind, name, labels).0;
+                    entry.epoch = epoch;
+                }
+                entry
             }
-            entry.used_ms = now;
-            if entry.dangling {
-                count_dangling(pipeline, name, false);
-            }
-            return Some(f(&entry.handle));
-        }
-        let (handle, dangling) = register_fast(pipeline, kind, name, labels);
-        if dangling {
-            count_dangling(pipeline, name, true);
-        }
-        if cache.table.len() >= MAX_ENTRIES {
-            cache.table.clear();
-        }
-        let parts = || std::iter::once(name).chain(labels.iter().copied());
-        let lens = parts()
-            .map(|p| u32::try_from(p.len()).unwrap_or(u32::MAX))
-            .collect();
-        let bytes = parts().flat_map(str::bytes).collect();
-        let entry = cache.table.insert_unique(
-            hash,
-            Entry {
+            Err(absent) => insert(
+                absent.into_table(),
                 hash,
-                pipeline: pipeline.id,
                 epoch,
+                pipeline,
                 kind,
-                lens,
-                bytes,
-                handle,
-                dangling,
-                used_ms: now,
-            },
-            |e| e.hash,
-        );
-        Some(f(&entry.get().handle))
+                name,
+                labels,
+            ),
+        };
+        entry.used_ms = now;
+        if entry.dangling {
+            count_dangling(pipeline, name, false);
+        }
+        Some(f(&entry.handle))
     });
     if let Ok(Some(out)) = cached {
         return out;
@@ -321,6 +301,51 @@ pub(crate) fn with_handle<T>(
         count_dangling(pipeline, name, true);
     }
     f(&handle)
+}
+
+impl Cache {
+    fn new() -> Self {
+        Self {
+            table: HashTable::new(),
+            seed: DefaultHashBuilder::default().hash_one(0u8),
+        }
+    }
+}
+
+/// The slow path, out of line: registers a series this thread has not cached.
+#[cold]
+#[inline(never)]
+fn insert<'c>(
+    table: &'c mut HashTable<Entry>,
+    hash: u64,
+    epoch: u64,
+    pipeline: &Pipeline,
+    kind: Kind,
+    name: &str,
+    labels: &[&str],
+) -> &'c mut Entry {
+    let (handle, dangling) = register_fast(pipeline, kind, name, labels);
+    if dangling {
+        count_dangling(pipeline, name, true);
+    }
+    if table.len() >= MAX_ENTRIES {
+        table.clear();
+    }
+    let parts = || std::iter::once(name).chain(labels.iter().copied());
+    let entry = Entry {
+        hash,
+        pipeline: pipeline.id,
+        epoch,
+        kind,
+        lens: parts()
+            .map(|p| u32::try_from(p.len()).unwrap_or(u32::MAX))
+            .collect(),
+        bytes: parts().flat_map(str::bytes).collect(),
+        handle,
+        dangling,
+        used_ms: 0,
+    };
+    table.insert_unique(hash, entry, |e| e.hash).into_mut()
 }
 
 /// Runs `f` on a handle registered afresh with a recorder that is not a porter pipeline.
