@@ -231,18 +231,23 @@ fn register_fast(pipeline: &Pipeline, kind: Kind, name: &str, labels: &[&str]) -
     )
 }
 
-fn count_dangling(pipeline: &Pipeline, name: &str, warn: bool) {
-    let self_metrics = &pipeline.stack.state().self_metrics;
-    self_metrics
+/// Counts one dropped dangling key (every call that has one).
+fn count_dangling(pipeline: &Pipeline) {
+    pipeline
+        .stack
+        .state()
+        .self_metrics
         .dropped_labels(LabelDrop::DanglingKey)
         .increment(1);
-    if warn {
-        self_metrics.warn_once(
-            "dangling_key",
-            name,
-            "odd number of label strings; the last key has no value and was dropped",
-        );
-    }
+}
+
+/// Warns about a dangling key, once per metric name.
+fn warn_dangling(pipeline: &Pipeline, name: &str) {
+    pipeline.stack.state().self_metrics.warn_once(
+        "dangling_key",
+        name,
+        "odd number of label strings; the last key has no value and was dropped",
+    );
 }
 
 /// Runs `f` on the handle of a series of `pipeline`, from the cache when possible.
@@ -288,7 +293,7 @@ pub(crate) fn with_handle<T>(
         };
         entry.used_ms = now;
         if entry.dangling {
-            count_dangling(pipeline, name, false);
+            count_dangling(pipeline);
         }
         Some(f(&entry.handle))
     });
@@ -298,7 +303,8 @@ pub(crate) fn with_handle<T>(
     // Re-entrant call, or the thread is shutting down: go without the cache.
     let (handle, dangling) = register_fast(pipeline, kind, name, labels);
     if dangling {
-        count_dangling(pipeline, name, true);
+        count_dangling(pipeline);
+        warn_dangling(pipeline, name);
     }
     f(&handle)
 }
@@ -326,7 +332,7 @@ fn insert<'c>(
 ) -> &'c mut Entry {
     let (handle, dangling) = register_fast(pipeline, kind, name, labels);
     if dangling {
-        count_dangling(pipeline, name, true);
+        warn_dangling(pipeline, name); // counted by the caller, on every call
     }
     if table.len() >= MAX_ENTRIES {
         table.clear();
