@@ -45,7 +45,7 @@ use criterion::{Bencher, Criterion};
 use metrics::{Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use porter_metrics::{
-    Collector, LocalRecorder, MetricsServer, PrometheusCollector, DEFAULT_BUCKETS,
+    Collector, LocalRecorder, MetricsServer, NoopCollector, PrometheusCollector, DEFAULT_BUCKETS,
 };
 
 /// Series each benchmark cycles over.
@@ -412,6 +412,12 @@ fn bench_counter(c: &mut Criterion, fx: &Fixture, global: &Global) {
             atomics[i].fetch_add(1, Ordering::Relaxed);
         })
     });
+    g.bench_function("noop_collector", |b| {
+        let noop: &dyn Collector = &NoopCollector;
+        calls(b, None, &no_drain, |i| {
+            black_box(noop).increment_counter(&fx.counter, &fx.labels(i))
+        })
+    });
     g.finish();
 }
 
@@ -581,6 +587,12 @@ fn bench_timer(c: &mut Criterion, fx: &Fixture, global: &Global) {
     let drain_global = || global.drain();
 
     let mut g = configure(c, "hot_timer");
+    g.bench_function("noop_collector", |b| {
+        let noop: &dyn Collector = &NoopCollector;
+        calls(b, None, &no_drain, |i| {
+            black_box(black_box(noop).start_timer(&fx.timers[i]).stop());
+        })
+    });
     g.bench_function("ours_local", |b| {
         calls(b, None, &drain_local, |i| {
             black_box(ours.start_timer(&fx.timers[i]).stop());
@@ -720,6 +732,7 @@ fn report(since: SystemTime) {
         "prometheus_client",
         "exporter_handle",
         "atomic_u64",
+        "noop_collector",
     ];
     print!("{:<24}", "");
     for g in groups {
@@ -809,6 +822,11 @@ fn report(since: SystemTime) {
             None => println!("timer: {ours} start_timer + stop = n/a (not run)"),
         }
     }
+    println!(
+        "noop: increment_counter through dyn Collector = {}, start_timer + stop = {} (the timer still reads the clock)",
+        fmt_ns(m("hot_counter", "noop_collector")),
+        fmt_ns(m("hot_timer", "noop_collector")),
+    );
 
     let t = |bench: &str| m("hot_threads", bench);
     match (t("ours_1t"), t("ours_diff_2t")) {
