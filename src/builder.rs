@@ -13,6 +13,16 @@ use crate::families::Limits;
 use crate::{Error, LocalRecorder, MetricsServer};
 
 /// Prometheus' default histogram buckets, in seconds.
+///
+/// ```
+/// use porter_metrics::{testing::Capture, Collector, DEFAULT_BUCKETS};
+///
+/// let capture = Capture::new();
+/// capture.collector().record_histogram("latency_seconds", 0.2, &[]);
+/// let latency = capture.exposition().unwrap().histogram("latency_seconds", &[]).unwrap();
+/// assert_eq!(latency.buckets.len(), DEFAULT_BUCKETS.len() + 1); // and +Inf
+/// assert_eq!(latency.bucket(DEFAULT_BUCKETS[5]), Some(1)); // 0.25
+/// ```
 pub const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -143,11 +153,35 @@ fn check_label_key(key: &str) -> Result<(), Error> {
 
 impl Builder {
     /// Default settings: Prometheus' default buckets, no idle expiry, default [`crate::Limits`].
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Builder, Collector};
+    ///
+    /// let capture = Capture::with_recorder(Builder::new().build_local());
+    /// capture.collector().record_histogram("latency_seconds", 0.2, &[]);
+    /// let latency = capture.exposition().unwrap().histogram("latency_seconds", &[]).unwrap();
+    /// assert_eq!((latency.bucket(0.1), latency.bucket(0.25)), (Some(0), Some(1)));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Buckets (upper bounds) for every histogram without a per-metric override.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Builder, Collector};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let recorder = Builder::new().buckets(&[1.0, 0.1, 1.0])?.build_local();
+    /// let capture = Capture::with_recorder(recorder);
+    /// capture.collector().record_histogram("latency_seconds", 0.5, &[]);
+    /// let latency = capture.exposition().unwrap().histogram("latency_seconds", &[]).unwrap();
+    /// // sorted and deduplicated:
+    /// assert_eq!(latency.buckets, [(0.1, 0), (1.0, 1), (f64::INFINITY, 1)]);
+    /// assert!(Builder::new().buckets(&[f64::NAN]).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Config`] if `values` is empty or holds NaN or an infinity (`+Inf` is implicit).
@@ -159,6 +193,21 @@ impl Builder {
     /// Buckets for the histograms whose name `matcher` matches (full name first, then prefix,
     /// then suffix).
     ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Builder, Collector, Matcher};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let recorder = Builder::new()
+    ///     .buckets_for_metric(Matcher::Suffix("_bytes".into()), &[1e3, 1e6])?
+    ///     .build_local();
+    /// let capture = Capture::with_recorder(recorder);
+    /// capture.collector().record_histogram("response_bytes", 512.0, &[]);
+    /// let sizes = capture.exposition().unwrap().histogram("response_bytes", &[]).unwrap();
+    /// assert_eq!(sizes.buckets, [(1e3, 1), (1e6, 1), (f64::INFINITY, 1)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Config`] as for [`buckets`](Self::buckets).
     pub fn buckets_for_metric(mut self, matcher: Matcher, values: &[f64]) -> Result<Self, Error> {
@@ -169,12 +218,39 @@ impl Builder {
 
     /// Removes series not updated for `timeout` from the exposition (they come back when
     /// recorded again). Off by default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use porter_metrics::{Builder, Collector};
+    ///
+    /// let recorder = Builder::new().idle_timeout(Duration::from_millis(50)).build_local();
+    /// recorder.collector().record_gauge("temperature", 21.0, &[]);
+    /// assert!(recorder.render().contains("temperature 21"));
+    /// // Idle for the timeout, it is removed (the exporter checks at each render).
+    /// let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    /// while recorder.render().contains("temperature") {
+    ///     assert!(std::time::Instant::now() < deadline, "not removed");
+    ///     std::thread::yield_now();
+    /// }
+    /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = Some(timeout).filter(|t| !t.is_zero());
         self
     }
 
     /// Adds a label to every series (a label of the same key on the series wins).
+    ///
+    /// ```
+    /// use porter_metrics::{Builder, Collector};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let recorder = Builder::new().global_label("service", "checkout")?.build_local();
+    /// recorder.collector().record_gauge("queue_size", 3.0, &[]);
+    /// assert!(recorder.render().contains(r#"queue_size{service="checkout"} 3"#));
+    /// assert!(Builder::new().global_label("le", "x").is_err()); // reserved
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`Error::Config`] if `key` is not a valid, unreserved label key.
@@ -193,6 +269,17 @@ impl Builder {
     /// Allows scrapes from this IP address or CIDR network only (repeat to allow several);
     /// other clients get `403 Forbidden`. Everyone is allowed by default.
     ///
+    /// ```
+    /// use porter_metrics::{Builder, Error};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let builder = Builder::new().allow("10.0.0.0/8")?.allow("127.0.0.1")?.allow("::1")?;
+    /// assert!(matches!(Builder::new().allow("prometheus.internal"), Err(Error::Config(_))));
+    /// # let _ = builder;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Config`] if `address` is neither an IP address nor a network.
     pub fn allow(mut self, address: &str) -> Result<Self, Error> {
@@ -210,12 +297,34 @@ impl Builder {
     }
 
     /// Limits on metric names and series; see [`crate::Limits`].
+    ///
+    /// ```
+    /// use porter_metrics::self_metrics::OVERFLOW_SAMPLES;
+    /// use porter_metrics::{testing::Capture, Builder, Collector, Limits};
+    ///
+    /// let limits = Limits { series_per_metric: 1, ..Limits::default() };
+    /// let capture = Capture::with_recorder(Builder::new().limits(limits).build_local());
+    /// capture.collector().increment_counter("hits_total", &["user", "1"]);
+    /// capture.collector().increment_counter("hits_total", &["user", "2"]); // past the limit
+    /// let scrape = capture.exposition().unwrap();
+    /// assert_eq!(scrape.value("hits_total", &["otel_metric_overflow", "true"]), Some(1.0));
+    /// assert_eq!(scrape.value(OVERFLOW_SAMPLES, &["metric", "hits_total"]), Some(1.0));
+    /// ```
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config.limits = limits;
         self
     }
 
     /// How often histogram observations are drained into buckets (default 5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use porter_metrics::{Builder, Collector};
+    ///
+    /// let recorder = Builder::new().upkeep_interval(Duration::from_secs(1)).build_local();
+    /// recorder.collector().record_histogram("latency_seconds", 0.2, &[]);
+    /// assert!(recorder.render().contains("latency_seconds_count 1"));
+    /// ```
     pub fn upkeep_interval(mut self, interval: Duration) -> Self {
         self.config.upkeep = interval.max(Duration::from_millis(10));
         self
@@ -224,6 +333,23 @@ impl Builder {
     /// Makes the server export its own pipeline instead of installing the global recorder:
     /// record into it through [`MetricsServer::collector`] and [`MetricsServer::recorder`].
     /// Several standalone servers can run in one process (parallel tests, for one).
+    ///
+    /// ```
+    /// use porter_metrics::{Builder, Collector};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let (a, b) = (Builder::new().standalone(), Builder::new().standalone());
+    /// let (a, b) = (a.build("127.0.0.1:0"), b.build("127.0.0.1:0"));
+    /// a.start()?;
+    /// b.start()?; // both run: each exports a pipeline of its own
+    /// a.collector().increment_counter("jobs_total", &[]);
+    /// assert!(a.recorder().unwrap().render().contains("jobs_total 1"));
+    /// assert!(!b.recorder().unwrap().render().contains("jobs_total"));
+    /// a.stop()?;
+    /// b.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn standalone(mut self) -> Self {
         self.config.standalone = true;
         self
@@ -246,6 +372,20 @@ impl Builder {
 
     /// A server that will listen on `address` (`"127.0.0.1:9090"`, `"[::1]:0"`,
     /// `"localhost:9090"`, or `":9090"` for every interface, as in Go).
+    ///
+    /// ```
+    /// use porter_metrics::{Builder, Error};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = Builder::new().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// assert_ne!(server.local_addr().unwrap().port(), 0); // port 0: a free port was picked
+    /// server.stop()?;
+    /// let bad = Builder::new().standalone().build("no-port");
+    /// assert!(matches!(bad.start(), Err(Error::InvalidAddress { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(self, address: &str) -> MetricsServer {
         MetricsServer::from_config(address, self.config)
     }
@@ -276,6 +416,15 @@ impl Builder {
 
     /// A recorder the caller holds, with no listener and no global install; see
     /// [`LocalRecorder`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let recorder = porter_metrics::Builder::new().global_label("env", "test")?.build_local();
+    /// metrics::with_local_recorder(&recorder, || metrics::counter!("events_total").increment(2));
+    /// assert!(recorder.render().contains(r#"events_total{env="test"} 2"#));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build_local(self) -> LocalRecorder {
         LocalRecorder::from_config(self.config)
     }

@@ -29,12 +29,50 @@ use crate::Timer;
 /// ```
 pub trait Collector: Send + Sync {
     /// Adds 1 to the counter `name` with these label pairs.
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// collector.increment_counter("requests_total", &["method", "GET", "code", "200"]);
+    /// # let scrape = capture.exposition().unwrap();
+    /// # assert_eq!(scrape.value("requests_total", &["code", "200", "method", "GET"]), Some(1.0));
+    /// ```
     fn increment_counter(&self, name: &str, labels: &[&str]);
     /// Observes `value` in the histogram `name` with these label pairs.
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// collector.record_histogram("request_duration_seconds", 0.42, &["endpoint", "/users"]);
+    /// # let scrape = capture.exposition().unwrap();
+    /// # let h = scrape.histogram("request_duration_seconds", &["endpoint", "/users"]).unwrap();
+    /// # assert_eq!((h.count, h.sum), (1, 0.42));
+    /// ```
     fn record_histogram(&self, name: &str, value: f64, labels: &[&str]);
     /// Sets the gauge `name` with these label pairs to `value`.
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// collector.record_gauge("queue_size", 42.0, &["queue", "default"]);
+    /// # let scrape = capture.exposition().unwrap();
+    /// # assert_eq!(scrape.value("queue_size", &["queue", "default"]), Some(42.0));
+    /// ```
     fn record_gauge(&self, name: &str, value: f64, labels: &[&str]);
     /// Starts timing into the histogram `name` (in seconds); see [`Timer`].
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// let seconds = collector.start_timer("operation_duration_seconds").stop();
+    /// # let scrape = capture.exposition().unwrap();
+    /// # let h = scrape.histogram("operation_duration_seconds", &[]).unwrap();
+    /// # assert_eq!((h.count, h.sum), (1, seconds));
+    /// ```
     fn start_timer(&self, name: &str) -> Timer;
 }
 

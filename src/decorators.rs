@@ -131,6 +131,13 @@ impl<C: Collector> FilteringCollector<C> {
 
     /// A rule matching exactly `name`.
     #[must_use]
+    ///
+    /// ```
+    /// use porter_metrics::{FilteringCollector, NoopCollector};
+    /// let filter = FilteringCollector::deny(NoopCollector).name("debug_total");
+    /// assert!(!filter.permits("debug_total"));
+    /// assert!(filter.permits("debug_total_2")); // exact names only
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.names.insert(name.into());
         self
@@ -138,6 +145,14 @@ impl<C: Collector> FilteringCollector<C> {
 
     /// A rule matching names that start with `prefix`.
     #[must_use]
+    ///
+    /// ```
+    /// use porter_metrics::{FilteringCollector, NoopCollector};
+    /// let filter = FilteringCollector::allow(NoopCollector).prefix("http_").prefix("grpc_");
+    /// assert!(filter.permits("http_requests_total"));
+    /// assert!(filter.permits("grpc_requests_total"));
+    /// assert!(!filter.permits("db_queries_total"));
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefixes.push(prefix.into());
         self
@@ -145,6 +160,13 @@ impl<C: Collector> FilteringCollector<C> {
 
     /// A rule matching names for which `predicate` is true.
     #[must_use]
+    ///
+    /// ```
+    /// use porter_metrics::{FilteringCollector, NoopCollector};
+    /// let filter = FilteringCollector::deny(NoopCollector).predicate(|name| name.len() > 20);
+    /// assert!(!filter.permits("a_rather_long_metric_name_total"));
+    /// assert!(filter.permits("jobs_total"));
+    /// ```
     pub fn predicate(mut self, predicate: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         self.predicates.push(Box::new(predicate));
         self
@@ -152,6 +174,13 @@ impl<C: Collector> FilteringCollector<C> {
 
     /// Whether a call for `name` passes.
     #[inline]
+    ///
+    /// ```
+    /// use porter_metrics::{FilteringCollector, NoopCollector};
+    /// let filter = FilteringCollector::allow(NoopCollector).name("up").prefix("app_");
+    /// assert!(filter.permits("up") && filter.permits("app_jobs_total"));
+    /// assert!(!filter.permits("upkeep_runs_total")); // neither the name nor the prefix
+    /// ```
     pub fn permits(&self, name: &str) -> bool {
         let matched = self.names.contains(name)
             || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
@@ -160,6 +189,16 @@ impl<C: Collector> FilteringCollector<C> {
     }
 
     /// The wrapped collector.
+    ///
+    /// ```
+    /// use porter_metrics::{Collector, FilteringCollector, LocalRecorder};
+    ///
+    /// let recorder = LocalRecorder::new();
+    /// let filtered = FilteringCollector::allow(recorder.collector()).prefix("app_");
+    /// filtered.increment_counter("other_total", &[]); // filtered out
+    /// filtered.inner().increment_counter("other_total", &[]); // bypasses the filter
+    /// assert!(recorder.render().contains("other_total 1"));
+    /// ```
     pub fn inner(&self) -> &C {
         &self.inner
     }
@@ -194,6 +233,16 @@ impl<C: Collector> Collector for FilteringCollector<C> {
 }
 
 /// Running aggregates of the values recorded for one name and label set.
+///
+/// ```
+/// use porter_metrics::{AggregatingCollector, Collector, NoopCollector};
+///
+/// let aggregating = AggregatingCollector::new(NoopCollector);
+/// aggregating.increment_counter("jobs_total", &[]);
+/// aggregating.increment_counter("jobs_total", &[]);
+/// let jobs = aggregating.get("jobs_total", &[]).unwrap();
+/// assert_eq!((jobs.count, jobs.sum, jobs.last), (2, 2.0, 1.0)); // an increment counts as 1
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Aggregate {
     /// Calls recorded.
@@ -228,12 +277,33 @@ impl Aggregate {
     }
 
     /// The mean of the values (NaN before any).
+    ///
+    /// ```
+    /// use porter_metrics::{AggregatingCollector, Collector, NoopCollector};
+    ///
+    /// let aggregating = AggregatingCollector::new(NoopCollector);
+    /// aggregating.record_gauge("queue_size", 2.0, &[]);
+    /// aggregating.record_gauge("queue_size", 4.0, &[]);
+    /// assert_eq!(aggregating.get("queue_size", &[]).unwrap().mean(), 3.0);
+    /// ```
     pub fn mean(&self) -> f64 {
         self.sum / self.count as f64
     }
 }
 
 /// One entry of an [`AggregatingCollector`] snapshot.
+///
+/// ```
+/// use porter_metrics::{AggregatingCollector, Collector, NoopCollector};
+///
+/// let aggregating = AggregatingCollector::new(NoopCollector);
+/// aggregating.record_gauge("queue_size", 5.0, &["region", "eu", "queue", "a"]);
+/// let entry = &aggregating.snapshot()[0];
+/// assert_eq!(entry.name, "queue_size");
+/// let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+/// assert_eq!(entry.labels, [pair("queue", "a"), pair("region", "eu")]); // sorted by key
+/// assert_eq!(entry.aggregate.last, 5.0);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateEntry {
     /// Metric name.
@@ -294,6 +364,16 @@ fn ordered_pairs<'a>(labels: &[&'a str]) -> Vec<(&'a str, &'a str)> {
 
 impl<C: Collector> AggregatingCollector<C> {
     /// Wraps `inner`.
+    ///
+    /// ```
+    /// use porter_metrics::{AggregatingCollector, Collector, LocalRecorder};
+    ///
+    /// let recorder = LocalRecorder::new();
+    /// let aggregating = AggregatingCollector::new(recorder.collector());
+    /// aggregating.record_gauge("queue_size", 7.0, &[]);
+    /// assert_eq!(aggregating.get("queue_size", &[]).map(|a| a.last), Some(7.0));
+    /// assert!(recorder.render().contains("queue_size 7")); // forwarded too
+    /// ```
     pub fn new(inner: C) -> Self {
         Self {
             inner,
@@ -303,6 +383,16 @@ impl<C: Collector> AggregatingCollector<C> {
     }
 
     /// The wrapped collector.
+    ///
+    /// ```
+    /// use porter_metrics::{AggregatingCollector, Collector, LocalRecorder};
+    ///
+    /// let recorder = LocalRecorder::new();
+    /// let aggregating = AggregatingCollector::new(recorder.collector());
+    /// aggregating.inner().increment_counter("jobs_total", &[]); // not aggregated
+    /// assert!(aggregating.get("jobs_total", &[]).is_none());
+    /// assert!(recorder.render().contains("jobs_total 1"));
+    /// ```
     pub fn inner(&self) -> &C {
         &self.inner
     }
@@ -346,6 +436,16 @@ impl<C: Collector> AggregatingCollector<C> {
     }
 
     /// The aggregates of `name` with these label pairs (any order).
+    ///
+    /// ```
+    /// use porter_metrics::{AggregatingCollector, Collector, NoopCollector};
+    ///
+    /// let aggregating = AggregatingCollector::new(NoopCollector);
+    /// aggregating.record_histogram("latency_seconds", 0.5, &["method", "GET", "code", "200"]);
+    /// let a = aggregating.get("latency_seconds", &["code", "200", "method", "GET"]);
+    /// assert_eq!(a.map(|a| a.max), Some(0.5));
+    /// assert!(aggregating.get("latency_seconds", &["code", "500"]).is_none());
+    /// ```
     pub fn get(&self, name: &str, labels: &[&str]) -> Option<Aggregate> {
         let pairs = ordered_pairs(labels);
         let hash = self.hash(name, &pairs);
@@ -367,6 +467,21 @@ impl<C: Collector> AggregatingCollector<C> {
 
     /// Every aggregate, sorted by name then labels. Each series is read atomically; the
     /// snapshot is taken shard by shard while recording goes on.
+    ///
+    /// ```
+    /// use porter_metrics::{AggregatingCollector, Collector, NoopCollector};
+    ///
+    /// let aggregating = AggregatingCollector::new(NoopCollector);
+    /// aggregating.increment_counter("b_total", &[]);
+    /// aggregating.increment_counter("a_total", &["k", "2"]);
+    /// aggregating.increment_counter("a_total", &["k", "1"]);
+    /// let snapshot = aggregating.snapshot();
+    /// let order: Vec<(&str, Option<&str>)> = snapshot
+    ///     .iter()
+    ///     .map(|e| (e.name.as_str(), e.labels.first().map(|(_, v)| v.as_str())))
+    ///     .collect();
+    /// assert_eq!(order, [("a_total", Some("1")), ("a_total", Some("2")), ("b_total", None)]);
+    /// ```
     pub fn snapshot(&self) -> Vec<AggregateEntry> {
         let mut out: Vec<AggregateEntry> = self
             .shards

@@ -8,7 +8,6 @@
 //! Series are tracked by a (randomly seeded) hash of their rewritten key, only to count
 //! them: a collision can make the count low by one, never send a sample to the wrong series.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
@@ -64,7 +63,8 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type SeriesMap = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+type SeriesMap = hashbrown::HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+type HashMap<K, V> = hashbrown::HashMap<K, V>;
 
 /// One metric family: a sanitized name and its kind.
 pub(crate) struct Family {
@@ -132,6 +132,7 @@ pub(crate) struct Families {
     limits: RwLock<Limits>,
     table: RwLock<Table>,
     series: AtomicUsize,
+    names: AtomicUsize,
 }
 
 impl Families {
@@ -140,11 +141,12 @@ impl Families {
             hasher: hashbrown::DefaultHashBuilder::default(),
             limits: RwLock::new(limits),
             table: RwLock::new(Table {
-                raw: HashMap::new(),
-                families: HashMap::new(),
-                claims: HashMap::new(),
+                raw: HashMap::default(),
+                families: HashMap::default(),
+                claims: HashMap::default(),
             }),
             series: AtomicUsize::new(0),
+            names: AtomicUsize::new(0),
         }
     }
 
@@ -158,13 +160,10 @@ impl Families {
 
     /// Series and metric names currently tracked.
     pub(crate) fn counts(&self) -> (usize, usize) {
-        let names = self
-            .table
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .families
-            .len();
-        (self.series.load(Ordering::Relaxed), names)
+        (
+            self.series.load(Ordering::Relaxed),
+            self.names.load(Ordering::Relaxed),
+        )
     }
 
     /// The family a raw name belongs to, creating it if the name and kind are admissible.
@@ -194,6 +193,7 @@ impl Families {
             return found.clone();
         }
         let result = Self::resolve(&mut table, raw, kind, limits);
+        self.names.store(table.families.len(), Ordering::Relaxed);
         let raw_cap = limits.metric_names.saturating_mul(4).max(1024);
         if result.is_ok() || table.raw.len() < raw_cap {
             table.raw.insert(raw.into(), result.clone());

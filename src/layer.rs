@@ -24,6 +24,20 @@
 //! Each distinct problem is logged once at `WARN`. The self-metrics are listed in
 //! [`crate::self_metrics`].
 //!
+//! ```
+//! use porter_metrics::{self_metrics::DROPPED_SAMPLES, testing::Capture};
+//!
+//! let capture = Capture::new();
+//! capture.run(|| {
+//!     metrics::counter!("jobs_total", "queue-name" => "a", "region" => "").increment(1);
+//!     metrics::histogram!("latency_seconds").record(f64::NAN);
+//! });
+//! let scrape = capture.exposition().expect("always a valid scrape");
+//! // `queue-name` sanitized, the empty `region` removed:
+//! assert_eq!(scrape.value("jobs_total", &["queue_name", "a"]), Some(1.0));
+//! assert_eq!(scrape.value(DROPPED_SAMPLES, &["reason", "non_finite"]), Some(1.0));
+//! ```
+//!
 //! [`PrometheusCollector`]: crate::PrometheusCollector
 
 use std::borrow::Cow;
@@ -118,6 +132,18 @@ pub(crate) struct LayerState {
 }
 
 /// The recorder [`PorterLayer`] produces; see the module documentation.
+///
+/// ```
+/// use metrics_exporter_prometheus::PrometheusBuilder;
+/// use metrics_util::layers::Layer;
+/// use porter_metrics::{PorterLayer, PorterRecorder};
+///
+/// let exporter = PrometheusBuilder::new().build_recorder();
+/// let recorder: PorterRecorder<_> = PorterLayer::default().layer(exporter);
+/// metrics::with_local_recorder(&recorder, || metrics::counter!("").increment(1));
+/// let text = recorder.inner().handle().render();
+/// assert!(text.contains(r#"porter_metrics_dropped_samples_total{reason="invalid_name"} 1"#));
+/// ```
 pub struct PorterRecorder<R> {
     inner: R,
     state: Arc<LayerState>,
@@ -150,6 +176,17 @@ impl<R: Recorder> PorterRecorder<R> {
     }
 
     /// The recorder below this layer.
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use metrics_util::layers::Layer;
+    ///
+    /// let exporter = PrometheusBuilder::new().build_recorder();
+    /// let recorder = porter_metrics::PorterLayer::default().layer(exporter);
+    /// metrics::with_local_recorder(&recorder, || metrics::gauge!("in_flight").set(2.0));
+    /// let handle = recorder.inner().handle(); // the exporter's handle, to render
+    /// assert!(handle.render().contains("in_flight 2"));
+    /// ```
     pub fn inner(&self) -> &R {
         &self.inner
     }

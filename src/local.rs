@@ -49,6 +49,12 @@ impl Default for LocalRecorder {
 
 impl LocalRecorder {
     /// A local recorder with default settings (see [`Builder::build_local`] for others).
+    ///
+    /// ```
+    /// let recorder = porter_metrics::LocalRecorder::new();
+    /// // The self-metrics are there from the start:
+    /// assert!(recorder.render().contains("porter_metrics_series 0"));
+    /// ```
     pub fn new() -> Self {
         Builder::new().build_local()
     }
@@ -71,12 +77,32 @@ impl LocalRecorder {
     }
 
     /// A collector recording into this pipeline.
+    ///
+    /// ```
+    /// use porter_metrics::{Collector, LocalRecorder};
+    ///
+    /// let recorder = LocalRecorder::new();
+    /// let collector = recorder.collector();
+    /// std::thread::spawn(move || collector.increment_counter("jobs_total", &[])).join().unwrap();
+    /// assert!(recorder.render().contains("jobs_total 1"));
+    /// ```
     pub fn collector(&self) -> PrometheusCollector {
         PrometheusCollector::for_pipeline(self.pipeline.clone())
     }
 
     /// The text exposition of everything recorded so far (empty for a standalone server's
     /// pipeline before it starts).
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Exposition, Collector, LocalRecorder};
+    ///
+    /// let recorder = LocalRecorder::new();
+    /// recorder.collector().record_gauge("queue_size", 4.0, &["queue", "default"]);
+    /// let text = recorder.render();
+    /// assert!(text.contains("# TYPE queue_size gauge"));
+    /// let scrape = Exposition::parse(&text).expect("a valid exposition");
+    /// assert_eq!(scrape.value("queue_size", &["queue", "default"]), Some(4.0));
+    /// ```
     pub fn render(&self) -> String {
         self.pipeline
             .handle()
@@ -85,6 +111,15 @@ impl LocalRecorder {
     }
 
     /// Drains histogram observations into buckets now, as the upkeep thread does periodically.
+    ///
+    /// ```
+    /// use porter_metrics::{Collector, LocalRecorder};
+    ///
+    /// let recorder = LocalRecorder::new();
+    /// recorder.collector().record_histogram("latency_seconds", 0.3, &[]);
+    /// recorder.run_upkeep(); // the observation is now in its buckets
+    /// assert!(recorder.render().contains(r#"latency_seconds_bucket{le="0.5"} 1"#));
+    /// ```
     pub fn run_upkeep(&self) {
         self.pipeline.run_upkeep(self.pipeline.idle_timeout());
     }

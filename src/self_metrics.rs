@@ -13,6 +13,17 @@
 //!
 //! Each distinct problem (a reason and a metric name) is logged once through `tracing` at
 //! `WARN`, never once per call.
+//!
+//! ```
+//! use porter_metrics::self_metrics::{
+//!     DROPPED_LABELS, DROPPED_SAMPLES, METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
+//! };
+//!
+//! let text = porter_metrics::LocalRecorder::new().render(); // nothing recorded yet
+//! for name in [DROPPED_SAMPLES, DROPPED_LABELS, OVERFLOW_SAMPLES, SERIES, METRIC_NAMES] {
+//!     assert!(text.contains(&format!("# TYPE {name} ")), "{name} is always exported");
+//! }
+//! ```
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -24,14 +35,67 @@ use metrics::{
 };
 
 /// Name of the counter of dropped samples.
+///
+/// ```
+/// use porter_metrics::{self_metrics::DROPPED_SAMPLES, testing::Capture, Collector};
+///
+/// let capture = Capture::new();
+/// capture.collector().increment_counter("", &[]); // no name: dropped
+/// let scrape = capture.exposition().unwrap();
+/// assert_eq!(scrape.value(DROPPED_SAMPLES, &["reason", "invalid_name"]), Some(1.0));
+/// assert_eq!(scrape.value(DROPPED_SAMPLES, &["reason", "kind_conflict"]), Some(0.0));
+/// ```
 pub const DROPPED_SAMPLES: &str = "porter_metrics_dropped_samples_total";
 /// Name of the counter of dropped labels.
+///
+/// ```
+/// use porter_metrics::{self_metrics::DROPPED_LABELS, testing::Capture, Collector};
+///
+/// let capture = Capture::new();
+/// capture.collector().increment_counter("jobs_total", &["queue", "a", "region"]); // dangling key
+/// let scrape = capture.exposition().unwrap();
+/// assert_eq!(scrape.value(DROPPED_LABELS, &["reason", "dangling_key"]), Some(1.0));
+/// assert_eq!(scrape.value("jobs_total", &["queue", "a"]), Some(1.0));
+/// ```
 pub const DROPPED_LABELS: &str = "porter_metrics_dropped_labels_total";
 /// Name of the counter of samples folded into overflow series.
+///
+/// ```
+/// use porter_metrics::self_metrics::OVERFLOW_SAMPLES;
+/// use porter_metrics::{testing::Capture, Builder, Collector, Limits};
+///
+/// let limits = Limits { series_per_metric: 1, ..Limits::default() };
+/// let capture = Capture::with_recorder(Builder::new().limits(limits).build_local());
+/// for user in ["1", "2", "3"] {
+///     capture.collector().increment_counter("hits_total", &["user", user]);
+/// }
+/// let scrape = capture.exposition().unwrap();
+/// assert_eq!(scrape.value(OVERFLOW_SAMPLES, &["metric", "hits_total"]), Some(2.0));
+/// ```
 pub const OVERFLOW_SAMPLES: &str = "porter_metrics_overflow_samples_total";
 /// Name of the gauge of tracked series.
+///
+/// ```
+/// use porter_metrics::{self_metrics::SERIES, testing::Capture, Collector};
+///
+/// let capture = Capture::new();
+/// capture.collector().increment_counter("jobs_total", &["queue", "a"]);
+/// capture.collector().increment_counter("jobs_total", &["queue", "b"]);
+/// assert_eq!(capture.exposition().unwrap().value(SERIES, &[]), Some(2.0));
+/// ```
 pub const SERIES: &str = "porter_metrics_series";
 /// Name of the gauge of tracked metric names.
+///
+/// ```
+/// use porter_metrics::{self_metrics::METRIC_NAMES, testing::Capture, Collector};
+///
+/// let capture = Capture::new();
+/// capture.collector().increment_counter("jobs_total", &["queue", "a"]);
+/// capture.collector().record_gauge("queue_size", 3.0, &["queue", "a"]);
+/// let scrape = capture.exposition().unwrap();
+/// assert_eq!(scrape.kind(METRIC_NAMES), Some("gauge"));
+/// assert_eq!(scrape.value(METRIC_NAMES, &[]), Some(2.0));
+/// ```
 pub const METRIC_NAMES: &str = "porter_metrics_metric_names";
 
 /// How many distinct problems are logged before further warnings are suppressed.

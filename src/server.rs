@@ -110,6 +110,17 @@ impl MetricsServer {
     }
 
     /// A [`Builder`] to configure a server.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = porter_metrics::MetricsServer::builder()
+    ///     .standalone()
+    ///     .global_label("service", "api")?
+    ///     .build("127.0.0.1:0");
+    /// assert!(server.local_addr().is_none()); // built, not started
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder() -> Builder {
         Builder::new()
     }
@@ -135,6 +146,19 @@ impl MetricsServer {
 
     /// Binds the address and starts serving (or starts pushing); returns once the socket
     /// listens.
+    ///
+    /// ```
+    /// use porter_metrics::{Error, MetricsServer};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?; // listening when it returns
+    /// assert!(server.local_addr().is_some());
+    /// assert!(matches!(server.start(), Err(Error::AlreadyRunning { .. })));
+    /// server.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidAddress`], [`Error::Bind`] (port in use, permission), [`Error::AlreadyRunning`],
@@ -207,6 +231,20 @@ impl MetricsServer {
     /// Stops serving: closes the socket and ends the listener's connections. In push mode,
     /// pushes the final values first.
     ///
+    /// ```
+    /// use porter_metrics::{Error, MetricsServer};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// server.stop()?;
+    /// server.stop()?; // idempotent
+    /// assert!(server.local_addr().is_none());
+    /// assert!(matches!(server.start(), Err(Error::Stopped))); // does not serve again
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Push`] if the final push failed (push mode only). The server is stopped
     /// either way.
@@ -224,6 +262,22 @@ impl MetricsServer {
     }
 
     /// The address the server listens on while running.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = porter_metrics::MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// let mut http = std::net::TcpStream::connect(server.local_addr().expect("running"))?;
+    /// http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    /// let mut response = String::new();
+    /// http.read_to_string(&mut response)?;
+    /// assert!(response.contains("porter_metrics_series"));
+    /// server.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
             State::Running(running) => running.addr,
@@ -234,6 +288,20 @@ impl MetricsServer {
     /// A collector recording into what this server exports.
     ///
     /// For a global server this is the global collector ([`PrometheusCollector::new`]).
+    ///
+    /// ```
+    /// use porter_metrics::{Collector, MetricsServer};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// server.collector().increment_counter("jobs_total", &["queue", "a"]);
+    /// let text = server.recorder().expect("standalone").render();
+    /// assert!(text.contains(r#"jobs_total{queue="a"} 1"#));
+    /// server.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn collector(&self) -> PrometheusCollector {
         match &self.own {
             Some(own) => PrometheusCollector::for_pipeline(own.clone()),
@@ -243,6 +311,18 @@ impl MetricsServer {
 
     /// The recorder of a standalone server, to use with `metrics::with_local_recorder`;
     /// `None` for a global server (its recorder is the global one).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = porter_metrics::MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// let recorder = server.recorder().expect("standalone");
+    /// metrics::with_local_recorder(&recorder, || metrics::gauge!("in_flight").set(2.0));
+    /// assert!(recorder.render().contains("in_flight 2"));
+    /// server.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recorder(&self) -> Option<LocalRecorder> {
         self.own.clone().map(LocalRecorder::from_pipeline)
     }

@@ -31,6 +31,15 @@ use std::fmt;
 use crate::{LocalRecorder, PrometheusCollector};
 
 /// A pipeline of its own for one test; see the module documentation.
+///
+/// ```
+/// use porter_metrics::{testing::Capture, Collector};
+///
+/// let capture = Capture::new();
+/// capture.collector().record_gauge("queue_size", 3.0, &["queue", "default"]);
+/// let scrape = capture.exposition().unwrap();
+/// assert_eq!(scrape.value("queue_size", &["queue", "default"]), Some(3.0));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Capture {
     recorder: LocalRecorder,
@@ -38,6 +47,15 @@ pub struct Capture {
 
 impl Capture {
     /// A capture with default settings.
+    ///
+    /// ```
+    /// use porter_metrics::testing::Capture;
+    ///
+    /// let (a, b) = (Capture::new(), Capture::new());
+    /// a.run(|| metrics::counter!("jobs_total").increment(1));
+    /// assert_eq!(a.exposition().unwrap().value("jobs_total", &[]), Some(1.0));
+    /// assert_eq!(b.exposition().unwrap().value("jobs_total", &[]), None); // a pipeline of its own
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -66,21 +84,57 @@ impl Capture {
     }
 
     /// A collector recording into this capture, from any thread.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// let capture = Capture::new();
+    /// let collector = capture.collector();
+    /// std::thread::spawn(move || collector.increment_counter("jobs_total", &[])).join().unwrap();
+    /// assert_eq!(capture.exposition().unwrap().value("jobs_total", &[]), Some(1.0));
+    /// ```
     pub fn collector(&self) -> PrometheusCollector {
         self.recorder.collector()
     }
 
     /// The recorder behind this capture.
+    ///
+    /// ```
+    /// let capture = porter_metrics::testing::Capture::new();
+    /// metrics::with_local_recorder(capture.recorder(), || metrics::gauge!("in_flight").set(1.0));
+    /// assert!(capture.recorder().render().contains("in_flight 1"));
+    /// ```
     pub fn recorder(&self) -> &LocalRecorder {
         &self.recorder
     }
 
     /// The text exposition as a scrape would get it.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// let capture = Capture::new();
+    /// capture.collector().increment_counter("jobs_total", &[]);
+    /// assert!(capture.render().contains("# TYPE jobs_total counter\njobs_total 1\n"));
+    /// ```
     pub fn render(&self) -> String {
         self.recorder.render()
     }
 
     /// The parsed exposition.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::testing::ParseError> {
+    /// let capture = Capture::new();
+    /// capture.collector().increment_counter("jobs_total", &["queue", "a"]);
+    /// capture.collector().increment_counter("jobs_total", &["queue", "b"]);
+    /// let scrape = capture.exposition()?;
+    /// assert_eq!((scrape.count("jobs_total"), scrape.sum("jobs_total")), (2, 2.0));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`ParseError`] if the text is not a valid exposition (a bug worth a failing test).
@@ -90,6 +144,14 @@ impl Capture {
 }
 
 /// Why a text is not a valid exposition: the line and what is wrong with it.
+///
+/// ```
+/// use porter_metrics::testing::Exposition;
+///
+/// let err = Exposition::parse("up 1\nbad-name 1\n").unwrap_err();
+/// assert_eq!(err.line, 2);
+/// assert!(err.to_string().starts_with("line 2: "));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// 1-based line number.
@@ -110,6 +172,15 @@ impl std::error::Error for ParseError {}
 type Labels = Vec<(String, String)>;
 
 /// One sample line.
+///
+/// ```
+/// use porter_metrics::testing::{Exposition, Sample};
+///
+/// let text = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 3\n";
+/// let scrape = Exposition::parse(text).unwrap();
+/// let labels = vec![("queue".to_owned(), "a".to_owned())];
+/// assert_eq!(scrape.samples()[0], Sample { name: "jobs_total".into(), labels, value: 3.0 });
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// The series name (`lat_bucket` for a histogram bucket).
@@ -121,6 +192,16 @@ pub struct Sample {
 }
 
 /// One `# TYPE` family.
+///
+/// ```
+/// use porter_metrics::testing::Exposition;
+///
+/// let text = "# HELP up Whether the target is up.\n# TYPE up gauge\nup 1\n";
+/// let scrape = Exposition::parse(text).unwrap();
+/// let family = &scrape.families()[0];
+/// assert_eq!((family.name.as_str(), family.kind.as_str()), ("up", "gauge"));
+/// assert_eq!(family.help.as_deref(), Some("Whether the target is up."));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Family {
     /// Family name.
@@ -132,6 +213,18 @@ pub struct Family {
 }
 
 /// A histogram's series for one label set.
+///
+/// ```
+/// use porter_metrics::{testing::{Capture, HistogramValue}, Builder, Collector};
+///
+/// let capture = Capture::with_recorder(Builder::new().buckets(&[1.0]).unwrap().build_local());
+/// capture.collector().record_histogram("job_seconds", 0.5, &["job", "a"]);
+/// capture.collector().record_histogram("job_seconds", 2.0, &["job", "a"]);
+/// let buckets = vec![(1.0, 1), (f64::INFINITY, 2)];
+/// let expected = HistogramValue { count: 2, sum: 2.5, buckets };
+/// let scrape = capture.exposition().unwrap();
+/// assert_eq!(scrape.histogram("job_seconds", &["job", "a"]), Some(expected));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramValue {
     /// Observations.
@@ -144,6 +237,16 @@ pub struct HistogramValue {
 
 impl HistogramValue {
     /// The cumulative count of the bucket with upper bound `le`.
+    ///
+    /// ```
+    /// use porter_metrics::testing::Exposition;
+    ///
+    /// let text = "# TYPE lat histogram\nlat_bucket{le=\"0.5\"} 2\nlat_bucket{le=\"+Inf\"} 3\n\
+    ///             lat_sum 2\nlat_count 3\n";
+    /// let lat = Exposition::parse(text).unwrap().histogram("lat", &[]).unwrap();
+    /// assert_eq!((lat.bucket(0.5), lat.bucket(f64::INFINITY)), (Some(2), Some(3)));
+    /// assert_eq!(lat.bucket(0.3), None); // not a bucket bound
+    /// ```
     pub fn bucket(&self, le: f64) -> Option<u64> {
         self.buckets.iter().find(|(b, _)| *b == le).map(|(_, c)| *c)
     }
@@ -178,16 +281,42 @@ fn sorted_pairs(labels: &[&str]) -> Vec<(String, String)> {
 
 impl Exposition {
     /// Every family, in order of appearance.
+    ///
+    /// ```
+    /// use porter_metrics::testing::Exposition;
+    ///
+    /// let text = "# TYPE a_total counter\na_total 1\n# TYPE b gauge\nb 2\n";
+    /// let scrape = Exposition::parse(text).unwrap();
+    /// let kinds: Vec<_> = scrape.families().iter().map(|f| (&*f.name, &*f.kind)).collect();
+    /// assert_eq!(kinds, [("a_total", "counter"), ("b", "gauge")]);
+    /// ```
     pub fn families(&self) -> &[Family] {
         &self.families
     }
 
     /// Every sample, in order of appearance.
+    ///
+    /// ```
+    /// use porter_metrics::testing::Exposition;
+    ///
+    /// let scrape = Exposition::parse("x{b=\"2\",a=\"1\"} 1\ny 2\n").unwrap();
+    /// let names: Vec<&str> = scrape.samples().iter().map(|s| s.name.as_str()).collect();
+    /// assert_eq!(names, ["x", "y"]);
+    /// assert_eq!(scrape.samples()[0].labels[0], ("a".into(), "1".into())); // sorted by key
+    /// ```
     pub fn samples(&self) -> &[Sample] {
         &self.samples
     }
 
     /// The value of the series `name` with exactly these label pairs (any order).
+    ///
+    /// ```
+    /// use porter_metrics::testing::Exposition;
+    ///
+    /// let scrape = Exposition::parse("requests_total{code=\"200\",method=\"GET\"} 7\n").unwrap();
+    /// assert_eq!(scrape.value("requests_total", &["method", "GET", "code", "200"]), Some(7.0));
+    /// assert_eq!(scrape.value("requests_total", &["method", "GET"]), None); // exact labels only
+    /// ```
     pub fn value(&self, name: &str, labels: &[&str]) -> Option<f64> {
         let want = sorted_pairs(labels);
         self.samples
@@ -197,6 +326,15 @@ impl Exposition {
     }
 
     /// The sum of the values of every series named `name` (0 if none).
+    ///
+    /// ```
+    /// use porter_metrics::testing::Exposition;
+    ///
+    /// let text = "jobs_total{queue=\"a\"} 3\njobs_total{queue=\"b\"} 4\n";
+    /// let scrape = Exposition::parse(text).unwrap();
+    /// assert_eq!(scrape.sum("jobs_total"), 7.0);
+    /// assert_eq!(scrape.sum("missing_total"), 0.0);
+    /// ```
     pub fn sum(&self, name: &str) -> f64 {
         self.samples
             .iter()
@@ -206,11 +344,30 @@ impl Exposition {
     }
 
     /// How many series are named `name` (as client_golang's `CollectAndCount`).
+    ///
+    /// ```
+    /// use porter_metrics::testing::Exposition;
+    ///
+    /// let text = "jobs_total{queue=\"a\"} 3\njobs_total{queue=\"b\"} 4\n";
+    /// let scrape = Exposition::parse(text).unwrap();
+    /// assert_eq!(scrape.count("jobs_total"), 2);
+    /// assert_eq!(scrape.count("missing_total"), 0);
+    /// ```
     pub fn count(&self, name: &str) -> usize {
         self.samples.iter().filter(|s| s.name == name).count()
     }
 
     /// The histogram `name` with exactly these label pairs.
+    ///
+    /// ```
+    /// use porter_metrics::testing::Exposition;
+    ///
+    /// let text = "# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 1\nlat_bucket{le=\"+Inf\"} 3\n\
+    ///             lat_sum 2.5\nlat_count 3\n";
+    /// let lat = Exposition::parse(text).unwrap().histogram("lat", &[]).unwrap();
+    /// assert_eq!((lat.count, lat.sum), (3, 2.5));
+    /// assert_eq!(lat.buckets, [(0.1, 1), (f64::INFINITY, 3)]);
+    /// ```
     pub fn histogram(&self, name: &str, labels: &[&str]) -> Option<HistogramValue> {
         let want = sorted_pairs(labels);
         let count = self.value(&format!("{name}_count"), labels)?;
@@ -243,11 +400,30 @@ impl Exposition {
     }
 
     /// The HELP text of family `name`.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// let capture = Capture::new();
+    /// capture.collector().increment_counter("jobs_total", &[]);
+    /// let scrape = capture.exposition().unwrap();
+    /// assert_eq!(scrape.help("jobs_total"), Some("Counter for jobs_total")); // the default text
+    /// ```
     pub fn help(&self, name: &str) -> Option<&str> {
         self.family(name)?.help.as_deref()
     }
 
     /// The TYPE of family `name`.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// let capture = Capture::new();
+    /// capture.collector().record_histogram("latency_seconds", 0.1, &[]);
+    /// let scrape = capture.exposition().unwrap();
+    /// assert_eq!(scrape.kind("latency_seconds"), Some("histogram"));
+    /// assert_eq!(scrape.kind("missing"), None);
+    /// ```
     pub fn kind(&self, name: &str) -> Option<&str> {
         self.family(name).map(|f| f.kind.as_str())
     }
@@ -260,6 +436,14 @@ impl Exposition {
     /// valid names, escapes and values; one TYPE and HELP per family, before its samples;
     /// samples matching their family's type; no repeated label key or series; histogram
     /// buckets cumulative, with `+Inf` equal to `_count`.
+    ///
+    /// ```
+    /// use porter_metrics::testing::Exposition;
+    ///
+    /// assert!(Exposition::parse("# TYPE up gauge\nup 1\n").is_ok());
+    /// let repeated = Exposition::parse("# TYPE up gauge\nup 1\nup 2\n").unwrap_err();
+    /// assert_eq!(repeated.line, 3); // the same series twice
+    /// ```
     ///
     /// # Errors
     /// The first problem found, with its line.

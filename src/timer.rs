@@ -102,6 +102,16 @@ impl Timer {
     }
 
     /// Stops the timer, records the elapsed seconds, and returns them.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// let capture = Capture::new();
+    /// let timer = capture.collector().start_timer("job_seconds");
+    /// let seconds = timer.stop();
+    /// let job = capture.exposition().unwrap().histogram("job_seconds", &[]).unwrap();
+    /// assert_eq!((job.count, job.sum), (1, seconds)); // recorded once, the value returned
+    /// ```
     pub fn stop(mut self) -> f64 {
         self.finish()
     }
