@@ -32,11 +32,12 @@
 //! barrier (wall time from the first start to the last end, divided by `iters`: ns per call
 //! per thread): ours on different series, ours on the same series, and the exporter's cached
 //! handle on the same series.
+#[path = "support/estimates.rs"]
+mod estimates;
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Barrier, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -678,34 +679,9 @@ fn bench_threads(c: &mut Criterion, fx: &Fixture) {
 // ---------------------------------------------------------------------------------------
 // The table of targets, from criterion's estimates.
 
-/// Where criterion writes its results (as criterion decides it, minus `cargo metadata`).
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // `CARGO_TARGET_TMPDIR` is `<target dir>/tmp`.
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-        .join("criterion")
-}
-
 /// The median (ns) of `group/bench` written by this run, if any.
 fn median(since: SystemTime, group: &str, bench: &str) -> Option<f64> {
-    let path = criterion_home()
-        .join(group)
-        .join(bench)
-        .join("new")
-        .join("estimates.json");
-    let fresh = std::fs::metadata(&path).ok()?.modified().ok()? >= since;
-    if !fresh {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
+    estimates::median(since, &[group, bench])
 }
 
 fn fmt_ns(v: Option<f64>) -> String {

@@ -17,9 +17,10 @@
 //!
 //! After criterion finishes, prints layer / exporter ratios (target: at most 1.20 on the
 //! static path).
+#[path = "support/estimates.rs"]
+mod estimates;
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Bencher, Criterion, SamplingMode};
@@ -126,34 +127,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Where criterion writes its results (as criterion decides it, minus `cargo metadata`).
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // `CARGO_TARGET_TMPDIR` is `<target dir>/tmp`.
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-        .join("criterion")
-}
-
 /// The median (ns) of `group/bench` written by this run, if any.
 fn median(since: SystemTime, group: &str, bench: &str) -> Option<f64> {
-    let path = criterion_home()
-        .join(group)
-        .join(bench)
-        .join("new")
-        .join("estimates.json");
-    let fresh = std::fs::metadata(&path).ok()?.modified().ok()? >= since;
-    if !fresh {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
+    estimates::median(since, &[group, bench])
 }
 
 fn report(since: SystemTime) {

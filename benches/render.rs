@@ -12,9 +12,10 @@
 //! `# HELP` line per metric name; both are part of what a scrape of ours costs.
 //!
 //! After criterion finishes, prints ours / exporter per size (target at 100k: at most 1.05).
+#[path = "support/estimates.rs"]
+mod estimates;
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
@@ -110,35 +111,9 @@ fn bench(c: &mut Criterion, sizes: &[usize]) {
     g.finish();
 }
 
-/// Where criterion writes its results (as criterion decides it, minus `cargo metadata`).
-fn criterion_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // `CARGO_TARGET_TMPDIR` is `<target dir>/tmp`.
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-        .join("criterion")
-}
-
 /// The median (ns) of `group/bench/param` written by this run, if any.
 fn median(since: SystemTime, group: &str, bench: &str, param: usize) -> Option<f64> {
-    let path = criterion_home()
-        .join(group)
-        .join(bench)
-        .join(param.to_string())
-        .join("new")
-        .join("estimates.json");
-    let fresh = std::fs::metadata(&path).ok()?.modified().ok()? >= since;
-    if !fresh {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
+    estimates::median(since, &[group, bench, &param.to_string()])
 }
 
 fn report(since: SystemTime, sizes: &[usize]) {

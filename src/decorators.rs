@@ -322,6 +322,20 @@ struct Stored {
     entry: AggregateEntry,
 }
 
+impl Stored {
+    /// Whether this is the series of `name` and the ordered label `pairs`.
+    fn is(&self, name: &str, pairs: &[(&str, &str)]) -> bool {
+        self.entry.name == name
+            && self.entry.labels.len() == pairs.len()
+            && self
+                .entry
+                .labels
+                .iter()
+                .zip(pairs)
+                .all(|((k, v), (pk, pv))| k == pk && v == pv)
+    }
+}
+
 /// Aggregates every value per name and label set, then forwards the call; see the module
 /// documentation.
 ///
@@ -410,16 +424,7 @@ impl<C: Collector> AggregatingCollector<C> {
         let mut shard = self.shards[(hash as usize) % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let found = shard.find_mut(hash, |s| {
-            s.entry.name == name
-                && s.entry.labels.len() == pairs.len()
-                && s.entry
-                    .labels
-                    .iter()
-                    .zip(&pairs)
-                    .all(|((k, v), (pk, pv))| k == pk && v == pv)
-        });
-        match found {
+        match shard.find_mut(hash, |s| s.is(name, &pairs)) {
             Some(stored) => stored.entry.aggregate.add(value),
             None => {
                 let entry = AggregateEntry {
@@ -453,15 +458,7 @@ impl<C: Collector> AggregatingCollector<C> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         shard
-            .find(hash, |s| {
-                s.entry.name == name
-                    && s.entry.labels.len() == pairs.len()
-                    && s.entry
-                        .labels
-                        .iter()
-                        .zip(&pairs)
-                        .all(|((k, v), (pk, pv))| k == pk && v == pv)
-            })
+            .find(hash, |s| s.is(name, &pairs))
             .map(|s| s.entry.aggregate)
     }
 

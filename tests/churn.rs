@@ -4,31 +4,15 @@
 //!
 //! `cargo test --release --test churn -- --nocapture` prints the plateaus.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use porter_metrics::testing::Exposition;
 use porter_metrics::{Builder, Collector, Limits, LocalRecorder};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::counting::Counting = common::counting::Counting;
 
 /// New series per second.
 const RATE: u64 = 1_000;
@@ -63,7 +47,7 @@ fn churn(recorder: &LocalRecorder, seconds: u64) -> Vec<Sample> {
         samples.push(Sample {
             tracked: scrape.value("porter_metrics_series", &[]).unwrap_or(-1.0),
             rendered: scrape.count("churn_total"),
-            heap: LIVE.load(Ordering::Relaxed),
+            heap: common::counting::live(),
         });
     }
     samples

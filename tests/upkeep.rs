@@ -1,30 +1,14 @@
 //! Histogram observations do not pile up when nobody scrapes: the pipeline's upkeep thread
 //! drains them into buckets. Measured with a counting allocator (this binary only).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use porter_metrics::{Builder, Collector};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::counting::Counting = common::counting::Counting;
 
 /// Bytes the exporter keeps per undrained observation (value and timestamp).
 const BYTES_PER_OBSERVATION: isize = 16;
@@ -36,7 +20,7 @@ fn upkeep_drains_histograms_without_scrapes() {
         .build_local();
     let collector = recorder.collector();
     collector.record_histogram("unscraped_seconds", 0.1, &[]);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = common::counting::live();
     let started = Instant::now();
     let (mut observations, mut peak) = (1u64, 0isize);
     // Record for a bounded time, spanning many upkeep intervals, and watch the heap.
@@ -45,7 +29,7 @@ fn upkeep_drains_histograms_without_scrapes() {
             collector.record_histogram("unscraped_seconds", f64::from(i % 100) / 100.0, &[]);
         }
         observations += 10_000;
-        peak = peak.max(LIVE.load(Ordering::Relaxed) - before);
+        peak = peak.max(common::counting::live() - before);
     }
     let undrained = observations as isize * BYTES_PER_OBSERVATION;
     assert!(

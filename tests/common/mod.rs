@@ -97,4 +97,5 @@ pub fn require_binary(name: &str, package: &str) -> std::path::PathBuf {
     panic!("`{name}` is missing: install the Debian package `{package}` (apt-get install -y {package}), or run .ci/test");
 }
 
+pub mod counting;
 pub mod prometheus;
