@@ -32,6 +32,7 @@
 //! barrier (wall time from the first start to the last end, divided by `iters`: ns per call
 //! per thread): ours on different series, ours on the same series, and the exporter's cached
 //! handle on the same series.
+
 #[path = "support/estimates.rs"]
 mod estimates;
 

@@ -17,6 +17,7 @@
 //!
 //! After criterion finishes, prints layer / exporter ratios (target: at most 1.20 on the
 //! static path).
+
 #[path = "support/estimates.rs"]
 mod estimates;
 

@@ -12,6 +12,7 @@
 //! `# HELP` line per metric name; both are part of what a scrape of ours costs.
 //!
 //! After criterion finishes, prints ours / exporter per size (target at 100k: at most 1.05).
+
 #[path = "support/estimates.rs"]
 mod estimates;
 
