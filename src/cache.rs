@@ -81,10 +81,8 @@ struct Entry {
     pipeline: u64,
     epoch: u64,
     kind: Kind,
-    /// The length of the name, then of each label string, as given.
-    lens: Box<[u32]>,
-    /// The name and the label strings, back to back.
-    bytes: Box<[u8]>,
+    /// The name and the label strings as given.
+    key: PackedKey,
     handle: Handle,
     dangling: bool,
     used_ms: u64,
@@ -93,18 +91,79 @@ struct Entry {
 impl Entry {
     #[inline]
     fn matches(&self, pipeline: u64, kind: Kind, name: &str, labels: &[&str]) -> bool {
-        if self.pipeline != pipeline || self.kind != kind || self.lens.len() != labels.len() + 1 {
+        self.pipeline == pipeline && self.kind == kind && self.key.matches(name, labels)
+    }
+}
+
+/// Bytes kept inline in an entry: most keys fit, so caching them allocates nothing.
+const INLINE: usize = 62;
+
+/// A name and label strings packed as `[count][lengths...][bytes...]` (u32 little-endian
+/// numbers), inline when short: no allocation to interleave with the exporter's own.
+enum PackedKey {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+/// Packs a length; one over 4 GiB saturates, and then never matches (never cached).
+fn packed_len(len: usize) -> [u8; 4] {
+    u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+impl PackedKey {
+    fn new(name: &str, labels: &[&str]) -> Self {
+        let parts = || std::iter::once(name).chain(labels.iter().copied());
+        let size = 4 + 4 * (labels.len() + 1) + parts().map(str::len).sum::<usize>();
+        let fill = |out: &mut [u8]| {
+            let mut at = 0;
+            let mut put = |bytes: &[u8]| {
+                if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+                    dst.copy_from_slice(bytes);
+                }
+                at += bytes.len();
+            };
+            put(&packed_len(labels.len() + 1));
+            parts().for_each(|p| put(&packed_len(p.len())));
+            parts().for_each(|p| put(p.as_bytes()));
+        };
+        match u8::try_from(size) {
+            Ok(len) if size <= INLINE => {
+                let mut buf = [0u8; INLINE];
+                fill(&mut buf);
+                PackedKey::Inline { len, buf }
+            }
+            _ => {
+                let mut heap = vec![0u8; size].into_boxed_slice();
+                fill(&mut heap);
+                PackedKey::Heap(heap)
+            }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            PackedKey::Inline { len, buf } => &buf[..usize::from(*len)],
+            PackedKey::Heap(bytes) => bytes,
+        }
+    }
+
+    #[inline]
+    fn matches(&self, name: &str, labels: &[&str]) -> bool {
+        let packed = self.bytes();
+        let count = labels.len() + 1;
+        if word::<4>(packed, 0) != count as u64 {
             return false;
         }
-        let mut offset = 0;
-        let mut same = |part: &str, len: u32| {
-            let len = len as usize;
-            let stored = self.bytes.get(offset..offset + len);
+        let mut len_at = 4;
+        let mut offset = 4 + 4 * count;
+        let mut same = |part: &str| {
+            let len = word::<4>(packed, len_at) as usize;
+            len_at += 4;
+            let stored = packed.get(offset..offset + len);
             offset += len;
             part.len() == len && stored.is_some_and(|stored| same_bytes(stored, part.as_bytes()))
         };
-        let (first, rest) = self.lens.split_first().unwrap_or((&0, &[]));
-        same(name, *first) && labels.iter().zip(rest).all(|(part, len)| same(part, *len))
+        same(name) && labels.iter().all(|part| same(part))
     }
 }
 
@@ -337,16 +396,12 @@ fn insert<'c>(
     if table.len() >= MAX_ENTRIES {
         table.clear();
     }
-    let parts = || std::iter::once(name).chain(labels.iter().copied());
     let entry = Entry {
         hash,
         pipeline: pipeline.id,
         epoch,
         kind,
-        lens: parts()
-            .map(|p| u32::try_from(p.len()).unwrap_or(u32::MAX))
-            .collect(),
-        bytes: parts().flat_map(str::bytes).collect(),
+        key: PackedKey::new(name, labels),
         handle,
         dangling,
         used_ms: 0,
@@ -491,6 +546,31 @@ mod tests {
             assert!(layer_entries() <= MAX_ENTRIES);
         }
         assert!(collector_entries() > 0);
+    }
+
+    #[test]
+    fn packed_keys_match_exactly_inline_and_on_the_heap() {
+        let long = "x".repeat(200);
+        for (name, labels) in [
+            ("m", &["k", "v"][..]),
+            ("requests_total", &["method", "GET", "endpoint", "/api"][..]),
+            (long.as_str(), &["k", long.as_str()][..]),
+            ("", &[][..]),
+        ] {
+            let key = PackedKey::new(name, labels);
+            assert!(key.matches(name, labels));
+            assert!(!key.matches(name, &[labels, &["extra"]].concat()));
+            assert!(!key.matches(&format!("{name}_"), labels));
+            if let Some((last, rest)) = labels.split_last() {
+                let changed = format!("{last}!");
+                let other: Vec<&str> = rest.iter().copied().chain([changed.as_str()]).collect();
+                assert!(!key.matches(name, &other));
+            }
+        }
+        // Parts that run into each other differently are different keys.
+        assert!(!PackedKey::new("ab", &["c"]).matches("a", &["bc"]));
+        assert!(matches!(PackedKey::new("m", &["k", "v"]), PackedKey::Inline { .. }));
+        assert!(matches!(PackedKey::new(&long, &[]), PackedKey::Heap(_)));
     }
 
     #[test]
