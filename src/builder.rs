@@ -88,7 +88,8 @@ impl Config {
             builder = builder.idle_timeout(MetricKindMask::ALL, Some(idle));
         }
         for (key, value) in &self.global_labels {
-            builder = builder.add_global_label(key, value);
+            // Printed exactly, as label values recorded through the layer are.
+            builder = builder.add_global_label(key, crate::policy::escape_value(value));
         }
         for address in &self.allowed {
             builder = builder.add_allowed_address(address).map_err(config_error)?;

@@ -287,3 +287,28 @@ fn label_sets_past_the_per_metric_limit_fold_into_the_overflow_series() {
         Some(30.0)
     );
 }
+
+#[test]
+fn global_labels_are_on_every_series_and_printed_exactly() {
+    let recorder = Builder::new()
+        .global_label("service", "flight\\sql \"eu\"")
+        .unwrap()
+        .build_local();
+    let capture = Capture::with_recorder(recorder);
+    let c = capture.collector();
+    c.increment_counter("requests_total", &["method", "GET"]);
+    c.increment_counter("requests_total", &["service", "override"]);
+    let s = scrape(&capture);
+    assert_eq!(
+        s.value(
+            "requests_total",
+            &["method", "GET", "service", "flight\\sql \"eu\""]
+        ),
+        Some(1.0)
+    );
+    // A label of the same key on the series wins.
+    assert_eq!(
+        s.value("requests_total", &["service", "override"]),
+        Some(1.0)
+    );
+}
