@@ -569,7 +569,10 @@ mod tests {
         }
         // Parts that run into each other differently are different keys.
         assert!(!PackedKey::new("ab", &["c"]).matches("a", &["bc"]));
-        assert!(matches!(PackedKey::new("m", &["k", "v"]), PackedKey::Inline { .. }));
+        assert!(matches!(
+            PackedKey::new("m", &["k", "v"]),
+            PackedKey::Inline { .. }
+        ));
         assert!(matches!(PackedKey::new(&long, &[]), PackedKey::Heap(_)));
     }
 
