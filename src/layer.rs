@@ -207,13 +207,13 @@ impl<R: Recorder> PorterRecorder<R> {
             };
         }
         let epoch = state.epoch.load(Ordering::Acquire);
-        let stale_before = state.stale_before();
+        let (now, stale_before) = state.clock_ms();
         if let Some(handle) = cache::keyed_hit(state.id, epoch, kind, key, stale_before) {
             return handle;
         }
         match self.resolve(key, kind, metadata) {
             Ok(handle) => {
-                cache::keyed_insert(state.id, epoch, kind, key, &handle, state.now_ms());
+                cache::keyed_insert(state.id, epoch, kind, key, &handle, now);
                 handle
             }
             Err(reason) => Handle::dropped(kind, state.self_metrics.sink(reason)),
@@ -419,15 +419,9 @@ impl LayerState {
         }
     }
 
-    /// Milliseconds since the layer was created (0 when no idle timeout needs the time).
-    pub(crate) fn now_ms(&self) -> u64 {
-        if self.idle_ms.load(Ordering::Relaxed) == 0 {
-            return 0;
-        }
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// `(now_ms, stale_before)` in one read of the idle setting (zeros without one).
+    /// `(now, stale_before)` in milliseconds since the layer was created, in one read of the
+    /// idle setting: cached handles resolved before `stale_before` are resolved again, as
+    /// the exporter may have removed their series. Zeros without an idle timeout.
     #[inline]
     pub(crate) fn clock_ms(&self) -> (u64, u64) {
         match self.idle_ms.load(Ordering::Relaxed) {
@@ -436,15 +430,6 @@ impl LayerState {
                 let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 (now, now.saturating_sub(idle / 2))
             }
-        }
-    }
-
-    /// Cached handles last resolved before this time (ms) must be resolved again: the
-    /// exporter may have removed their series, idle for the whole timeout. 0 = never.
-    pub(crate) fn stale_before(&self) -> u64 {
-        match self.idle_ms.load(Ordering::Relaxed) {
-            0 => 0,
-            idle => self.now_ms().saturating_sub(idle / 2),
         }
     }
 }
