@@ -9,7 +9,10 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use metrics_util::MetricKindMask;
 
+use ipnet::IpNet;
+
 use crate::families::Limits;
+use crate::listener;
 use crate::{Error, LocalRecorder, MetricsServer};
 
 /// Prometheus' default histogram buckets, in seconds.
@@ -30,6 +33,9 @@ pub const DEFAULT_BUCKETS: [f64; 11] = [
 /// How often histogram observations are drained into buckets when nobody scrapes.
 const DEFAULT_UPKEEP: Duration = Duration::from_secs(5);
 
+/// How long a client has to send a complete request head.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Validated settings, shared by the server and local recorders.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -37,7 +43,8 @@ pub(crate) struct Config {
     pub(crate) bucket_overrides: Vec<(Matcher, Vec<f64>)>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) global_labels: Vec<(String, String)>,
-    pub(crate) allowed: Vec<String>,
+    pub(crate) allowed: Vec<IpNet>,
+    pub(crate) header_read_timeout: Duration,
     pub(crate) limits: Limits,
     pub(crate) upkeep: Duration,
     pub(crate) standalone: bool,
@@ -53,6 +60,7 @@ impl Default for Config {
             idle_timeout: None,
             global_labels: Vec::new(),
             allowed: Vec::new(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             limits: Limits::default(),
             upkeep: DEFAULT_UPKEEP,
             standalone: false,
@@ -91,10 +99,15 @@ impl Config {
             // Printed exactly, as label values recorded through the layer are.
             builder = builder.add_global_label(key, crate::policy::escape_value(value));
         }
-        for address in &self.allowed {
-            builder = builder.add_allowed_address(address).map_err(config_error)?;
-        }
         Ok(builder)
+    }
+
+    /// The listener's settings.
+    pub(crate) fn listener(&self) -> listener::Settings {
+        listener::Settings {
+            allowed: self.allowed.clone(),
+            header_read_timeout: self.header_read_timeout,
+        }
     }
 }
 
@@ -284,17 +297,31 @@ impl Builder {
     /// # Errors
     /// [`Error::Config`] if `address` is neither an IP address nor a network.
     pub fn allow(mut self, address: &str) -> Result<Self, Error> {
-        // The exporter only takes networks; a bare address is a network of one.
-        let network = match address.trim().parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(ip)) => format!("{ip}/32"),
-            Ok(std::net::IpAddr::V6(ip)) => format!("{ip}/128"),
-            Err(_) => address.trim().to_owned(),
+        let trimmed = address.trim();
+        // A bare address is a network of one.
+        let network = match trimmed.parse::<std::net::IpAddr>() {
+            Ok(ip) => IpNet::from(ip),
+            Err(_) => trimmed
+                .parse::<IpNet>()
+                .map_err(|e| Error::Config(format!("allowlist entry {address:?}: {e}")))?,
         };
-        PrometheusBuilder::new()
-            .add_allowed_address(&network)
-            .map_err(|e| Error::Config(format!("allowlist entry {address:?}: {e}")))?;
         self.config.allowed.push(network);
         Ok(self)
+    }
+
+    /// How long a client has to send a complete request head (default 10 s); a connection
+    /// that sends none in time, idle keep-alive connections included, is closed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let server = porter_metrics::Builder::new()
+    ///     .header_read_timeout(Duration::from_secs(5))
+    ///     .build("127.0.0.1:0");
+    /// # let _ = server;
+    /// ```
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.header_read_timeout = timeout.max(Duration::from_millis(10));
+        self
     }
 
     /// Limits on metric names and series; see [`crate::Limits`].

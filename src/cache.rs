@@ -23,7 +23,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Histogram, Key, Level, Metadata, Recorder};
 
 use crate::labels::key_from_pairs;
-use crate::layer::{COLLECTOR_FAST_TARGET, COLLECTOR_TARGET};
+use crate::layer::COLLECTOR_TARGET;
 use crate::pipeline::Pipeline;
 use crate::policy::Kind;
 use crate::self_metrics::{DropSink, LabelDrop};
@@ -33,8 +33,6 @@ pub(crate) const MAX_ENTRIES: usize = 1024;
 
 static COLLECTOR_METADATA: Metadata<'static> =
     Metadata::new(COLLECTOR_TARGET, Level::INFO, Some(module_path!()));
-static COLLECTOR_FAST_METADATA: Metadata<'static> =
-    Metadata::new(COLLECTOR_FAST_TARGET, Level::INFO, Some(module_path!()));
 
 /// A registered `metrics` handle.
 #[derive(Clone)]
@@ -278,16 +276,9 @@ fn register_with(
     (handle, dangling)
 }
 
-/// Registers on a porter pipeline for the cache: histograms come unwrapped, so callers of
-/// [`with_handle`] must drop non-finite observations themselves.
+/// Registers on a porter pipeline for the cache.
 fn register_fast(pipeline: &Pipeline, kind: Kind, name: &str, labels: &[&str]) -> (Handle, bool) {
-    register_with(
-        &pipeline.stack,
-        kind,
-        name,
-        labels,
-        &COLLECTOR_FAST_METADATA,
-    )
+    register(&pipeline.stack, kind, name, labels)
 }
 
 /// Counts one dropped dangling key (every call that has one).
@@ -310,8 +301,6 @@ fn warn_dangling(pipeline: &Pipeline, name: &str) {
 }
 
 /// Runs `f` on the handle of a series of `pipeline`, from the cache when possible.
-///
-/// Histogram handles are the exporter's own: the caller drops non-finite values first.
 #[inline]
 pub(crate) fn with_handle<T>(
     pipeline: &Pipeline,

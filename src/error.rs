@@ -47,16 +47,8 @@ pub enum Error {
         address: String,
     },
 
-    /// `start()` was called on a server that was stopped.
-    ///
-    /// The exporter's listener is tied to the recorder it was built with, so a stopped server
-    /// cannot serve the same values again; keep the server running for the life of the process,
-    /// or build a new standalone server for a fresh set of metrics.
-    #[error("the metrics server was stopped and cannot serve again; build a new server")]
-    Stopped,
-
-    /// The pipeline this server would export is already exported by another server.
-    #[error("these metrics are already exported by another MetricsServer")]
+    /// The pipeline this server would export is exported by another running server.
+    #[error("these metrics are already exported by another running MetricsServer")]
     AlreadyExported,
 
     /// Another crate installed a global `metrics` recorder before porter-metrics could.

@@ -54,6 +54,7 @@ use metrics_util::layers::Layer;
 
 use crate::cache::{self, Handle};
 use crate::families::{Families, Family, Limits, Outcome};
+use crate::histogram::{BufferedHistogram, DropCounters, Histograms};
 use crate::policy::{self, Kind, OVERFLOW_LABEL, SELF_PREFIX};
 use crate::self_metrics::{DropReason, SelfMetrics};
 
@@ -61,11 +62,10 @@ use crate::self_metrics::{DropReason, SelfMetrics};
 /// with: the layer gives the metrics it creates a default HELP text.
 pub(crate) const COLLECTOR_TARGET: &str = "porter_metrics::collector";
 
-/// The `target` of the collector's cached path: it checks histogram values itself, so the
-/// layer hands it the exporter's histogram unwrapped (one indirection less per call).
-pub(crate) const COLLECTOR_FAST_TARGET: &str = "porter_metrics::collector::fast";
-
 static NEXT_LAYER: AtomicU64 = AtomicU64::new(1);
+
+static DRAIN_METADATA: Metadata<'static> =
+    Metadata::new("porter_metrics::drain", metrics::Level::INFO, Some(module_path!()));
 
 /// Most user descriptions remembered (to let them win over the default HELP text).
 const MAX_DESCRIBED: usize = 100_000;
@@ -129,6 +129,10 @@ pub(crate) struct LayerState {
     described: Mutex<HashSet<String>>,
     /// Coarse seconds, advanced by the pipeline's upkeep; used to expire idle series.
     clock: AtomicU32,
+    /// Every buffered histogram series.
+    histograms: Histograms,
+    /// Held while the storage below is drained (see [`PorterRecorder::drained`]).
+    drain_lock: Mutex<()>,
 }
 
 /// The recorder [`PorterLayer`] produces; see the module documentation.
@@ -162,6 +166,10 @@ impl<R> std::fmt::Debug for PorterRecorder<R> {
 impl<R: Recorder> PorterRecorder<R> {
     pub(crate) fn new(inner: R, limits: Limits) -> Self {
         let self_metrics = SelfMetrics::register(&inner);
+        let drops = DropCounters {
+            non_finite: self_metrics.dropped(DropReason::NonFinite).clone(),
+            batch_limit: self_metrics.dropped(DropReason::BatchLimit).clone(),
+        };
         let state = Arc::new(LayerState {
             id: NEXT_LAYER.fetch_add(1, Ordering::Relaxed),
             epoch: AtomicU64::new(0),
@@ -171,6 +179,8 @@ impl<R: Recorder> PorterRecorder<R> {
             self_metrics,
             described: Mutex::new(HashSet::new()),
             clock: AtomicU32::new(0),
+            histograms: Histograms::new(drops),
+            drain_lock: Mutex::new(()),
         });
         Self { inner, state }
     }
@@ -199,7 +209,7 @@ impl<R: Recorder> PorterRecorder<R> {
     /// recently, otherwise resolved by the policy and cached.
     fn handle(&self, key: &Key, kind: Kind, metadata: &Metadata<'_>) -> Handle {
         let state = &self.state;
-        if metadata.target() == COLLECTOR_FAST_TARGET {
+        if metadata.target() == COLLECTOR_TARGET {
             // The collector caches the handle itself.
             return match self.resolve(key, kind, metadata) {
                 Ok(handle) => handle,
@@ -247,7 +257,7 @@ impl<R: Recorder> PorterRecorder<R> {
         match self.state.families.admit(&family, hash, now) {
             Outcome::Known => {}
             Outcome::New => {
-                if matches!(metadata.target(), COLLECTOR_TARGET | COLLECTOR_FAST_TARGET) {
+                if metadata.target() == COLLECTOR_TARGET {
                     self.default_help(&family, key.name(), kind);
                 }
                 self.state.publish_counts();
@@ -261,21 +271,34 @@ impl<R: Recorder> PorterRecorder<R> {
                     let counter = SelfMetrics::overflow_counter(&self.inner, &family.name);
                     (key, counter)
                 });
+                let overflow_hash = self.state.families.series_hash(overflow);
                 self.state.self_metrics.warn_once(
                     "overflow",
                     &family.name,
                     "series limit reached; new label sets fold into the otel_metric_overflow series",
                 );
-                let handle = self.register(overflow, kind, metadata, &family);
-                return Ok(Folded::wrap(handle, counter.clone()));
+                let folded = counter.clone();
+                return Ok(match kind {
+                    Kind::Histogram => {
+                        let inner = self.buffered(overflow, overflow_hash, metadata, &family);
+                        Handle::Histogram(Histogram::from_arc(Arc::new(Folded { inner, folded })))
+                    }
+                    _ => Folded::wrap(
+                        self.register(overflow, overflow_hash, kind, metadata, &family),
+                        folded,
+                    ),
+                });
             }
         }
-        Ok(self.register(&exported, kind, metadata, &family))
+        Ok(self.register(&exported, hash, kind, metadata, &family))
     }
 
+    /// The handle of the exported series `key` (series hash `hash`). Histograms get the
+    /// series' lossless buffer (see [`crate::histogram`]), never the exporter's storage.
     fn register(
         &self,
         key: &Key,
+        hash: u64,
         kind: Kind,
         metadata: &Metadata<'_>,
         family: &Arc<Family>,
@@ -283,19 +306,44 @@ impl<R: Recorder> PorterRecorder<R> {
         match kind {
             Kind::Counter => Handle::Counter(self.inner.register_counter(key, metadata)),
             Kind::Gauge => Handle::Gauge(self.inner.register_gauge(key, metadata)),
-            Kind::Histogram if metadata.target() == COLLECTOR_FAST_TARGET => {
-                Handle::Histogram(self.inner.register_histogram(key, metadata))
+            Kind::Histogram => {
+                Handle::Histogram(Histogram::from_arc(self.buffered(key, hash, metadata, family)))
             }
-            Kind::Histogram => Handle::Histogram(Histogram::from_arc(Arc::new(FiniteHistogram {
-                inner: self.inner.register_histogram(key, metadata),
-                dropped: self
-                    .state
-                    .self_metrics
-                    .dropped(DropReason::NonFinite)
-                    .clone(),
-                family: family.clone(),
-            }))),
         }
+    }
+
+    fn buffered(
+        &self,
+        key: &Key,
+        hash: u64,
+        metadata: &Metadata<'_>,
+        family: &Arc<Family>,
+    ) -> Arc<BufferedHistogram> {
+        self.state.histograms.get_or_insert(hash, key, family, || {
+            self.inner.register_histogram(key, metadata)
+        })
+    }
+
+    /// Runs `f` on the recorder below once every buffered histogram observation has been
+    /// moved into it, under the layer's drain lock: the one place where the storage below is
+    /// drained, so no observation can race a drain (see [`crate::histogram`]).
+    pub(crate) fn drained<T>(&self, f: impl FnOnce(&R) -> T) -> T {
+        let _drain = self
+            .state
+            .drain_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = self.state.now_ms();
+        // With idle expiry, a series fed longer ago than half the timeout may have been
+        // expired by the exporter: register it again before feeding it.
+        let refresh_before = self
+            .state
+            .idle_timeout()
+            .map(|idle| now.saturating_sub(u64::try_from(idle.as_millis() / 2).unwrap_or(u64::MAX)));
+        self.state.histograms.drain(now, refresh_before, &|key| {
+            self.inner.register_histogram(key, &DRAIN_METADATA)
+        });
+        f(&self.inner)
     }
 
     /// A key named `name`, with valid labels (rewritten unless `clean` says they are).
@@ -365,14 +413,6 @@ impl<R: Recorder> PorterRecorder<R> {
 
 impl LayerState {
     /// Warns once about a dropped metric; its handle counts each use (see `DropSink`).
-    /// Counts and warns about a non-finite observation the collector dropped itself.
-    pub(crate) fn drop_non_finite(&self, name: &str) {
-        self.self_metrics
-            .dropped(DropReason::NonFinite)
-            .increment(1);
-        self.warn_dropped(DropReason::NonFinite, name, Kind::Histogram);
-    }
-
     fn warn_dropped(&self, reason: DropReason, name: &str, kind: Kind) {
         let message = match reason {
             DropReason::InvalidName => "empty metric name; sample dropped",
@@ -383,6 +423,7 @@ impl LayerState {
             DropReason::MetricLimit => "metric name limit reached; sample dropped",
             DropReason::NonFinite => "non-finite histogram observation dropped",
             DropReason::BufferFull => "pre-export buffer full; sample dropped",
+            DropReason::BatchLimit => "record_many count above the batch limit; the rest dropped",
         };
         self.self_metrics.warn_once(
             reason.as_str(),
@@ -419,6 +460,11 @@ impl LayerState {
         }
     }
 
+    /// Milliseconds since the layer was created.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// `(now, stale_before)` in milliseconds since the layer was created, in one read of the
     /// idle setting: cached handles resolved before `stale_before` are resolved again, as
     /// the exporter may have removed their series. Zeros without an idle timeout.
@@ -427,7 +473,7 @@ impl LayerState {
         match self.idle_ms.load(Ordering::Relaxed) {
             0 => (0, 0),
             idle => {
-                let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let now = self.now_ms();
                 (now, now.saturating_sub(idle / 2))
             }
         }
@@ -450,9 +496,8 @@ impl Folded<()> {
             Handle::Gauge(inner) => {
                 Handle::Gauge(Gauge::from_arc(Arc::new(Folded { inner, folded })))
             }
-            Handle::Histogram(inner) => {
-                Handle::Histogram(Histogram::from_arc(Arc::new(Folded { inner, folded })))
-            }
+            // Histograms fold through their buffer (see `resolve`).
+            Handle::Histogram(inner) => Handle::Histogram(inner),
         }
     }
 }
@@ -483,57 +528,35 @@ impl GaugeFn for Folded<Gauge> {
     }
 }
 
-impl HistogramFn for Folded<Histogram> {
+impl HistogramFn for Folded<Arc<BufferedHistogram>> {
     fn record(&self, value: f64) {
-        // A non-finite value is dropped (and counted) below, not folded.
-        if value.is_finite() {
+        // A non-finite value is dropped (and counted) by the buffer, not folded.
+        if self.inner.observe(value, 1) {
             self.folded.increment(1);
         }
-        self.inner.record(value);
     }
     fn record_many(&self, value: f64, count: usize) {
-        if value.is_finite() {
+        if self.inner.observe(value, count) {
             self.folded.increment(count as u64);
         }
-        self.inner.record_many(value, count);
     }
 }
 
-/// A histogram handle that drops NaN and infinite observations, which would turn the
-/// exporter's `_sum` into NaN or ±Inf for good.
-struct FiniteHistogram {
-    inner: Histogram,
-    dropped: Counter,
-    family: Arc<Family>,
-}
-
-impl FiniteHistogram {
-    fn reject(&self, count: usize) {
-        self.dropped.increment(count as u64);
-        if !self.family.warned_non_finite.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                metric = %self.family.name,
-                "porter-metrics: non-finite histogram observation dropped"
-            );
-        }
-    }
-}
-
-impl HistogramFn for FiniteHistogram {
-    fn record(&self, value: f64) {
-        if value.is_finite() {
-            self.inner.record(value);
-        } else {
-            self.reject(1);
-        }
-    }
-
-    fn record_many(&self, value: f64, count: usize) {
-        if value.is_finite() {
-            self.inner.record_many(value, count);
-        } else {
-            self.reject(count);
-        }
+impl PorterRecorder<metrics_exporter_prometheus::PrometheusRecorder> {
+    /// The exporter's text exposition of everything recorded, histogram observations
+    /// included: they wait in the layer's buffers until a render moves them into the
+    /// exporter (render through this method, not through the exporter's own handle).
+    ///
+    /// ```
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use metrics_util::layers::Layer;
+    ///
+    /// let recorder = porter_metrics::PorterLayer::default().layer(PrometheusBuilder::new().build_recorder());
+    /// metrics::with_local_recorder(&recorder, || metrics::histogram!("latency_seconds").record(0.2));
+    /// assert!(recorder.render().contains("latency_seconds_count 1"));
+    /// ```
+    pub fn render(&self) -> String {
+        self.drained(|exporter| exporter.handle().render())
     }
 }
 

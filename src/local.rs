@@ -104,10 +104,7 @@ impl LocalRecorder {
     /// assert_eq!(scrape.value("queue_size", &["queue", "default"]), Some(4.0));
     /// ```
     pub fn render(&self) -> String {
-        self.pipeline
-            .handle()
-            .map(|h| h.render())
-            .unwrap_or_default()
+        self.pipeline.render()
     }
 
     /// Drains histogram observations into buckets now, as the upkeep thread does periodically.
@@ -121,7 +118,7 @@ impl LocalRecorder {
     /// assert!(recorder.render().contains(r#"latency_seconds_bucket{le="0.5"} 1"#));
     /// ```
     pub fn run_upkeep(&self) {
-        self.pipeline.run_upkeep(self.pipeline.idle_timeout());
+        self.pipeline.run_upkeep();
     }
 }
 

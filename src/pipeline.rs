@@ -12,7 +12,7 @@
 //! timeout it also expires idle series, which the exporter only does while rendering. It
 //! runs as long as the pipeline exists, and ends when a standalone pipeline is dropped.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -41,22 +41,32 @@ pub(crate) struct Pipeline {
     handle: OnceLock<PrometheusHandle>,
     started: Instant,
     upkeep: OnceLock<Thread>,
+    /// How often upkeep runs, in milliseconds.
+    upkeep_ms: AtomicU64,
+    /// Whether a running server exports this pipeline.
+    exporting: AtomicBool,
     #[cfg(feature = "process")]
     process: OnceLock<metrics_process::Collector>,
 }
 
 impl Pipeline {
     pub(crate) fn new(limits: Limits) -> Arc<Self> {
-        Arc::new(Self {
+        let pipeline = Arc::new(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             stack: PorterRecorder::new(Pending::new(), limits),
             epoch: AtomicU64::new(0),
             handle: OnceLock::new(),
             started: Instant::now(),
             upkeep: OnceLock::new(),
+            upkeep_ms: AtomicU64::new(duration_ms(Config::default().upkeep_interval())),
+            exporting: AtomicBool::new(false),
             #[cfg(feature = "process")]
             process: OnceLock::new(),
-        })
+        });
+        // From the start: before the exporter is bound, upkeep moves histogram buffers into
+        // the bounded pre-export buffer.
+        pipeline.spawn_upkeep();
+        pipeline
     }
 
     /// Connects the exporter's recorder, hands the buffered data over and starts upkeep.
@@ -69,9 +79,9 @@ impl Pipeline {
         self.stack
             .state()
             .configure(config.limits, config.idle_timeout);
+        // Under the drain lock: buffered observations move into the exporter with the rest.
         self.stack
-            .inner()
-            .bind(recorder)
+            .drained(|pending| pending.bind(recorder))
             .map_err(|_| Error::AlreadyExported)?;
         let _ = self.handle.set(handle);
         let dropped = self.stack.inner().dropped();
@@ -93,17 +103,34 @@ impl Pipeline {
                 process.collect();
             });
         }
-        self.spawn_upkeep(config.upkeep_interval(), config.idle_timeout);
+        self.upkeep_ms
+            .store(duration_ms(config.upkeep_interval()), Ordering::Relaxed);
+        if let Some(thread) = self.upkeep.get() {
+            thread.unpark(); // the new interval applies now
+        }
         Ok(())
+    }
+
+    /// The text exposition, with every histogram observation recorded so far (empty before
+    /// the exporter is bound).
+    pub(crate) fn render(&self) -> String {
+        self.stack
+            .drained(|_| self.handle.get().map(PrometheusHandle::render))
+            .unwrap_or_default()
     }
 
     pub(crate) fn is_bound(&self) -> bool {
         self.handle.get().is_some()
     }
 
-    /// The exporter's handle, once bound.
-    pub(crate) fn handle(&self) -> Option<&PrometheusHandle> {
-        self.handle.get()
+    /// Marks the pipeline exported by a server; false if another server exports it now.
+    pub(crate) fn claim_export(&self) -> bool {
+        !self.exporting.swap(true, Ordering::AcqRel)
+    }
+
+    /// Ends [`claim_export`](Self::claim_export).
+    pub(crate) fn release_export(&self) {
+        self.exporting.store(false, Ordering::Release);
     }
 
     /// The idle timeout in effect, if any.
@@ -111,16 +138,20 @@ impl Pipeline {
         self.stack.state().idle_timeout()
     }
 
-    fn spawn_upkeep(self: &Arc<Self>, interval: Duration, idle: Option<Duration>) {
+    fn spawn_upkeep(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
         let spawned = thread::Builder::new()
             .name("porter-metrics-upkeep".into())
             .spawn(move || loop {
-                thread::park_timeout(interval);
+                let interval = match weak.upgrade() {
+                    Some(pipeline) => pipeline.upkeep_ms.load(Ordering::Relaxed),
+                    None => return,
+                };
+                thread::park_timeout(Duration::from_millis(interval));
                 let Some(pipeline) = weak.upgrade() else {
                     return;
                 };
-                pipeline.run_upkeep(idle);
+                pipeline.run_upkeep();
             });
         match spawned {
             Ok(thread) => {
@@ -132,12 +163,16 @@ impl Pipeline {
     }
 
     /// Drains histograms, advances the layer's clock and forgets idle series.
-    pub(crate) fn run_upkeep(&self, idle: Option<Duration>) {
+    pub(crate) fn run_upkeep(&self) {
         #[cfg(feature = "process")]
         if let Some(process) = self.process.get() {
             metrics::with_local_recorder(self, || process.collect());
         }
-        if let Some(handle) = self.handle.get() {
+        let idle = self.idle_timeout();
+        self.stack.drained(|_| {
+            let Some(handle) = self.handle.get() else {
+                return;
+            };
             if idle.is_some() {
                 // The exporter expires idle series only while rendering: render (to nowhere)
                 // so they expire even when nobody scrapes. This also drains histograms.
@@ -145,7 +180,7 @@ impl Pipeline {
             } else {
                 handle.run_upkeep();
             }
-        }
+        });
         let state = self.stack.state();
         let now = u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX);
         state.tick(now);
@@ -187,6 +222,10 @@ impl Recorder for Pipeline {
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
         self.stack.register_histogram(key, metadata)
     }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// The pipeline installed as the `metrics` global recorder.

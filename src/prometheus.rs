@@ -116,14 +116,6 @@ impl PrometheusCollector {
             _ => Histogram::noop(),
         })
     }
-
-    fn idle_expiry(&self) -> bool {
-        let pipeline = match &self.target {
-            Target::Pipeline(pipeline) => Some(pipeline),
-            Target::Scoped => pipeline::installed(),
-        };
-        pipeline.is_some_and(|p| p.idle_timeout().is_some())
-    }
 }
 
 impl Collector for PrometheusCollector {
@@ -136,34 +128,11 @@ impl Collector for PrometheusCollector {
     }
 
     fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
-        // The cached path gets the exporter's histogram unwrapped: drop NaN and ±Inf here,
-        // after the lookup, so a bad name or label is still accounted as on the macro path.
-        let cached = |pipeline: &Pipeline| {
-            cache::with_handle(pipeline, Kind::Histogram, name, labels, |handle| {
-                if let Handle::Histogram(histogram) = handle {
-                    if value.is_finite() {
-                        histogram.record(value);
-                    } else {
-                        pipeline.stack.state().drop_non_finite(name);
-                    }
-                }
-            });
-        };
-        match &self.target {
-            Target::Pipeline(pipeline) => cached(pipeline),
-            Target::Scoped => metrics::with_recorder(|recorder| {
-                match pipeline::installed().filter(|_| pipeline::is_global(recorder)) {
-                    Some(global) => cached(global),
-                    // Another recorder: through our layer (if it is one) the handle drops
-                    // non-finite values itself.
-                    None => cache::uncached(recorder, Kind::Histogram, name, labels, |handle| {
-                        if let Handle::Histogram(histogram) = handle {
-                            histogram.record(value);
-                        }
-                    }),
-                }
-            }),
-        }
+        self.with_handle(Kind::Histogram, name, labels, |handle| {
+            if let Handle::Histogram(histogram) = handle {
+                histogram.record(value);
+            }
+        });
     }
 
     fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
@@ -174,17 +143,9 @@ impl Collector for PrometheusCollector {
         });
     }
 
-    /// Starts a timer recording into the histogram `name`. With an idle timeout configured,
-    /// the histogram is looked up again when the timer stops (the exporter may have removed
-    /// an idle series meanwhile), which costs one allocation per timer.
+    /// Starts a timer recording into the histogram `name` (its buffer survives the
+    /// exporter's idle expiry, so a long timer loses nothing).
     fn start_timer(&self, name: &str) -> Timer {
-        if self.idle_expiry() {
-            let collector = self.clone();
-            let name = name.to_owned();
-            return Timer::with_callback(move |seconds| {
-                collector.record_histogram(&name, seconds, &[])
-            });
-        }
         Timer::recording_into(self.histogram(name))
     }
 }

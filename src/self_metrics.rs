@@ -119,16 +119,19 @@ pub(crate) enum DropReason {
     NonFinite,
     /// Recorded before the exporter existed, past the bounded buffer.
     BufferFull,
+    /// A `record_many` count past the batch limit (the first 65 536 are kept).
+    BatchLimit,
 }
 
 impl DropReason {
-    pub(crate) const ALL: [DropReason; 6] = [
+    pub(crate) const ALL: [DropReason; 7] = [
         DropReason::InvalidName,
         DropReason::ReservedName,
         DropReason::KindConflict,
         DropReason::MetricLimit,
         DropReason::NonFinite,
         DropReason::BufferFull,
+        DropReason::BatchLimit,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -139,6 +142,7 @@ impl DropReason {
             DropReason::MetricLimit => "metric_limit",
             DropReason::NonFinite => "non_finite",
             DropReason::BufferFull => "buffer_full",
+            DropReason::BatchLimit => "batch_limit",
         }
     }
 }

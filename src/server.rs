@@ -1,41 +1,32 @@
-//! The metrics server: the exporter's HTTP listener, started and stopped on demand.
+//! The metrics server: our listener ([`crate::listener`]) or push loop ([`crate::push`]) over a
+//! pipeline, started and stopped on demand.
 //!
 //! Lifecycle rules:
 //!
 //! * [`start`](MetricsServer::start) binds and returns once the socket listens; it does not
 //!   block and works inside or outside a tokio runtime (the listener runs on a thread of its
-//!   own with a single-threaded runtime). A bad address or a port in use is an `Err` naming
-//!   the address. Port 0 picks a free port; [`local_addr`](MetricsServer::local_addr) tells it.
+//!   own). A bad address or a port in use is an `Err` naming the address. Port 0 picks a
+//!   free port; [`local_addr`](MetricsServer::local_addr) tells which.
 //! * A global server (the default) installs porter-metrics as the `metrics` global recorder
 //!   if nothing did yet, and exports it: the collector, the macros and the self-metrics all
 //!   land in one scrape.
 //! * [`stop`](MetricsServer::stop) is idempotent and `Ok` before `start`. It closes the
-//!   listening socket before returning (the address can be bound again at once) and ends
-//!   every connection task with the runtime. Recorded values stay in the pipeline, whose
-//!   upkeep thread keeps running while it exists.
-//! * A stopped server does not serve again: `start` after `stop` is [`Error::Stopped`]. The
-//!   exporter's listener is built together with the recorder that holds the values, so a
-//!   listener cannot be re-attached to them; keep the server for the life of the process.
+//!   listening socket (the port is free when it returns), lets scrapes in flight finish for
+//!   at most [`SHUTDOWN_GRACE`](crate::listener::SHUTDOWN_GRACE) (1 s), then closes every
+//!   connection. Recorded values stay in the pipeline.
+//! * `start` after `stop` serves again, every value kept.
 //! * Dropping a running server stops it.
-//! * Every path answers with the text exposition (`GET /metrics`), except `/health`.
+//! * One server at a time exports a pipeline: a second one started while the first runs
+//!   gets [`Error::AlreadyExported`]. The exporter's settings (buckets, global labels, idle
+//!   timeout, limits) are those of the first server that started on the pipeline.
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
-
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
-use tokio::sync::oneshot;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::builder::Config;
+use crate::listener::{Listener, Render};
 use crate::pipeline::{self, Pipeline};
 use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
-
-/// How long `stop` waits for in-flight renders before leaving them to finish on their own.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
-
-/// Attempts at finding a free port when asked for port 0.
-const PORT_ATTEMPTS: usize = 8;
 
 /// Serves the text exposition over HTTP; see the module documentation for the lifecycle.
 ///
@@ -58,16 +49,10 @@ pub struct MetricsServer {
     config: Config,
     /// The pipeline of a standalone server; `None` for the global one.
     own: Option<Arc<Pipeline>>,
-    state: Mutex<State>,
+    state: Mutex<Option<Running>>,
 }
 
-enum State {
-    Idle,
-    Running(Running),
-    Stopped,
-}
-
-/// What the exporter does with the exposition.
+/// What the server does with the exposition.
 #[derive(Clone, Debug)]
 enum Target {
     /// Serve it on this address.
@@ -78,14 +63,14 @@ enum Target {
 }
 
 struct Running {
-    /// The bound address (none when pushing).
-    addr: Option<SocketAddr>,
-    /// The address or endpoint, for messages.
-    label: String,
-    stop: oneshot::Sender<()>,
-    /// The outcome of the final push (always `Ok` when listening).
-    done: mpsc::Receiver<Result<(), String>>,
-    thread: JoinHandle<()>,
+    pipeline: Arc<Pipeline>,
+    exporting: Exporting,
+}
+
+enum Exporting {
+    Listening(Listener),
+    #[cfg(feature = "push")]
+    Pushing(crate::push::Pushing),
 }
 
 impl std::fmt::Debug for MetricsServer {
@@ -140,21 +125,24 @@ impl MetricsServer {
             target,
             config,
             own,
-            state: Mutex::new(State::Idle),
+            state: Mutex::new(None),
         }
     }
 
     /// Binds the address and starts serving (or starts pushing); returns once the socket
-    /// listens.
+    /// listens. After [`stop`](Self::stop), starts again with every value kept.
     ///
     /// ```
-    /// use porter_metrics::{Error, MetricsServer};
+    /// use porter_metrics::{Collector, Error, MetricsServer};
     ///
     /// # fn main() -> Result<(), porter_metrics::Error> {
     /// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
     /// server.start()?; // listening when it returns
-    /// assert!(server.local_addr().is_some());
+    /// server.collector().increment_counter("jobs_total", &[]);
     /// assert!(matches!(server.start(), Err(Error::AlreadyRunning { .. })));
+    /// server.stop()?;
+    /// server.start()?; // serves again, the counter kept
+    /// assert!(server.recorder().unwrap().render().contains("jobs_total 1"));
     /// server.stop()?;
     /// # Ok(())
     /// # }
@@ -162,77 +150,73 @@ impl MetricsServer {
     ///
     /// # Errors
     /// [`Error::InvalidAddress`], [`Error::Bind`] (port in use, permission), [`Error::AlreadyRunning`],
-    /// [`Error::Stopped`], [`Error::ForeignRecorder`] (a global server when another global
-    /// recorder is installed), [`Error::AlreadyExported`] (another server exports the same
-    /// pipeline), [`Error::Config`] (push mode without usable TLS roots), [`Error::Runtime`].
+    /// [`Error::ForeignRecorder`] (a global server when another global recorder is
+    /// installed), [`Error::AlreadyExported`] (another server exports the same pipeline right
+    /// now), [`Error::Config`] (push mode without usable TLS roots), [`Error::Runtime`].
     pub fn start(&self) -> Result<(), Error> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*state {
-            State::Idle => {}
-            State::Running(running) => {
-                return Err(Error::AlreadyRunning {
-                    address: running.label.clone(),
-                })
-            }
-            State::Stopped => return Err(Error::Stopped),
+        if let Some(running) = &*state {
+            return Err(Error::AlreadyRunning {
+                address: running.label(),
+            });
         }
         let pipeline = match &self.own {
             Some(own) => own.clone(),
             None => pipeline::global()?.clone(),
         };
-        if pipeline.is_bound() {
+        if !pipeline.claim_export() {
             return Err(Error::AlreadyExported);
         }
-        let (running, recorder) = match &self.target {
-            Target::Listen(address) => self.listen(resolve(address)?)?,
-            #[cfg(feature = "push")]
-            Target::Push(push) => {
-                crate::push::prepare()?;
-                let uri = push.uri()?;
-                let exporter = self
-                    .config
-                    .exporter()?
-                    .with_push_gateway(&push.endpoint, push.interval, None, None, false)
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                spawn_exporter(exporter, None, push.endpoint.clone(), Some(uri))?
+        let exporting = match self.export(&pipeline) {
+            Ok(exporting) => exporting,
+            Err(e) => {
+                pipeline.release_export();
+                return Err(e);
             }
         };
-        if let Err(e) = pipeline.bind(recorder, &self.config) {
-            let _ = running.shut_down();
-            return Err(e);
-        }
-        tracing::info!(target = %running.label, "porter-metrics: exporting");
-        *state = State::Running(running);
+        let running = Running {
+            pipeline,
+            exporting,
+        };
+        tracing::info!(target = %running.label(), "porter-metrics: exporting");
+        *state = Some(running);
         Ok(())
     }
 
-    /// Binds `requested` (trying again on another free port if port 0 was asked and the one
-    /// found was taken in between) and starts the listener's thread.
-    fn listen(&self, requested: SocketAddr) -> Result<(Running, PrometheusRecorder), Error> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // Binding here first gives the caller the operating system's error, and the port
-            // chosen for port 0, which the exporter does not report.
-            let addr = TcpListener::bind(requested)
-                .and_then(|probe| probe.local_addr())
-                .map_err(|source| Error::Bind {
-                    address: requested.to_string(),
-                    source,
-                })?;
-            let exporter = self.config.exporter()?.with_http_listener(addr);
-            match spawn_exporter(exporter, Some(addr), addr.to_string(), None) {
-                Err(Error::Bind { .. }) if requested.port() == 0 && attempt < PORT_ATTEMPTS => {}
-                other => return other,
+    /// Binds the pipeline to the exporter (once in its life), then listens or pushes.
+    fn export(&self, pipeline: &Arc<Pipeline>) -> Result<Exporting, Error> {
+        // Checked first: a server that cannot start leaves the pipeline as it was.
+        let addr = match &self.target {
+            Target::Listen(address) => resolve(address)?,
+            #[cfg(feature = "push")]
+            Target::Push(_) => {
+                crate::push::prepare()?;
+                SocketAddr::from(([0, 0, 0, 0], 0)) // unused
             }
+        };
+        if !pipeline.is_bound() {
+            pipeline.bind(self.config.exporter()?.build_recorder(), &self.config)?;
         }
+        let render: Render = {
+            let pipeline = pipeline.clone();
+            Arc::new(move || pipeline.render())
+        };
+        Ok(match &self.target {
+            Target::Listen(_) => {
+                Exporting::Listening(Listener::start(addr, self.config.listener(), render)?)
+            }
+            #[cfg(feature = "push")]
+            Target::Push(push) => {
+                Exporting::Pushing(crate::push::Pushing::start(push.clone(), render)?)
+            }
+        })
     }
 
-    /// Stops serving: closes the socket and ends the listener's connections. In push mode,
-    /// pushes the final values first.
+    /// Stops serving: closes the socket, waits at most 1 s for scrapes in flight, closes the
+    /// connections. In push mode, pushes the final values first.
     ///
     /// ```
-    /// use porter_metrics::{Error, MetricsServer};
+    /// use porter_metrics::MetricsServer;
     ///
     /// # fn main() -> Result<(), porter_metrics::Error> {
     /// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
@@ -240,7 +224,6 @@ impl MetricsServer {
     /// server.stop()?;
     /// server.stop()?; // idempotent
     /// assert!(server.local_addr().is_none());
-    /// assert!(matches!(server.start(), Err(Error::Stopped))); // does not serve again
     /// # Ok(())
     /// # }
     /// ```
@@ -249,16 +232,26 @@ impl MetricsServer {
     /// [`Error::Push`] if the final push failed (push mode only). The server is stopped
     /// either way.
     pub fn stop(&self) -> Result<(), Error> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let State::Running(_) = &*state {
-            if let State::Running(running) = std::mem::replace(&mut *state, State::Stopped) {
-                let label = running.label.clone();
-                let outcome = running.shut_down();
-                tracing::info!(target = %label, "porter-metrics: stopped exporting");
-                return outcome.map_err(Error::Push);
+        let running = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(running) = running else {
+            return Ok(());
+        };
+        let label = running.label();
+        let outcome = match running.exporting {
+            Exporting::Listening(listener) => {
+                listener.stop();
+                Ok(())
             }
-        }
-        Ok(())
+            #[cfg(feature = "push")]
+            Exporting::Pushing(pushing) => pushing.stop(),
+        };
+        running.pipeline.release_export();
+        tracing::info!(target = %label, "porter-metrics: stopped exporting");
+        outcome
     }
 
     /// The address the server listens on while running.
@@ -280,7 +273,10 @@ impl MetricsServer {
     /// ```
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
-            State::Running(running) => running.addr,
+            Some(Running {
+                exporting: Exporting::Listening(listener),
+                ..
+            }) => Some(listener.local_addr()),
             _ => None,
         }
     }
@@ -335,108 +331,15 @@ impl Drop for MetricsServer {
 }
 
 impl Running {
-    /// Stops the exporter's thread; returns the outcome of the final push, if any.
-    fn shut_down(self) -> Result<(), String> {
-        let _ = self.stop.send(());
-        let outcome = self
-            .done
-            .recv()
-            .unwrap_or_else(|_| Err("the exporter thread ended unexpectedly".into()));
-        let _ = self.thread.join();
-        outcome
-    }
-}
-
-/// Starts the exporter's thread with its own single-threaded runtime; returns once the
-/// exporter is built (for a listener: bound to `addr`).
-fn spawn_exporter(
-    exporter: PrometheusBuilder,
-    addr: Option<SocketAddr>,
-    label: String,
-    final_push: Option<FinalPush>,
-) -> Result<(Running, PrometheusRecorder), Error> {
-    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-    let (done_tx, done_rx) = mpsc::sync_channel(1);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let thread_label = label.clone();
-    let thread = thread::Builder::new()
-        .name("porter-metrics-exporter".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(Error::Runtime(e)));
-                    return;
-                }
-            };
-            let built = {
-                let _guard = runtime.enter();
-                exporter.build()
-            };
-            let (recorder, serve) = match built {
-                Ok(built) => built,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(Error::Bind {
-                        address: thread_label,
-                        source: std::io::Error::other(e.to_string()),
-                    }));
-                    return;
-                }
-            };
-            let handle = recorder.handle();
-            runtime.spawn(serve);
-            let _ = ready_tx.send(Ok(recorder));
-            runtime.block_on(async {
-                let _ = stop_rx.await;
-            });
-            let outcome = match final_push {
-                #[cfg(feature = "push")]
-                Some(uri) => runtime.block_on(crate::push::push_once(uri, handle.render())),
-                #[cfg(not(feature = "push"))]
-                Some(never) => match never {},
-                None => {
-                    let _ = handle;
-                    Ok(())
-                }
-            };
-            // Drops the listening socket and every connection task.
-            runtime.shutdown_timeout(SHUTDOWN_GRACE);
-            let _ = done_tx.send(outcome);
-        })
-        .map_err(Error::Runtime)?;
-    match ready_rx.recv() {
-        Ok(Ok(recorder)) => Ok((
-            Running {
-                addr,
-                label,
-                stop: stop_tx,
-                done: done_rx,
-                thread,
-            },
-            recorder,
-        )),
-        Ok(Err(e)) => {
-            let _ = thread.join();
-            Err(e)
-        }
-        Err(_) => {
-            let _ = thread.join();
-            Err(Error::Runtime(std::io::Error::other(
-                "the exporter thread ended before it was ready",
-            )))
+    /// The address or endpoint, for messages.
+    fn label(&self) -> String {
+        match &self.exporting {
+            Exporting::Listening(listener) => listener.local_addr().to_string(),
+            #[cfg(feature = "push")]
+            Exporting::Pushing(pushing) => pushing.endpoint().to_owned(),
         }
     }
 }
-
-/// Where the final push goes.
-#[cfg(feature = "push")]
-type FinalPush = hyper::Uri;
-/// Push mode is compiled out: there is never a final push.
-#[cfg(not(feature = "push"))]
-type FinalPush = std::convert::Infallible;
 
 /// Parses `address`; `":PORT"` means every interface, as in Go.
 fn resolve(address: &str) -> Result<SocketAddr, Error> {

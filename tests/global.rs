@@ -60,13 +60,24 @@ fn nothing_recorded_before_the_server_starts_is_lost() {
         Some(0.0)
     );
 
-    // 5. A second global server cannot export the same pipeline.
+    // 5. A second global server cannot export the same pipeline while the first runs.
     let second = MetricsServer::new("127.0.0.1:0");
     assert!(matches!(second.start(), Err(Error::AlreadyExported)));
 
-    // 6. After stop, recording still works (no panic) and restarting is a clear error.
+    // 6. After stop, recording still works, and a restart serves every value kept.
     server.stop().expect("stop");
     collector.increment_counter("early_total", &["phase", "boot"]);
-    assert!(matches!(server.start(), Err(Error::Stopped)));
-    std::net::TcpListener::bind(addr).expect("the port is free after stop");
+    server.start().expect("a stopped server starts again");
+    let addr = server.local_addr().expect("listening again");
+    let scrape = Exposition::parse(&common::scrape(addr)).expect("valid scrape");
+    assert_eq!(scrape.value("early_total", &["phase", "boot"]), Some(3.0));
+    assert_eq!(scrape.value("early_macro_total", &[]), Some(5.0));
+    server.stop().expect("stop");
+
+    // 7. With the first one stopped, another global server may export the pipeline.
+    second.start().expect("the second global server starts");
+    let scrape = Exposition::parse(&common::scrape(second.local_addr().expect("listening")))
+        .expect("valid scrape");
+    assert_eq!(scrape.value("early_total", &["phase", "boot"]), Some(3.0));
+    second.stop().expect("stop");
 }

@@ -267,17 +267,24 @@ fn stop_is_idempotent_and_frees_the_address_at_once() {
 }
 
 #[test]
-fn start_after_stop_is_stopped() {
+fn start_after_stop_serves_again_with_every_value_kept() {
     let (server, addr) = running();
+    let collector = server.collector();
+    collector.increment_counter("restarted_total", &["k", "v"]);
+    collector.record_histogram("restarted_seconds", 2.0, &[]);
     server.stop().expect("stop");
-
-    let err = server.start().expect_err("start after stop");
-    assert!(
-        matches!(err, Error::Stopped),
-        "expected Stopped, got {err:?}"
-    );
     assert_eq!(server.local_addr(), None);
-    assert_refused(addr);
+
+    collector.increment_counter("restarted_total", &["k", "v"]); // while stopped
+    server.start().expect("start after stop");
+    let again = server.local_addr().expect("running again");
+    collector.record_histogram("restarted_seconds", 3.0, &[]);
+    let scrape = exposition(again);
+    assert_eq!(scrape.value("restarted_total", &["k", "v"]), Some(2.0));
+    let h = scrape.histogram("restarted_seconds", &[]).expect("kept");
+    assert_eq!((h.count, h.sum), (2, 5.0));
+    let _ = addr;
+    server.stop().expect("stop");
 }
 
 #[test]
