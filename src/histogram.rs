@@ -9,9 +9,10 @@
 //! exporter's storage can then never overlap.
 //!
 //! A recording thread takes only its series' buffer lock, held by other recorders for one
-//! push and by the drain for one swap of two vectors: it never waits for a render. The drain
-//! keeps the swapped-out vector as the next spare, so a steady rate of observations
-//! allocates nothing.
+//! push and by the drain for one swap of two buffers: it never waits for a render. Buffers
+//! are chunked, so a push never copies earlier observations (a growing `Vec` would, under
+//! the lock), and the drain hands emptied chunks back for reuse: a steady rate of
+//! observations allocates nothing.
 //!
 //! This is also the one place where NaN and ±Inf observations are dropped and counted: they
 //! would turn the exporter's `_sum` into NaN for good.
@@ -31,9 +32,69 @@ pub(crate) const MAX_BATCH: usize = 1 << 16;
 /// Shards of the registry, so registrations rarely wait for each other or for a drain.
 const SHARDS: usize = 16;
 
+/// Capacity of the first chunk of a buffer; each next one doubles, up to `MAX_CHUNK`.
+const MIN_CHUNK: usize = 8;
+const MAX_CHUNK: usize = 1024;
+
+/// Observations in chunks, and emptied chunks kept for reuse.
+#[derive(Default)]
+struct Chunks {
+    full: Vec<Vec<f64>>,
+    current: Vec<f64>,
+    free: Vec<Vec<f64>>,
+}
+
+impl Chunks {
+    #[inline]
+    fn push(&mut self, value: f64) {
+        if self.current.len() == self.current.capacity() {
+            self.next_chunk();
+        }
+        self.current.push(value);
+    }
+
+    #[cold]
+    fn next_chunk(&mut self) {
+        let size = (self.current.capacity() * 2).clamp(MIN_CHUNK, MAX_CHUNK);
+        let next = self
+            .free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(size));
+        let done = std::mem::replace(&mut self.current, next);
+        if !done.is_empty() {
+            self.full.push(done);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.full.iter().map(Vec::len).sum::<usize>() + self.current.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.full
+            .iter()
+            .chain(std::iter::once(&self.current))
+            .flatten()
+            .copied()
+    }
+
+    /// Empties every chunk into the free list, keeping about `keep` observations of room
+    /// (what the next interval is likely to need), not the room of a past burst.
+    fn recycle(&mut self, keep: usize) {
+        let chunks = self.full.drain(..).chain(std::iter::once(std::mem::take(&mut self.current)));
+        self.free.extend(chunks.filter(|c| c.capacity() > 0));
+        let mut room = 0;
+        self.free.retain_mut(|chunk| {
+            chunk.clear();
+            room += chunk.capacity();
+            room <= keep.max(MIN_CHUNK)
+        });
+    }
+}
+
 /// The buffer of one exported histogram series.
 pub(crate) struct BufferedHistogram {
-    samples: Mutex<Vec<f64>>,
+    samples: Mutex<Chunks>,
     drain: Mutex<DrainSide>,
     /// The exported key, to register the series again after the exporter expired it.
     key: Key,
@@ -47,8 +108,8 @@ pub(crate) struct BufferedHistogram {
 
 /// What only the drain touches.
 struct DrainSide {
-    /// The vector swapped in at the next drain.
-    spare: Vec<f64>,
+    /// The buffer swapped in at the next drain.
+    spare: Chunks,
     /// The exporter's handle of the series.
     target: Histogram,
     /// When observations last went into `target` (layer clock, ms).
@@ -65,9 +126,9 @@ pub(crate) struct DropCounters {
 impl BufferedHistogram {
     fn new(key: Key, hash: u64, family: Arc<Family>, target: Histogram, drops: &DropCounters) -> Self {
         Self {
-            samples: Mutex::new(Vec::new()),
+            samples: Mutex::new(Chunks::default()),
             drain: Mutex::new(DrainSide {
-                spare: Vec::new(),
+                spare: Chunks::default(),
                 target,
                 fed_ms: 0,
             }),
@@ -97,10 +158,8 @@ impl BufferedHistogram {
             self.batch_limit.increment((count - kept) as u64);
         }
         let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept == 1 {
+        for _ in 0..kept {
             samples.push(value);
-        } else {
-            samples.extend(std::iter::repeat_n(value, kept));
         }
         true
     }
@@ -115,28 +174,25 @@ impl BufferedHistogram {
             let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
             std::mem::swap(&mut *samples, &mut side.spare);
         }
-        if side.spare.is_empty() {
-            return;
-        }
-        if refresh_before.is_some_and(|before| side.fed_ms < before) {
-            side.target = register(&self.key);
-        }
         let drained = side.spare.len();
-        for value in side.spare.drain(..) {
-            side.target.record(value);
+        if drained > 0 {
+            if refresh_before.is_some_and(|before| side.fed_ms < before) {
+                side.target = register(&self.key);
+            }
+            for value in side.spare.values() {
+                side.target.record(value);
+            }
+            side.fed_ms = now_ms;
         }
-        side.fed_ms = now_ms;
-        // Keep room for a rate like this one, not for a past burst.
-        if side.spare.capacity() > 4 * drained.max(64) {
-            side.spare.shrink_to(2 * drained);
-        }
+        side.spare.recycle(2 * drained);
     }
 
     fn is_empty(&self) -> bool {
         self.samples
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+            .len()
+            == 0
     }
 }
 

@@ -123,6 +123,10 @@ impl Pipeline {
         self.handle.get().is_some()
     }
 
+    fn upkeep_interval(&self) -> Duration {
+        Duration::from_millis(self.upkeep_ms.load(Ordering::Relaxed))
+    }
+
     /// Marks the pipeline exported by a server; false if another server exports it now.
     pub(crate) fn claim_export(&self) -> bool {
         !self.exporting.swap(true, Ordering::AcqRel)
@@ -142,16 +146,25 @@ impl Pipeline {
         let weak: Weak<Self> = Arc::downgrade(self);
         let spawned = thread::Builder::new()
             .name("porter-metrics-upkeep".into())
-            .spawn(move || loop {
-                let interval = match weak.upgrade() {
-                    Some(pipeline) => pipeline.upkeep_ms.load(Ordering::Relaxed),
-                    None => return,
-                };
-                thread::park_timeout(Duration::from_millis(interval));
-                let Some(pipeline) = weak.upgrade() else {
-                    return;
-                };
-                pipeline.run_upkeep();
+            .spawn(move || {
+                let mut last = Instant::now();
+                loop {
+                    let interval = match weak.upgrade() {
+                        Some(pipeline) => pipeline.upkeep_interval(),
+                        None => return,
+                    };
+                    // Woken early (the interval changed, or the pipeline is gone): wait again.
+                    let left = interval.saturating_sub(last.elapsed());
+                    if !left.is_zero() {
+                        thread::park_timeout(left);
+                        continue;
+                    }
+                    last = Instant::now();
+                    match weak.upgrade() {
+                        Some(pipeline) => pipeline.run_upkeep(),
+                        None => return,
+                    }
+                }
             });
         match spawned {
             Ok(thread) => {

@@ -225,6 +225,55 @@ fn warm_histogram_calls_allocate_no_more_than_the_exporter_handle() {
 }
 
 #[test]
+fn a_steady_rate_of_observations_allocates_nothing_between_drains() {
+    let recorder = local();
+    let collector = recorder.collector();
+    let series = Series::new("steady_seconds");
+    let round = || {
+        for i in 0..CALLS {
+            collector.record_histogram(&series.name, 0.001 * i as f64, &series.labels());
+        }
+    };
+    // Drains run on another thread (as upkeep and scrapes do), woken by barriers, which do
+    // not allocate: only the recording thread is counted.
+    let (go, drained) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let n = std::thread::scope(|s| {
+        s.spawn(|| loop {
+            go.wait();
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            recorder.run_upkeep();
+            drained.wait();
+        });
+        let drain = || {
+            go.wait();
+            drained.wait();
+        };
+        for _ in 0..3 {
+            round();
+            drain();
+        }
+        let n = allocations(|| {
+            for _ in 0..5 {
+                round();
+                drain();
+            }
+        });
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        go.wait();
+        n
+    });
+    assert_eq!(n, 0, "5 rounds of {CALLS} observations, drained between rounds");
+    let scrape = Exposition::parse(&recorder.render()).expect("the exposition parses");
+    assert_eq!(
+        scrape.value("steady_seconds_count", &["method", "GET", "endpoint", "/api/users"]),
+        Some((8 * CALLS) as f64)
+    );
+}
+
+#[test]
 fn warm_timers_allocate_no_more_than_the_exporter_handle() {
     let recorder = local();
     let collector = recorder.collector();
