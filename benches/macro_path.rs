@@ -30,14 +30,6 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use metrics_util::layers::Layer;
 use porter_metrics::{Builder, Collector, Limits, PorterLayer};
 
-fn unlimited() -> Limits {
-    Limits {
-        series_per_metric: usize::MAX,
-        metric_names: usize::MAX,
-        series: usize::MAX,
-    }
-}
-
 /// Times `iters` calls of `f` inside `with_local_recorder(recorder)`.
 fn static_calls(b: &mut Bencher, recorder: &dyn Recorder, f: impl Fn()) {
     b.iter_custom(|iters| {
@@ -104,13 +96,13 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("layer", |b| {
         new_series(b, || {
-            PorterLayer::new(unlimited()).layer(PrometheusBuilder::new().build_recorder())
+            PorterLayer::new(Limits::unlimited()).layer(PrometheusBuilder::new().build_recorder())
         })
     });
     g.bench_function("collector", |b| {
         b.iter_custom(|iters| {
             let local = Builder::new()
-                .limits(unlimited())
+                .limits(Limits::unlimited())
                 .upkeep_interval(Duration::from_secs(3600))
                 .build_local();
             let collector = local.collector();

@@ -107,11 +107,7 @@ fn series(i: usize) -> (String, String, String) {
 
 fn unlimited() -> LocalRecorder {
     Builder::new()
-        .limits(Limits {
-            series_per_metric: usize::MAX,
-            metric_names: usize::MAX,
-            series: usize::MAX,
-        })
+        .limits(Limits::unlimited())
         .upkeep_interval(Duration::from_secs(3600))
         .build_local()
 }

@@ -70,11 +70,8 @@ impl Latencies {
 }
 
 fn pipeline(series: usize) -> LocalRecorder {
-    let mut limits = Limits::default();
-    limits.series_per_metric = usize::MAX;
-    limits.series = usize::MAX;
     let recorder = Builder::new()
-        .limits(limits)
+        .limits(Limits::unlimited())
         .upkeep_interval(Duration::from_millis(100))
         .build_local();
     let collector = recorder.collector();

@@ -56,11 +56,7 @@ fn exporter_with(n: usize) -> (PrometheusRecorder, PrometheusHandle) {
 
 fn ours_with(n: usize) -> LocalRecorder {
     let local = Builder::new()
-        .limits(Limits {
-            series_per_metric: usize::MAX,
-            metric_names: usize::MAX,
-            series: usize::MAX,
-        })
+        .limits(Limits::unlimited())
         .upkeep_interval(Duration::from_secs(3600))
         .build_local();
     let collector = local.collector();

@@ -85,14 +85,6 @@ fn value(i: usize) -> f64 {
     0.001 * (i % 1000 + 1) as f64
 }
 
-fn unlimited() -> Limits {
-    let mut limits = Limits::default();
-    limits.series_per_metric = usize::MAX;
-    limits.metric_names = usize::MAX;
-    limits.series = usize::MAX;
-    limits
-}
-
 /// Times `iters` calls of `f(i)`, `i` cycling over `0..n`, in chunks with `drain` between
 /// them (untimed), inside `with_local_recorder` when `local` is given. Every series is
 /// touched once first.
@@ -213,7 +205,7 @@ fn exporter() -> metrics_exporter_prometheus::PrometheusRecorder {
 }
 
 fn sweep_counter(c: &mut Criterion, fx: &Fixture, points: &[usize]) {
-    let local = Builder::new().limits(unlimited()).build_local();
+    let local = Builder::new().limits(Limits::unlimited()).build_local();
     let ours = local.collector();
     let exporter = exporter();
     let prom = PromShape::new(prom_counter);
@@ -263,7 +255,7 @@ fn sweep_counter(c: &mut Criterion, fx: &Fixture, points: &[usize]) {
 }
 
 fn sweep_histogram(c: &mut Criterion, fx: &Fixture, points: &[usize]) {
-    let local = Builder::new().limits(unlimited()).build_local();
+    let local = Builder::new().limits(Limits::unlimited()).build_local();
     let ours = local.collector();
     let exporter = exporter();
     let handle = exporter.handle();

@@ -1,4 +1,4 @@
-//! Configuration: one [`Builder`] for a server or a local recorder.
+//! [`Builder`]: one way to configure a server, a pusher or a local recorder.
 //!
 //! Everything is checked when set, so a `Builder` that was built without error always
 //! starts: buckets must be finite (they are sorted and de-duplicated), label keys valid and
@@ -6,110 +6,11 @@
 
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use metrics_util::MetricKindMask;
+use metrics_exporter_prometheus::Matcher;
 
-use ipnet::IpNet;
-
-use crate::families::Limits;
-use crate::listener;
+use crate::config::{self, Config};
+use crate::recorder::Limits;
 use crate::{Error, LocalRecorder, MetricsServer};
-
-/// Prometheus' default histogram buckets, in seconds.
-///
-/// ```
-/// use porter_metrics::{testing::Capture, Collector, DEFAULT_BUCKETS};
-///
-/// let capture = Capture::new();
-/// capture.collector().record_histogram("latency_seconds", 0.2, &[]);
-/// let latency = capture.exposition().unwrap().histogram("latency_seconds", &[]).unwrap();
-/// assert_eq!(latency.buckets.len(), DEFAULT_BUCKETS.len() + 1); // and +Inf
-/// assert_eq!(latency.bucket(DEFAULT_BUCKETS[5]), Some(1)); // 0.25
-/// ```
-pub const DEFAULT_BUCKETS: [f64; 11] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// How often histogram observations are drained into buckets when nobody scrapes.
-const DEFAULT_UPKEEP: Duration = Duration::from_secs(5);
-
-/// How long a client has to send a complete request head.
-const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Validated settings, shared by the server and local recorders.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) buckets: Vec<f64>,
-    pub(crate) bucket_overrides: Vec<(Matcher, Vec<f64>)>,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) global_labels: Vec<(String, String)>,
-    pub(crate) allowed: Vec<IpNet>,
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) limits: Limits,
-    pub(crate) upkeep: Duration,
-    pub(crate) standalone: bool,
-    #[cfg_attr(not(feature = "process"), allow(dead_code))]
-    pub(crate) process: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            buckets: DEFAULT_BUCKETS.to_vec(),
-            bucket_overrides: Vec::new(),
-            idle_timeout: None,
-            global_labels: Vec::new(),
-            allowed: Vec::new(),
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-            limits: Limits::default(),
-            upkeep: DEFAULT_UPKEEP,
-            standalone: false,
-            process: false,
-        }
-    }
-}
-
-impl Config {
-    /// How often the upkeep thread runs: often enough to expire idle series on time.
-    pub(crate) fn upkeep_interval(&self) -> Duration {
-        match self.idle_timeout {
-            Some(idle) => self.upkeep.min(idle / 8).max(Duration::from_millis(50)),
-            None => self.upkeep,
-        }
-    }
-
-    /// The exporter's builder for these settings (listener or not is the caller's choice).
-    pub(crate) fn exporter(&self) -> Result<PrometheusBuilder, Error> {
-        let config_error =
-            |e: metrics_exporter_prometheus::BuildError| Error::Config(e.to_string());
-        let mut builder = PrometheusBuilder::new()
-            .set_buckets(&self.buckets)
-            .map_err(config_error)?
-            // Our upkeep thread does this; the exporter's own task only lives with its runtime.
-            .upkeep_timeout(Duration::from_secs(24 * 60 * 60));
-        for (matcher, buckets) in &self.bucket_overrides {
-            builder = builder
-                .set_buckets_for_metric(matcher.clone(), buckets)
-                .map_err(config_error)?;
-        }
-        if let Some(idle) = self.idle_timeout {
-            builder = builder.idle_timeout(MetricKindMask::ALL, Some(idle));
-        }
-        for (key, value) in &self.global_labels {
-            // Printed exactly, as label values recorded through the layer are.
-            builder = builder.add_global_label(key, crate::policy::escape_value(value));
-        }
-        Ok(builder)
-    }
-
-    /// The listener's settings.
-    pub(crate) fn listener(&self) -> listener::Settings {
-        listener::Settings {
-            allowed: self.allowed.clone(),
-            header_read_timeout: self.header_read_timeout,
-        }
-    }
-}
 
 /// Configures a [`MetricsServer`] or a [`LocalRecorder`].
 ///
@@ -133,36 +34,6 @@ impl Config {
 #[must_use]
 pub struct Builder {
     config: Config,
-}
-
-fn check_buckets(values: &[f64]) -> Result<Vec<f64>, Error> {
-    if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Config(format!(
-            "histogram buckets must be a non-empty list of finite numbers, got {values:?}"
-        )));
-    }
-    let mut buckets = values.to_vec();
-    buckets.sort_by(f64::total_cmp);
-    buckets.dedup();
-    Ok(buckets)
-}
-
-fn check_label_key(key: &str) -> Result<(), Error> {
-    let mut chars = key.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !key.starts_with("__")
-        && key != "le"
-        && key != "quantile";
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "{key:?} is not a usable label key (it must match [a-zA-Z_][a-zA-Z0-9_]*, not start with __, not be le or quantile)"
-        )))
-    }
 }
 
 impl Builder {
@@ -198,9 +69,10 @@ impl Builder {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Config`] if `values` is empty or holds NaN or an infinity (`+Inf` is implicit).
+    /// [`Error::InvalidBuckets`] if `values` is empty or holds NaN or an infinity (`+Inf` is
+    /// implicit).
     pub fn buckets(mut self, values: &[f64]) -> Result<Self, Error> {
-        self.config.buckets = check_buckets(values)?;
+        self.config.buckets = config::buckets(values)?;
         Ok(self)
     }
 
@@ -223,9 +95,9 @@ impl Builder {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Config`] as for [`buckets`](Self::buckets).
+    /// [`Error::InvalidBuckets`] as for [`buckets`](Self::buckets).
     pub fn buckets_for_metric(mut self, matcher: Matcher, values: &[f64]) -> Result<Self, Error> {
-        let buckets = check_buckets(values)?;
+        let buckets = config::buckets(values)?;
         self.config.bucket_overrides.push((matcher, buckets));
         Ok(self)
     }
@@ -267,14 +139,14 @@ impl Builder {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Config`] if `key` is not a valid, unreserved label key.
+    /// [`Error::InvalidLabelKey`] if `key` is not a valid, unreserved label key.
     pub fn global_label(
         mut self,
         key: impl Into<String>,
         value: impl Into<String>,
     ) -> Result<Self, Error> {
         let key = key.into();
-        check_label_key(&key)?;
+        config::label_key(&key)?;
         self.config.global_labels.retain(|(k, _)| *k != key);
         self.config.global_labels.push((key, value.into()));
         Ok(self)
@@ -288,24 +160,17 @@ impl Builder {
     ///
     /// # fn main() -> Result<(), porter_metrics::Error> {
     /// let builder = Builder::new().allow("10.0.0.0/8")?.allow("127.0.0.1")?.allow("::1")?;
-    /// assert!(matches!(Builder::new().allow("prometheus.internal"), Err(Error::Config(_))));
+    /// let refused = Builder::new().allow("prometheus.internal");
+    /// assert!(matches!(refused, Err(Error::InvalidNetwork { .. })));
     /// # let _ = builder;
     /// # Ok(())
     /// # }
     /// ```
     ///
     /// # Errors
-    /// [`Error::Config`] if `address` is neither an IP address nor a network.
+    /// [`Error::InvalidNetwork`] if `address` is neither an IP address nor a network.
     pub fn allow(mut self, address: &str) -> Result<Self, Error> {
-        let trimmed = address.trim();
-        // A bare address is a network of one.
-        let network = match trimmed.parse::<std::net::IpAddr>() {
-            Ok(ip) => IpNet::from(ip),
-            Err(_) => trimmed
-                .parse::<IpNet>()
-                .map_err(|e| Error::Config(format!("allowlist entry {address:?}: {e}")))?,
-        };
-        self.config.allowed.push(network);
+        self.config.allowed.push(config::network(address)?);
         Ok(self)
     }
 
@@ -330,7 +195,7 @@ impl Builder {
     /// use porter_metrics::self_metrics::OVERFLOW_SAMPLES;
     /// use porter_metrics::{testing::Capture, Builder, Collector, Limits};
     ///
-    /// let limits = Limits { series_per_metric: 1, ..Limits::default() };
+    /// let limits = Limits::default().with_series_per_metric(1);
     /// let capture = Capture::with_recorder(Builder::new().limits(limits).build_local());
     /// capture.collector().increment_counter("hits_total", &["user", "1"]);
     /// capture.collector().increment_counter("hits_total", &["user", "2"]); // past the limit
@@ -418,7 +283,7 @@ impl Builder {
         MetricsServer::from_config(address, self.config)
     }
 
-    /// A server that pushes to a Pushgateway every `interval` instead of listening, and once
+    /// A [`Pusher`](crate::Pusher) that pushes to a Pushgateway every `interval`, and once
     /// more at `stop()` (feature `push`). `endpoint` is the group URL, such as
     /// `http://127.0.0.1:9091/metrics/job/nightly_import`.
     ///
@@ -434,12 +299,11 @@ impl Builder {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidAddress`] if `endpoint` is not an http(s) URL; [`Error::Config`] if
-    /// `interval` is zero.
+    /// [`Error::InvalidEndpoint`] if `endpoint` is not an http(s) URL with a host;
+    /// [`Error::InvalidInterval`] if `interval` is zero.
     #[cfg(feature = "push")]
-    pub fn build_push(self, endpoint: &str, interval: Duration) -> Result<MetricsServer, Error> {
-        let target = crate::push::PushTarget::new(endpoint, interval)?;
-        Ok(MetricsServer::pushing(target, self.config))
+    pub fn build_push(self, endpoint: &str, interval: Duration) -> Result<crate::Pusher, Error> {
+        crate::Pusher::new(endpoint, interval, self.config)
     }
 
     /// A recorder the caller holds, with no listener and no global install; see
@@ -455,34 +319,5 @@ impl Builder {
     /// ```
     pub fn build_local(self) -> LocalRecorder {
         LocalRecorder::from_config(self.config)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_are_checked_sorted_and_deduplicated() {
-        assert_eq!(check_buckets(&[1.0, 0.5, 1.0]).unwrap(), [0.5, 1.0]);
-        assert!(check_buckets(&[]).is_err());
-        assert!(check_buckets(&[f64::NAN]).is_err());
-        assert!(check_buckets(&[f64::INFINITY]).is_err());
-    }
-
-    #[test]
-    fn global_label_keys_are_checked() {
-        assert!(Builder::new().global_label("service", "x").is_ok());
-        for bad in ["", "__x", "le", "a-b", "9a"] {
-            assert!(Builder::new().global_label(bad, "x").is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn allowlist_entries_are_checked() {
-        assert!(Builder::new().allow("10.0.0.0/8").is_ok());
-        assert!(Builder::new().allow("127.0.0.1").is_ok());
-        assert!(Builder::new().allow("::1").is_ok());
-        assert!(Builder::new().allow("not-an-ip").is_err());
     }
 }

@@ -1,11 +1,13 @@
 //! The error type of this crate.
 //!
 //! Every fallible public call returns [`Error`]: the caller can match on the variant and act
-//! (pick another address, keep the running server, fix a configuration value). Failures that
-//! happen while recording are never errors: the recorder layer drops or rewrites the sample,
-//! counts it in a self-metric and warns once (see the crate documentation).
+//! (pick another address, keep the running server, fix a configuration value), and the
+//! underlying error, where there is one, is its [`source`](std::error::Error::source).
+//! Failures while recording are never errors: the recorder layer drops or rewrites the
+//! sample, counts it in a self-metric and warns once (see the crate documentation).
 
 use std::io;
+use std::time::Duration;
 
 /// Everything that can go wrong in a call a user makes.
 ///
@@ -22,16 +24,17 @@ use std::io;
 #[non_exhaustive]
 pub enum Error {
     /// The listen address could not be parsed or resolved.
-    #[error("invalid listen address {address:?}: {reason}")]
+    #[error("invalid listen address {address:?}")]
     InvalidAddress {
         /// The address as given.
         address: String,
         /// Why it was rejected.
-        reason: String,
+        #[source]
+        source: io::Error,
     },
 
     /// The listener could not bind its address (for example, the port is in use).
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// The address the server tried to bind.
         address: String,
@@ -43,27 +46,97 @@ pub enum Error {
     /// `start()` was called on a server that is already serving.
     #[error("the metrics server is already running on {address}")]
     AlreadyRunning {
-        /// The address it is serving on.
+        /// The address (or Pushgateway URL) it is serving on.
         address: String,
     },
 
     /// The pipeline this server would export is exported by another running server.
-    #[error("these metrics are already exported by another running MetricsServer")]
+    #[error("these metrics are already exported by another running server")]
     AlreadyExported,
 
     /// Another crate installed a global `metrics` recorder before porter-metrics could.
     #[error("a global metrics recorder other than porter-metrics' is already installed")]
     ForeignRecorder,
 
-    /// A configuration value given to the [`Builder`](crate::Builder) is not usable.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// Histogram buckets must be a non-empty list of finite numbers (`+Inf` is implicit).
+    #[error("histogram buckets must be a non-empty list of finite numbers, got {buckets:?}")]
+    InvalidBuckets {
+        /// The buckets as given.
+        buckets: Vec<f64>,
+    },
 
-    /// The final push to the Pushgateway, at `stop()`, failed (push mode).
-    #[error("the final push to the Pushgateway failed: {0}")]
-    Push(String),
+    /// A global label key must match `[a-zA-Z_][a-zA-Z0-9_]*`, not start with `__`, and not
+    /// be `le` or `quantile`.
+    #[error("{key:?} is not a usable label key")]
+    InvalidLabelKey {
+        /// The key as given.
+        key: String,
+    },
+
+    /// An allowlist entry is neither an IP address nor a CIDR network.
+    #[error("allowlist entry {entry:?} is neither an IP address nor a network")]
+    InvalidNetwork {
+        /// The entry as given.
+        entry: String,
+        /// Why it does not parse.
+        #[source]
+        source: ipnet::AddrParseError,
+    },
+
+    /// The exporter refused a setting.
+    #[error("the exporter refused a setting")]
+    Exporter(#[from] metrics_exporter_prometheus::BuildError),
+
+    /// A Pushgateway URL must be http(s), with a host, such as
+    /// `http://127.0.0.1:9091/metrics/job/NAME`.
+    #[error("invalid Pushgateway URL {endpoint:?}")]
+    InvalidEndpoint {
+        /// The URL as given.
+        endpoint: String,
+        /// Why it does not parse, when it does not.
+        #[source]
+        source: Option<hyper::http::uri::InvalidUri>,
+    },
+
+    /// The push interval must not be zero.
+    #[error("the push interval must not be zero")]
+    InvalidInterval,
+
+    /// No usable root certificates for pushing over TLS.
+    #[error("no usable root certificates for TLS")]
+    Tls(#[source] io::Error),
+
+    /// The final push to the Pushgateway, at `stop()`, failed.
+    #[error("the final push to {endpoint} failed")]
+    Push {
+        /// The Pushgateway URL.
+        endpoint: String,
+        /// What went wrong.
+        #[source]
+        source: PushError,
+    },
 
     /// The server's thread or runtime could not be created.
-    #[error("cannot start the metrics server runtime: {0}")]
+    #[error("cannot start the metrics server runtime")]
     Runtime(#[source] io::Error),
+}
+
+/// Why a push to a Pushgateway failed.
+///
+/// ```
+/// let timeout = porter_metrics::PushError::Timeout(std::time::Duration::from_secs(5));
+/// assert_eq!(timeout.to_string(), "no answer within 5s");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The Pushgateway did not answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The request could not be sent (connection refused, TLS, ...).
+    #[error("the request failed")]
+    Request(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The Pushgateway answered with an error status.
+    #[error("the Pushgateway answered {0}")]
+    Status(u16),
 }

@@ -36,56 +36,58 @@
 //!
 //! ## What is where
 //!
+//! A call flows one way: collector → key → layer → exporter → listener.
+//!
 //! | concern | module |
 //! |---|---|
-//! | the `Collector` interface, [`NoopCollector`] | `collector` |
-//! | [`Timer`] | `timer` |
+//! | the [`Collector`] interface, [`NoopCollector`], [`Timer`], [`PrometheusCollector`] | `collector` |
+//! | flat label pairs to `metrics` keys; packing and hashing keys | `key` |
+//! | what a call resolves to (a handle of one kind) | `handle` |
+//! | the recorder layer ([`PorterLayer`]): admission rules, limits, lossless histograms, handle lookup, self-metrics | [`recorder`], [`self_metrics`] |
+//! | one pipeline (layer, pre-export buffer, exporter, upkeep), the global install | `pipeline` |
+//! | [`MetricsServer`] and its listener, [`Pusher`] | `server` |
+//! | configuration: [`Builder`], [`Limits`], [`DEFAULT_BUCKETS`] | `builder`, `config` |
+//! | a recorder held by the caller (tests) | [`LocalRecorder`] (`local`) |
 //! | decorators: [`FilteringCollector`], [`AggregatingCollector`], writing your own | [`decorators`] |
-//! | label pairs to `metrics` keys | `labels` |
-//! | the recorder layer and its policy | [`layer`], [`self_metrics`] |
-//! | [`PrometheusCollector`] and its handle cache | `prometheus`, `cache` |
-//! | [`MetricsServer`] | `server` |
-//! | configuration | [`Builder`], [`Limits`] |
-//! | a recorder held by the caller (tests) | [`LocalRecorder`] |
-//! | testing helpers: capture and read back | [`testing`] |
-//! | errors | [`Error`] |
+//! | testing helpers: capture and read back (feature `testing`) | `testing` |
+//! | errors | [`Error`], [`PushError`] |
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `push` | [`Pusher`], for batch jobs: pushes to a Pushgateway |
+//! | `process` | `Builder::process_metrics()`: client_golang's process metrics |
+//! | `testing` | `testing::Capture` and `testing::Exposition` |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod builder;
-mod cache;
 mod collector;
+mod config;
 pub mod decorators;
 mod error;
-mod families;
-mod histogram;
-mod labels;
-pub mod layer;
-mod listener;
+mod handle;
+mod key;
 mod local;
-mod pending;
 mod pipeline;
-mod policy;
-mod prometheus;
-#[cfg(feature = "push")]
-mod push;
-pub mod self_metrics;
+pub mod recorder;
 mod server;
+#[cfg(feature = "testing")]
 pub mod testing;
-mod timer;
 
-pub use builder::{Builder, DEFAULT_BUCKETS};
-pub use collector::{Collector, NoopCollector};
+pub use builder::Builder;
+pub use collector::{Collector, NoopCollector, PrometheusCollector, Timer};
+pub use config::DEFAULT_BUCKETS;
 pub use decorators::{Aggregate, AggregateEntry, AggregatingCollector, FilteringCollector};
-pub use error::Error;
-pub use families::Limits;
-pub use layer::{PorterLayer, PorterRecorder};
+pub use error::{Error, PushError};
 pub use local::LocalRecorder;
 pub use metrics_exporter_prometheus::Matcher;
-pub use prometheus::PrometheusCollector;
+pub use recorder::{self_metrics, Limits, PorterLayer, PorterRecorder};
+#[cfg(feature = "push")]
+pub use server::Pusher;
 pub use server::MetricsServer;
-pub use timer::Timer;
 
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]

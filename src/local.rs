@@ -11,7 +11,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-use crate::builder::Config;
+use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::{Builder, PrometheusCollector};
 
@@ -35,8 +35,7 @@ pub struct LocalRecorder {
 impl std::fmt::Debug for LocalRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalRecorder")
-            .field("pipeline", &self.pipeline.id)
-            .field("layer", &self.pipeline.stack)
+            .field("layer", self.pipeline.recorder())
             .finish()
     }
 }
@@ -67,6 +66,7 @@ impl LocalRecorder {
             PrometheusBuilder::new()
         });
         if let Err(e) = pipeline.bind(exporter.build_recorder(), &config) {
+            // Only a pipeline bound before could refuse, and this one is new.
             tracing::error!(error = %e, "porter-metrics: cannot bind a new local pipeline");
         }
         Self { pipeline }
@@ -122,23 +122,24 @@ impl LocalRecorder {
     }
 }
 
+/// Forwards to the pipeline's layer.
 impl Recorder for LocalRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.pipeline.describe_counter(key, unit, description);
+        self.pipeline.recorder().describe_counter(key, unit, description);
     }
     fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.pipeline.describe_gauge(key, unit, description);
+        self.pipeline.recorder().describe_gauge(key, unit, description);
     }
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.pipeline.describe_histogram(key, unit, description);
+        self.pipeline.recorder().describe_histogram(key, unit, description);
     }
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        self.pipeline.register_counter(key, metadata)
+        self.pipeline.recorder().register_counter(key, metadata)
     }
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        self.pipeline.register_gauge(key, metadata)
+        self.pipeline.recorder().register_gauge(key, metadata)
     }
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        self.pipeline.register_histogram(key, metadata)
+        self.pipeline.recorder().register_histogram(key, metadata)
     }
 }

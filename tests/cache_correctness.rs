@@ -79,10 +79,7 @@ fn a_timer_stopped_after_its_series_expired_is_rendered() {
 fn cached_overflow_keeps_folding_and_counting() {
     let capture = Capture::with_recorder(
         Builder::new()
-            .limits(Limits {
-                series_per_metric: 3,
-                ..Limits::default()
-            })
+            .limits(Limits::default().with_series_per_metric(3))
             .build_local(),
     );
     let c = capture.collector();

@@ -64,11 +64,7 @@ fn churn_levels_off_with_an_idle_timeout_and_is_capped_without_one() {
     // Limits far above the churn: only the expiry may hold the count.
     let recorder = Builder::new()
         .idle_timeout(idle)
-        .limits(Limits {
-            series_per_metric: 1_000_000,
-            series: 1_000_000,
-            ..Limits::default()
-        })
+        .limits(Limits::default().with_series_per_metric(1_000_000).with_series(1_000_000))
         .build_local();
     let samples = churn(&recorder, 30);
     let (middle, last) = (&samples[10..20], &samples[20..30]);
@@ -97,10 +93,7 @@ fn churn_levels_off_with_an_idle_timeout_and_is_capped_without_one() {
 
     // Without one: the per-metric limit caps the series; the rest folds into one.
     let recorder = Builder::new()
-        .limits(Limits {
-            series_per_metric: 2_000,
-            ..Limits::default()
-        })
+        .limits(Limits::default().with_series_per_metric(2_000))
         .build_local();
     let samples = churn(&recorder, 10);
     for s in &samples {

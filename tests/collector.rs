@@ -191,12 +191,13 @@ fn macros_and_the_collector_land_in_one_scrape() {
     capture.run(|| {
         metrics::counter!("shared_total", "path" => "/").increment(2);
         metrics::gauge!("macro_gauge").set(3.0);
-        // A global collector inside the scope records where the macros do.
-        PrometheusCollector::new().increment_counter("shared_total", &["path", "/"]);
+        // A global collector is bound to the global pipeline, whatever the scope.
+        PrometheusCollector::new().increment_counter("global_only_total", &[]);
     });
     let s = scrape(&capture);
-    assert_eq!(s.value("shared_total", &["path", "/"]), Some(4.0));
+    assert_eq!(s.value("shared_total", &["path", "/"]), Some(3.0));
     assert_eq!(s.value("macro_gauge", &[]), Some(3.0));
+    assert_eq!(s.value("global_only_total", &[]), None);
 }
 
 #[test]
@@ -261,10 +262,7 @@ fn collectors_are_usable_from_many_threads() {
 #[test]
 fn label_sets_past_the_per_metric_limit_fold_into_the_overflow_series() {
     let recorder = Builder::new()
-        .limits(porter_metrics::Limits {
-            series_per_metric: 10,
-            ..porter_metrics::Limits::default()
-        })
+        .limits(porter_metrics::Limits::default().with_series_per_metric(10))
         .build_local();
     let capture = Capture::with_recorder(recorder);
     let c = capture.collector();

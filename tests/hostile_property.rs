@@ -156,10 +156,7 @@ fn canonical_labels(call: &Call) -> Vec<(String, String)> {
 
 fn run(calls: &[Call]) -> Result<(), TestCaseError> {
     let recorder = Builder::new()
-        .limits(Limits {
-            series_per_metric: 6,
-            ..Limits::default()
-        })
+        .limits(Limits::default().with_series_per_metric(6))
         .build_local();
     std::thread::scope(|s| {
         for half in 0..2 {

@@ -65,10 +65,7 @@ fn hostile_sequence(collector: &impl Collector) {
 fn a_hostile_scrape_passes_promtool_and_is_ingested_by_prometheus() {
     let server = MetricsServer::builder()
         .standalone()
-        .limits(Limits {
-            series_per_metric: 10,
-            ..Limits::default()
-        })
+        .limits(Limits::default().with_series_per_metric(10))
         .build("127.0.0.1:0");
     server.start().expect("start");
     let addr = server.local_addr().expect("listening");

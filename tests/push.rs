@@ -32,7 +32,7 @@ fn pushed_values_are_readable_from_the_pushgateway_and_stop_pushes_the_last() {
     }
     collector.record_histogram("batch_step_seconds", 0.3, &[]);
     pusher.start().expect("pushing starts");
-    assert_eq!(pusher.local_addr(), None, "a pusher does not listen");
+    assert_eq!(pusher.endpoint(), endpoint);
 
     let seen = common::wait_for(Duration::from_secs(30), || {
         pushed(&gateway, "batch_rows_total", &["table", "orders"]).filter(|v| *v == 5.0)
@@ -67,7 +67,12 @@ fn a_failed_final_push_is_reported_by_stop() {
         .unwrap();
     pusher.start().unwrap();
     pusher.collector().increment_counter("lost_total", &[]);
-    assert!(matches!(pusher.stop(), Err(Error::Push(_))));
+    let err = pusher.stop().expect_err("nothing listens there");
+    assert!(
+        matches!(&err, Error::Push { endpoint, .. } if endpoint.contains(&port.to_string())),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "the cause is kept");
     assert!(pusher.stop().is_ok(), "stop stays idempotent");
 }
 
@@ -82,13 +87,13 @@ fn push_endpoints_and_intervals_are_checked() {
         assert!(
             matches!(
                 Builder::new().build_push(bad, Duration::from_secs(1)),
-                Err(Error::InvalidAddress { .. })
+                Err(Error::InvalidEndpoint { .. })
             ),
             "{bad:?}"
         );
     }
     assert!(matches!(
         Builder::new().build_push("http://127.0.0.1:9091/metrics/job/x", Duration::ZERO),
-        Err(Error::Config(_))
+        Err(Error::InvalidInterval)
     ));
 }

@@ -1,147 +1,9 @@
-//! Testing helpers: capture what code records, and read values back.
-//!
-//! The Go design's tests read values with client_golang's `testutil.ToFloat64` and
-//! `CollectAndCount`. Here, a [`Capture`] records into a pipeline of its own (no global state,
-//! so parallel tests do not interfere), through its collector and through the `metrics`
-//! macros, and [`Exposition`] parses the text it renders (strictly: a scrape Prometheus
-//! would reject is an error) and answers by metric name and label pairs, in any order.
-//!
-//! ```
-//! use porter_metrics::Collector;
-//! use porter_metrics::testing::Capture;
-//!
-//! let capture = Capture::new();
-//! let collector = capture.collector();
-//! capture.run(|| {
-//!     collector.increment_counter("requests_total", &["method", "GET", "code", "200"]);
-//!     metrics::counter!("requests_total", "code" => "200", "method" => "GET").increment(1);
-//!     collector.record_histogram("latency_seconds", 0.2, &[]);
-//! });
-//! let scrape = capture.exposition().expect("valid exposition");
-//! assert_eq!(scrape.value("requests_total", &["code", "200", "method", "GET"]), Some(2.0));
-//! let latency = scrape.histogram("latency_seconds", &[]).unwrap();
-//! assert_eq!((latency.count, latency.sum), (1, 0.2));
-//! assert_eq!(latency.bucket(0.25), Some(1));
-//! assert_eq!(latency.bucket(0.1), Some(0));
-//! ```
+//! A strict parser of the Prometheus text format 0.0.4, as Prometheus reads it.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::{LocalRecorder, PrometheusCollector};
-
-/// A pipeline of its own for one test; see the module documentation.
-///
-/// ```
-/// use porter_metrics::{testing::Capture, Collector};
-///
-/// let capture = Capture::new();
-/// capture.collector().record_gauge("queue_size", 3.0, &["queue", "default"]);
-/// let scrape = capture.exposition().unwrap();
-/// assert_eq!(scrape.value("queue_size", &["queue", "default"]), Some(3.0));
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct Capture {
-    recorder: LocalRecorder,
-}
-
-impl Capture {
-    /// A capture with default settings.
-    ///
-    /// ```
-    /// use porter_metrics::testing::Capture;
-    ///
-    /// let (a, b) = (Capture::new(), Capture::new());
-    /// a.run(|| metrics::counter!("jobs_total").increment(1));
-    /// assert_eq!(a.exposition().unwrap().value("jobs_total", &[]), Some(1.0));
-    /// assert_eq!(b.exposition().unwrap().value("jobs_total", &[]), None); // a pipeline of its own
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A capture over a recorder built with other settings.
-    ///
-    /// ```
-    /// use porter_metrics::{testing::Capture, Builder};
-    /// let capture = Capture::with_recorder(Builder::new().buckets(&[1.0, 2.0]).unwrap().build_local());
-    /// # let _ = capture;
-    /// ```
-    pub fn with_recorder(recorder: LocalRecorder) -> Self {
-        Self { recorder }
-    }
-
-    /// Runs `f` with this capture as the `metrics` recorder of the current thread, so the
-    /// macros (and [`PrometheusCollector::new`] collectors) record here.
-    ///
-    /// ```
-    /// let capture = porter_metrics::testing::Capture::new();
-    /// capture.run(|| metrics::gauge!("temperature").set(21.5));
-    /// assert_eq!(capture.exposition().unwrap().value("temperature", &[]), Some(21.5));
-    /// ```
-    pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
-        metrics::with_local_recorder(&self.recorder, f)
-    }
-
-    /// A collector recording into this capture, from any thread.
-    ///
-    /// ```
-    /// use porter_metrics::{testing::Capture, Collector};
-    ///
-    /// let capture = Capture::new();
-    /// let collector = capture.collector();
-    /// std::thread::spawn(move || collector.increment_counter("jobs_total", &[])).join().unwrap();
-    /// assert_eq!(capture.exposition().unwrap().value("jobs_total", &[]), Some(1.0));
-    /// ```
-    pub fn collector(&self) -> PrometheusCollector {
-        self.recorder.collector()
-    }
-
-    /// The recorder behind this capture.
-    ///
-    /// ```
-    /// let capture = porter_metrics::testing::Capture::new();
-    /// metrics::with_local_recorder(capture.recorder(), || metrics::gauge!("in_flight").set(1.0));
-    /// assert!(capture.recorder().render().contains("in_flight 1"));
-    /// ```
-    pub fn recorder(&self) -> &LocalRecorder {
-        &self.recorder
-    }
-
-    /// The text exposition as a scrape would get it.
-    ///
-    /// ```
-    /// use porter_metrics::{testing::Capture, Collector};
-    ///
-    /// let capture = Capture::new();
-    /// capture.collector().increment_counter("jobs_total", &[]);
-    /// assert!(capture.render().contains("# TYPE jobs_total counter\njobs_total 1\n"));
-    /// ```
-    pub fn render(&self) -> String {
-        self.recorder.render()
-    }
-
-    /// The parsed exposition.
-    ///
-    /// ```
-    /// use porter_metrics::{testing::Capture, Collector};
-    ///
-    /// # fn main() -> Result<(), porter_metrics::testing::ParseError> {
-    /// let capture = Capture::new();
-    /// capture.collector().increment_counter("jobs_total", &["queue", "a"]);
-    /// capture.collector().increment_counter("jobs_total", &["queue", "b"]);
-    /// let scrape = capture.exposition()?;
-    /// assert_eq!((scrape.count("jobs_total"), scrape.sum("jobs_total")), (2, 2.0));
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// [`ParseError`] if the text is not a valid exposition (a bug worth a failing test).
-    pub fn exposition(&self) -> Result<Exposition, ParseError> {
-        Exposition::parse(&self.render())
-    }
-}
+use crate::recorder::rules;
 
 /// Why a text is not a valid exposition: the line and what is wrong with it.
 ///
@@ -153,6 +15,7 @@ impl Capture {
 /// assert!(err.to_string().starts_with("line 2: "));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ParseError {
     /// 1-based line number.
     pub line: usize,
@@ -178,10 +41,12 @@ type Labels = Vec<(String, String)>;
 ///
 /// let text = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 3\n";
 /// let scrape = Exposition::parse(text).unwrap();
-/// let labels = vec![("queue".to_owned(), "a".to_owned())];
-/// assert_eq!(scrape.samples()[0], Sample { name: "jobs_total".into(), labels, value: 3.0 });
+/// let sample: &Sample = &scrape.samples()[0];
+/// assert_eq!((sample.name.as_str(), sample.value), ("jobs_total", 3.0));
+/// assert_eq!(sample.labels, [("queue".to_owned(), "a".to_owned())]);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Sample {
     /// The series name (`lat_bucket` for a histogram bucket).
     pub name: String,
@@ -203,6 +68,7 @@ pub struct Sample {
 /// assert_eq!(family.help.as_deref(), Some("Whether the target is up."));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Family {
     /// Family name.
     pub name: String,
@@ -220,12 +86,13 @@ pub struct Family {
 /// let capture = Capture::with_recorder(Builder::new().buckets(&[1.0]).unwrap().build_local());
 /// capture.collector().record_histogram("job_seconds", 0.5, &["job", "a"]);
 /// capture.collector().record_histogram("job_seconds", 2.0, &["job", "a"]);
-/// let buckets = vec![(1.0, 1), (f64::INFINITY, 2)];
-/// let expected = HistogramValue { count: 2, sum: 2.5, buckets };
 /// let scrape = capture.exposition().unwrap();
-/// assert_eq!(scrape.histogram("job_seconds", &["job", "a"]), Some(expected));
+/// let job: HistogramValue = scrape.histogram("job_seconds", &["job", "a"]).unwrap();
+/// assert_eq!((job.count, job.sum), (2, 2.5));
+/// assert_eq!(job.buckets, [(1.0, 1), (f64::INFINITY, 2)]);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct HistogramValue {
     /// Observations.
     pub count: u64,
@@ -465,20 +332,12 @@ struct Parser {
 }
 
 fn is_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    rules::is_metric_name(s)
 }
 
+/// A label name as Prometheus accepts it in a scrape (`le` included: buckets carry it).
 fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with("__")
+    rules::is_label_key(s, crate::handle::Kind::Counter)
 }
 
 /// Parses a value as Go's `strconv.ParseFloat` does for the forms exporters print.

@@ -1,12 +1,14 @@
 //! A recorder that keeps what is recorded before the exporter exists, then hands it over.
 //!
-//! The exporter's recorder is built together with its HTTP listener, when the
-//! [`MetricsServer`](crate::MetricsServer) starts. Anything recorded earlier (a
-//! [`PrometheusCollector`](crate::PrometheusCollector) used before `start()`, or macros after
-//! the collector installed the pipeline) lands here: counters and gauges keep their value,
-//! histograms keep their observations up to a bounded budget, descriptions are replayed.
-//! When the exporter arrives, every buffered series is registered with it, its value moved
-//! over, and the handles already given out forward to the exporter's from then on.
+//! The global pipeline exists from the first [`PrometheusCollector::new`] on, but its exporter
+//! is built with the settings of the [`MetricsServer`](crate::MetricsServer) that starts it.
+//! Anything recorded earlier lands here: counters and gauges keep their value, histograms
+//! (which the layer's upkeep drains into this recorder) keep their observations up to a
+//! bounded budget, descriptions are replayed. When the exporter arrives, every buffered
+//! series is registered with it, its value moved over, and the handles already given out
+//! forward to the exporter's from then on.
+//!
+//! [`PrometheusCollector::new`]: crate::PrometheusCollector::new
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,7 +19,7 @@ use metrics::{
     Recorder, SharedString, Unit,
 };
 
-use crate::policy::Kind;
+use crate::handle::Kind;
 
 /// Histogram observations kept, across all series, before the exporter exists.
 pub(crate) const MAX_BUFFERED_OBSERVATIONS: usize = 100_000;

@@ -1,29 +1,31 @@
-//! The metric names and series the layer has admitted, and the limits that bound them.
+//! The limits on what a layer admits, and the accounting that enforces them.
 //!
 //! A *family* is what the exporter prints under one `# TYPE` line: every raw name that
 //! sanitizes to the same name belongs to it. The first kind seen for a family wins, and a
 //! family also owns the names of the series it prints (a histogram `lat` owns `lat_bucket`,
 //! `lat_sum` and `lat_count`), so no two families can print the same series name.
 //!
-//! Series are tracked by a (randomly seeded) hash of their rewritten key, only to count
-//! them: a collision can make the count low by one, never send a sample to the wrong series.
+//! Series are counted by their [`series_hash`](crate::key::series_hash): a collision can
+//! make the count low by one, never send a sample to the wrong series.
 
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use metrics::{Counter, Key};
 
-use crate::policy::{claimed_names, family_name, histogram_export_name, Kind, SELF_PREFIX};
-use crate::self_metrics::DropReason;
+use crate::handle::Kind;
+use crate::recorder::rules::{claimed_names, family_name, histogram_export_name, SELF_PREFIX};
+use crate::recorder::self_metrics::DropReason;
 
 /// Limits on what one pipeline tracks. Past them, data is folded or dropped, and counted.
 ///
 /// ```
 /// let limits = porter_metrics::Limits::default();
-/// assert_eq!(limits.series_per_metric, 2000);
+/// assert_eq!((limits.series_per_metric, limits.metric_names, limits.series), (2000, 10_000, 500_000));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Series per metric name; further label sets fold into the metric's overflow series,
     /// labelled `otel_metric_overflow="true"`. Default 2000, as the OpenTelemetry SDKs.
@@ -45,7 +47,58 @@ impl Default for Limits {
     }
 }
 
-/// Keys are already hashes: pass them through.
+impl Limits {
+    /// These limits with another per-metric series limit.
+    ///
+    /// ```
+    /// let limits = porter_metrics::Limits::default().with_series_per_metric(100);
+    /// assert_eq!((limits.series_per_metric, limits.series), (100, 500_000));
+    /// ```
+    #[must_use]
+    pub fn with_series_per_metric(mut self, series: usize) -> Self {
+        self.series_per_metric = series;
+        self
+    }
+
+    /// These limits with another metric-name limit.
+    ///
+    /// ```
+    /// let limits = porter_metrics::Limits::default().with_metric_names(50);
+    /// assert_eq!(limits.metric_names, 50);
+    /// ```
+    #[must_use]
+    pub fn with_metric_names(mut self, names: usize) -> Self {
+        self.metric_names = names;
+        self
+    }
+
+    /// These limits with another total series limit.
+    ///
+    /// ```
+    /// let limits = porter_metrics::Limits::default().with_series(1_000);
+    /// assert_eq!(limits.series, 1_000);
+    /// ```
+    #[must_use]
+    pub fn with_series(mut self, series: usize) -> Self {
+        self.series = series;
+        self
+    }
+
+    /// No limit at all (for benchmarks and tests that want every series).
+    ///
+    /// ```
+    /// assert_eq!(porter_metrics::Limits::unlimited().series, usize::MAX);
+    /// ```
+    pub fn unlimited() -> Self {
+        Self {
+            series_per_metric: usize::MAX,
+            metric_names: usize::MAX,
+            series: usize::MAX,
+        }
+    }
+}
+
+/// Series hashes are already hashes: pass them through.
 #[derive(Default)]
 struct IdentityHasher(u64);
 
@@ -63,16 +116,16 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type SeriesMap = hashbrown::HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+type SeriesMap = hashbrown::HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>;
 type HashMap<K, V> = hashbrown::HashMap<K, V>;
 
-/// One metric family: a sanitized name and its kind.
-pub(crate) struct Family {
+/// One admitted metric family: a sanitized name and its kind.
+pub(crate) struct AdmittedFamily {
     pub(crate) name: String,
     pub(crate) kind: Kind,
     /// The name the exporter must print instead of `name` (see `histogram_export_name`).
     pub(crate) export: Option<String>,
-    /// Series hash → last time (coarse seconds) a call touched it.
+    /// Series hash → last time (layer clock, ms) a resolution touched it.
     series: Mutex<SeriesMap>,
     /// Set once the family has a HELP text (the user's or the default).
     pub(crate) has_help: AtomicBool,
@@ -82,7 +135,7 @@ pub(crate) struct Family {
     pub(crate) overflow: OnceLock<(Key, Counter)>,
 }
 
-impl Family {
+impl AdmittedFamily {
     /// The name the exporter prints this family under.
     pub(crate) fn exported_name(&self) -> &str {
         self.export.as_deref().unwrap_or(&self.name)
@@ -119,16 +172,15 @@ pub(crate) enum Outcome {
 struct Table {
     /// Raw name → family, or why the name is refused. Bounded: past `raw_cap`, refusals are
     /// recomputed instead of remembered.
-    raw: HashMap<Box<str>, Result<Arc<Family>, DropReason>>,
+    raw: HashMap<Box<str>, Result<Arc<AdmittedFamily>, DropReason>>,
     /// Sanitized name → family.
-    families: HashMap<String, Arc<Family>>,
+    families: HashMap<String, Arc<AdmittedFamily>>,
     /// Every name printed by some family → the family's name.
     claims: HashMap<String, String>,
 }
 
-/// The admitted families and series of one pipeline.
+/// The admitted families and series of one layer.
 pub(crate) struct Families {
-    hasher: hashbrown::DefaultHashBuilder,
     limits: RwLock<Limits>,
     table: RwLock<Table>,
     series: AtomicUsize,
@@ -138,7 +190,6 @@ pub(crate) struct Families {
 impl Families {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
-            hasher: hashbrown::DefaultHashBuilder::default(),
             limits: RwLock::new(limits),
             table: RwLock::new(Table {
                 raw: HashMap::default(),
@@ -154,7 +205,7 @@ impl Families {
         *self.limits.write().unwrap_or_else(PoisonError::into_inner) = limits;
     }
 
-    fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         *self.limits.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -167,7 +218,7 @@ impl Families {
     }
 
     /// The family a raw name belongs to, creating it if the name and kind are admissible.
-    pub(crate) fn family(&self, raw: &str, kind: Kind) -> Result<Arc<Family>, DropReason> {
+    pub(crate) fn family(&self, raw: &str, kind: Kind) -> Result<Arc<AdmittedFamily>, DropReason> {
         let found = self
             .table
             .read()
@@ -186,7 +237,7 @@ impl Families {
         }
     }
 
-    fn create(&self, raw: &str, kind: Kind) -> Result<Arc<Family>, DropReason> {
+    fn create(&self, raw: &str, kind: Kind) -> Result<Arc<AdmittedFamily>, DropReason> {
         let limits = self.limits();
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(found) = table.raw.get(raw) {
@@ -206,7 +257,7 @@ impl Families {
         raw: &str,
         kind: Kind,
         limits: Limits,
-    ) -> Result<Arc<Family>, DropReason> {
+    ) -> Result<Arc<AdmittedFamily>, DropReason> {
         let name = family_name(raw);
         if name.is_empty() {
             return Err(DropReason::InvalidName);
@@ -224,7 +275,7 @@ impl Families {
         if table.families.len() >= limits.metric_names {
             return Err(DropReason::MetricLimit);
         }
-        let family = Arc::new(Family::new(name.clone().into_owned(), kind));
+        let family = Arc::new(AdmittedFamily::new(name.clone().into_owned(), kind));
         for claim in claims {
             table.claims.insert(claim, family.name.clone());
         }
@@ -232,21 +283,11 @@ impl Families {
         Ok(family)
     }
 
-    /// A hash of a series' labels that ignores their order. Not `Key::get_hash`: that one
-    /// skips its final mixing step and collides systematically on short values (`"1"`,
-    /// `"11"`, `"111"`), which would let label sets slip past the limits uncounted.
-    pub(crate) fn series_hash(&self, key: &Key) -> u64 {
-        key.labels()
-            .fold(self.hasher.hash_one(key.name()), |h, label| {
-                h.wrapping_add(self.hasher.hash_one((label.key(), label.value())))
-            })
-    }
-
     /// Counts the series with hash `hash` in `family`, or says it must overflow.
-    pub(crate) fn admit(&self, family: &Family, hash: u64, now: u32) -> Outcome {
+    pub(crate) fn admit(&self, family: &AdmittedFamily, hash: u64, now_ms: u64) -> Outcome {
         let mut series = family.series.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(touched) = series.get_mut(&hash) {
-            *touched = now;
+            *touched = now_ms;
             return Outcome::Known;
         }
         let limits = self.limits();
@@ -255,19 +296,19 @@ impl Families {
         {
             return Outcome::Overflow;
         }
-        series.insert(hash, now);
+        series.insert(hash, now_ms);
         self.series.fetch_add(1, Ordering::Relaxed);
         Outcome::New
     }
 
-    /// Forgets series no call touched since `before` (coarse seconds), so the limits follow
-    /// the exporter's idle expiry. Families are kept: their kind stays claimed.
-    pub(crate) fn forget_idle(&self, before: u32) {
+    /// Forgets series no resolution touched since `before_ms`, so the limits follow the
+    /// exporter's idle expiry. Families are kept: their kind stays claimed.
+    pub(crate) fn forget_idle(&self, before_ms: u64) {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         for family in table.families.values() {
             let mut series = family.series.lock().unwrap_or_else(PoisonError::into_inner);
             let len = series.len();
-            series.retain(|_, touched| *touched >= before);
+            series.retain(|_, touched| *touched >= before_ms);
             self.series.fetch_sub(len - series.len(), Ordering::Relaxed);
         }
     }
@@ -297,18 +338,13 @@ mod tests {
             Some(DropReason::KindConflict)
         );
         // Raw names that sanitize alike are one family.
-        assert!(Arc::ptr_eq(
-            &f.family("a.b", Kind::Gauge).unwrap(),
-            &f.family("a-b", Kind::Gauge).unwrap()
-        ));
+        let (a, b) = (f.family("a.b", Kind::Gauge), f.family("a-b", Kind::Gauge));
+        assert!(a.is_ok_and(|a| b.is_ok_and(|b| Arc::ptr_eq(&a, &b))));
     }
 
     #[test]
     fn names_are_validated_and_limited() {
-        let f = Families::new(Limits {
-            metric_names: 1,
-            ..Limits::default()
-        });
+        let f = Families::new(Limits::default().with_metric_names(1));
         assert_eq!(
             f.family("", Kind::Counter).err(),
             Some(DropReason::InvalidName)
@@ -326,11 +362,10 @@ mod tests {
 
     #[test]
     fn series_past_the_limits_overflow_and_idle_ones_are_forgotten() {
-        let f = Families::new(Limits {
-            series_per_metric: 2,
-            ..Limits::default()
-        });
-        let fam = f.family("m", Kind::Counter).unwrap();
+        let f = Families::new(Limits::default().with_series_per_metric(2));
+        let Ok(fam) = f.family("m", Kind::Counter) else {
+            panic!("m is a valid name");
+        };
         assert_eq!(f.admit(&fam, 1, 10), Outcome::New);
         assert_eq!(f.admit(&fam, 1, 10), Outcome::Known);
         assert_eq!(f.admit(&fam, 2, 20), Outcome::New);

@@ -30,9 +30,11 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use metrics::{
-    Counter, CounterFn, Gauge, GaugeFn, HistogramFn, Key, Label, Level, Metadata, Recorder,
-    SharedString,
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, Label, Level, Metadata,
+    Recorder, SharedString,
 };
+
+use crate::handle::{Handle, Kind};
 
 /// Name of the counter of dropped samples.
 ///
@@ -64,7 +66,7 @@ pub const DROPPED_LABELS: &str = "porter_metrics_dropped_labels_total";
 /// use porter_metrics::self_metrics::OVERFLOW_SAMPLES;
 /// use porter_metrics::{testing::Capture, Builder, Collector, Limits};
 ///
-/// let limits = Limits { series_per_metric: 1, ..Limits::default() };
+/// let limits = Limits::default().with_series_per_metric(1);
 /// let capture = Capture::with_recorder(Builder::new().limits(limits).build_local());
 /// for user in ["1", "2", "3"] {
 ///     capture.collector().increment_counter("hits_total", &["user", user]);
@@ -101,7 +103,7 @@ pub const METRIC_NAMES: &str = "porter_metrics_metric_names";
 /// How many distinct problems are logged before further warnings are suppressed.
 const MAX_WARNINGS: usize = 1024;
 
-pub(crate) static SELF_METADATA: Metadata<'static> =
+static SELF_METADATA: Metadata<'static> =
     Metadata::new("porter_metrics::self", Level::INFO, Some(module_path!()));
 
 /// Why a sample was dropped: the `reason` label of `porter_metrics_dropped_samples_total`.
@@ -143,6 +145,21 @@ impl DropReason {
             DropReason::NonFinite => "non_finite",
             DropReason::BufferFull => "buffer_full",
             DropReason::BatchLimit => "batch_limit",
+        }
+    }
+
+    /// What the one-time warning says.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            DropReason::InvalidName => "empty metric name; sample dropped",
+            DropReason::ReservedName => "the porter_metrics_ prefix is reserved; sample dropped",
+            DropReason::KindConflict => {
+                "name already used by another metric kind or histogram series; sample dropped"
+            }
+            DropReason::MetricLimit => "metric name limit reached; sample dropped",
+            DropReason::NonFinite => "non-finite histogram observation dropped",
+            DropReason::BufferFull => "pre-export buffer full; sample dropped",
+            DropReason::BatchLimit => "record_many count above the batch limit; the rest dropped",
         }
     }
 }
@@ -249,13 +266,19 @@ impl SelfMetrics {
             .unwrap_or(0)]
     }
 
-    /// A handle to give out instead of a dropped metric's: each use counts one drop.
-    pub(crate) fn sink(&self, reason: DropReason) -> Arc<DropSink> {
-        self.sinks[DropReason::ALL
+    /// A handle of `kind` to give out instead of a dropped metric's: each use counts one
+    /// drop, whether the handle is used once (a macro call) or kept and reused.
+    pub(crate) fn dropped_handle(&self, kind: Kind, reason: DropReason) -> Handle {
+        let sink = self.sinks[DropReason::ALL
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0)]
-        .clone()
+        .clone();
+        match kind {
+            Kind::Counter => Handle::Counter(Counter::from_arc(sink)),
+            Kind::Gauge => Handle::Gauge(Gauge::from_arc(sink)),
+            Kind::Histogram => Handle::Histogram(Histogram::from_arc(sink)),
+        }
     }
 
     /// The counter of labels removed for `reason`.
@@ -300,9 +323,8 @@ impl SelfMetrics {
     }
 }
 
-/// Stands in for the handle of a dropped metric: every use of it is one dropped sample,
-/// counted whether the handle is used once (a macro call) or kept and reused.
-pub(crate) struct DropSink(Counter);
+/// Stands in for the handle of a dropped metric: every use of it is one dropped sample.
+struct DropSink(Counter);
 
 impl CounterFn for DropSink {
     fn increment(&self, _: u64) {

@@ -1,236 +1,12 @@
-//! Decorators: collectors that wrap any collector to add behaviour.
-//!
-//! The design's integration examples, as real types. Each wraps any [`Collector`], including
-//! `Arc<dyn Collector>`, and is one itself, so they compose:
-//! `FilteringCollector::deny(AggregatingCollector::new(PrometheusCollector::new()))`.
-//!
-//! * [`FilteringCollector`]: allows or denies calls by exact name, prefix or predicate. A
-//!   denied call returns before reaching the wrapped collector; a denied timer measures but
-//!   records nothing.
-//! * [`AggregatingCollector`]: keeps running aggregates (count, sum, min, max, last) per name
-//!   and label set, exact under any number of threads, readable while recording goes on.
-//!
-//! Writing your own is a matter of implementing [`Collector`] and forwarding:
-//!
-//! ```
-//! use std::sync::atomic::{AtomicU64, Ordering};
-//! use porter_metrics::{Collector, LocalRecorder, Timer};
-//!
-//! /// Counts every call, then forwards it (the design's `CustomCollector`).
-//! struct CountingCollector<C> {
-//!     inner: C,
-//!     calls: AtomicU64,
-//! }
-//!
-//! impl<C: Collector> Collector for CountingCollector<C> {
-//!     fn increment_counter(&self, name: &str, labels: &[&str]) {
-//!         self.calls.fetch_add(1, Ordering::Relaxed);
-//!         self.inner.increment_counter(name, labels);
-//!     }
-//!     fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
-//!         self.calls.fetch_add(1, Ordering::Relaxed);
-//!         self.inner.record_histogram(name, value, labels);
-//!     }
-//!     fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
-//!         self.calls.fetch_add(1, Ordering::Relaxed);
-//!         self.inner.record_gauge(name, value, labels);
-//!     }
-//!     fn start_timer(&self, name: &str) -> Timer {
-//!         self.calls.fetch_add(1, Ordering::Relaxed);
-//!         self.inner.start_timer(name)
-//!     }
-//! }
-//!
-//! let recorder = LocalRecorder::new();
-//! let counting = CountingCollector { inner: recorder.collector(), calls: AtomicU64::new(0) };
-//! counting.increment_counter("requests_total", &["method", "GET"]);
-//! assert_eq!(counting.calls.load(Ordering::Relaxed), 1);
-//! assert!(recorder.render().contains(r#"requests_total{method="GET"} 1"#));
-//! ```
+//! [`AggregatingCollector`]: running aggregates (count, sum, min, max, last) per name and
+//! label set, exact under any number of threads, readable while recording goes on.
 
-use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::{Collector, Timer};
-
-type Predicate = Box<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// Allows or denies calls by metric name; see the module documentation.
-///
-/// ```
-/// use porter_metrics::{Collector, FilteringCollector, LocalRecorder};
-///
-/// let recorder = LocalRecorder::new();
-/// let filtered = FilteringCollector::deny(recorder.collector())
-///     .name("debug_events_total")
-///     .prefix("internal_");
-/// filtered.increment_counter("debug_events_total", &[]); // denied
-/// filtered.increment_counter("internal_cache_hits", &[]); // denied
-/// filtered.increment_counter("requests_total", &[]); // allowed
-/// let text = recorder.render();
-/// assert!(text.contains("requests_total 1"));
-/// assert!(!text.contains("debug_events_total"));
-/// ```
-pub struct FilteringCollector<C> {
-    inner: C,
-    /// `true`: only matching names pass; `false`: matching names are dropped.
-    allow: bool,
-    names: HashSet<String, DefaultHashBuilder>,
-    prefixes: Vec<String>,
-    predicates: Vec<Predicate>,
-}
-
-impl<C> std::fmt::Debug for FilteringCollector<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FilteringCollector")
-            .field("mode", &if self.allow { "allow" } else { "deny" })
-            .field("names", &self.names)
-            .field("prefixes", &self.prefixes)
-            .field("predicates", &self.predicates.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<C: Collector> FilteringCollector<C> {
-    /// Passes only the calls whose name matches one of the rules added next.
-    ///
-    /// ```
-    /// use porter_metrics::{FilteringCollector, NoopCollector};
-    /// let only_flight = FilteringCollector::allow(NoopCollector).prefix("flight_");
-    /// assert!(only_flight.permits("flight_requests_total"));
-    /// assert!(!only_flight.permits("gc_pauses_total"));
-    /// ```
-    pub fn allow(inner: C) -> Self {
-        Self::new(inner, true)
-    }
-
-    /// Drops the calls whose name matches one of the rules added next.
-    ///
-    /// ```
-    /// use porter_metrics::{FilteringCollector, NoopCollector};
-    /// let quiet = FilteringCollector::deny(NoopCollector).predicate(|name| name.contains("debug"));
-    /// assert!(!quiet.permits("debug_total"));
-    /// assert!(quiet.permits("requests_total"));
-    /// ```
-    pub fn deny(inner: C) -> Self {
-        Self::new(inner, false)
-    }
-
-    fn new(inner: C, allow: bool) -> Self {
-        Self {
-            inner,
-            allow,
-            names: HashSet::default(),
-            prefixes: Vec::new(),
-            predicates: Vec::new(),
-        }
-    }
-
-    /// A rule matching exactly `name`.
-    #[must_use]
-    ///
-    /// ```
-    /// use porter_metrics::{FilteringCollector, NoopCollector};
-    /// let filter = FilteringCollector::deny(NoopCollector).name("debug_total");
-    /// assert!(!filter.permits("debug_total"));
-    /// assert!(filter.permits("debug_total_2")); // exact names only
-    /// ```
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.names.insert(name.into());
-        self
-    }
-
-    /// A rule matching names that start with `prefix`.
-    #[must_use]
-    ///
-    /// ```
-    /// use porter_metrics::{FilteringCollector, NoopCollector};
-    /// let filter = FilteringCollector::allow(NoopCollector).prefix("http_").prefix("grpc_");
-    /// assert!(filter.permits("http_requests_total"));
-    /// assert!(filter.permits("grpc_requests_total"));
-    /// assert!(!filter.permits("db_queries_total"));
-    /// ```
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefixes.push(prefix.into());
-        self
-    }
-
-    /// A rule matching names for which `predicate` is true.
-    #[must_use]
-    ///
-    /// ```
-    /// use porter_metrics::{FilteringCollector, NoopCollector};
-    /// let filter = FilteringCollector::deny(NoopCollector).predicate(|name| name.len() > 20);
-    /// assert!(!filter.permits("a_rather_long_metric_name_total"));
-    /// assert!(filter.permits("jobs_total"));
-    /// ```
-    pub fn predicate(mut self, predicate: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
-        self.predicates.push(Box::new(predicate));
-        self
-    }
-
-    /// Whether a call for `name` passes.
-    #[inline]
-    ///
-    /// ```
-    /// use porter_metrics::{FilteringCollector, NoopCollector};
-    /// let filter = FilteringCollector::allow(NoopCollector).name("up").prefix("app_");
-    /// assert!(filter.permits("up") && filter.permits("app_jobs_total"));
-    /// assert!(!filter.permits("upkeep_runs_total")); // neither the name nor the prefix
-    /// ```
-    pub fn permits(&self, name: &str) -> bool {
-        let matched = self.names.contains(name)
-            || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
-            || self.predicates.iter().any(|p| p(name));
-        matched == self.allow
-    }
-
-    /// The wrapped collector.
-    ///
-    /// ```
-    /// use porter_metrics::{Collector, FilteringCollector, LocalRecorder};
-    ///
-    /// let recorder = LocalRecorder::new();
-    /// let filtered = FilteringCollector::allow(recorder.collector()).prefix("app_");
-    /// filtered.increment_counter("other_total", &[]); // filtered out
-    /// filtered.inner().increment_counter("other_total", &[]); // bypasses the filter
-    /// assert!(recorder.render().contains("other_total 1"));
-    /// ```
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-}
-
-impl<C: Collector> Collector for FilteringCollector<C> {
-    fn increment_counter(&self, name: &str, labels: &[&str]) {
-        if self.permits(name) {
-            self.inner.increment_counter(name, labels);
-        }
-    }
-
-    fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
-        if self.permits(name) {
-            self.inner.record_histogram(name, value, labels);
-        }
-    }
-
-    fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
-        if self.permits(name) {
-            self.inner.record_gauge(name, value, labels);
-        }
-    }
-
-    fn start_timer(&self, name: &str) -> Timer {
-        if self.permits(name) {
-            self.inner.start_timer(name)
-        } else {
-            Timer::unrecorded()
-        }
-    }
-}
+use crate::collector::{Collector, NoopCollector, Timer};
 
 /// Running aggregates of the values recorded for one name and label set.
 ///
@@ -244,6 +20,7 @@ impl<C: Collector> Collector for FilteringCollector<C> {
 /// assert_eq!((jobs.count, jobs.sum, jobs.last), (2, 2.0, 1.0)); // an increment counts as 1
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Aggregate {
     /// Calls recorded.
     pub count: u64,
@@ -305,6 +82,7 @@ impl Aggregate {
 /// assert_eq!(entry.aggregate.last, 5.0);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct AggregateEntry {
     /// Metric name.
     pub name: String,
@@ -522,7 +300,7 @@ impl<C: Collector> Collector for AggregatingCollector<C> {
         Timer::with_callback(move |_| {
             let seconds = inner.stop();
             let this = AggregatingCollector {
-                inner: crate::NoopCollector,
+                inner: NoopCollector,
                 shards,
                 hasher,
             };

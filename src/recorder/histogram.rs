@@ -4,7 +4,7 @@
 //! The exporter keeps observations in `metrics-util`'s `AtomicBucket`, which loses a value
 //! pushed while a drain (a render or an upkeep) detaches its blocks. So nothing but the drain
 //! ever writes the exporter's storage: every observation goes into this series' buffer, and
-//! [`Histograms::drain`] (called only under the pipeline's render lock, right before the
+//! [`Histograms::drain`] (called only under the layer's drain lock, right before the
 //! exporter renders) moves the buffers into the exporter. A push and a drain of the
 //! exporter's storage can then never overlap.
 //!
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hashbrown::HashTable;
 use metrics::{Counter, Histogram, HistogramFn, Key};
 
-use crate::families::Family;
+use crate::recorder::limits::AdmittedFamily;
 
 /// Most observations one `record_many` call adds; the rest of its count is dropped and
 /// counted (a huge count would otherwise allocate without bound).
@@ -99,7 +99,7 @@ pub(crate) struct BufferedHistogram {
     /// The exported key, to register the series again after the exporter expired it.
     key: Key,
     hash: u64,
-    family: Arc<Family>,
+    family: Arc<AdmittedFamily>,
     /// `porter_metrics_dropped_samples_total{reason="non_finite"}`.
     non_finite: Counter,
     /// `porter_metrics_dropped_samples_total{reason="batch_limit"}`.
@@ -124,7 +124,7 @@ pub(crate) struct DropCounters {
 }
 
 impl BufferedHistogram {
-    fn new(key: Key, hash: u64, family: Arc<Family>, target: Histogram, drops: &DropCounters) -> Self {
+    fn new(key: Key, hash: u64, family: Arc<AdmittedFamily>, target: Histogram, drops: &DropCounters) -> Self {
         Self {
             samples: Mutex::new(Chunks::default()),
             drain: Mutex::new(DrainSide {
@@ -230,7 +230,7 @@ impl Histograms {
         &self,
         hash: u64,
         key: &Key,
-        family: &Arc<Family>,
+        family: &Arc<AdmittedFamily>,
         target: impl FnOnce() -> Histogram,
     ) -> Arc<BufferedHistogram> {
         let mut shard = self

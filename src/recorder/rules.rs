@@ -1,14 +1,12 @@
-//! The rules of the Prometheus text format, and how any input is made to follow them.
+//! The admission rules: how any name and labels are made valid for the Prometheus text
+//! format. Pure functions, each rule written once; the layer applies them, the builder and
+//! the testing parser check with them.
 //!
-//! These are pure functions: the recorder layer ([`crate::layer`]) calls them to decide
-//! whether a key can go to the exporter as it is, or must be rewritten first.
-//!
-//! * Metric names are sanitized exactly as `metrics-exporter-prometheus` does (every character
-//!   outside `[a-zA-Z0-9_:]`, or a leading digit, becomes `_`), so the family name computed here
-//!   is the name the exporter will print.
-//! * Label keys are sanitized the same way (without `:`); reserved keys (`__` prefix), `le`
-//!   on histograms and the empty key get the `exported_` prefix, as Prometheus does for
-//!   clashing labels.
+//! * Metric names and label keys are sanitized by the exporter's own
+//!   `formatting::sanitize_metric_name` and `sanitize_label_key` (every invalid character
+//!   becomes `_`), so the family name computed here is the name the exporter prints.
+//! * Reserved label keys (`__` prefix), `le` on histograms and the empty key get the
+//!   `exported_` prefix, as Prometheus does for clashing labels.
 //! * Keys that collide after that are resolved deterministically: keys that needed no change
 //!   keep their name, the others take the first free name among `key`, `key_1`, `key_2`, ...
 //! * An empty label value means "no label" in Prometheus, so the label is removed.
@@ -18,24 +16,9 @@
 use std::borrow::Cow;
 
 use metrics::Label;
+use metrics_exporter_prometheus::formatting::{sanitize_label_key, sanitize_metric_name};
 
-/// The three kinds of metric the `metrics` facade knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
-impl Kind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
-}
+use crate::handle::Kind;
 
 /// The label OpenTelemetry SDKs put on the series that collects label sets past the limit.
 pub(crate) const OVERFLOW_LABEL: &str = "otel_metric_overflow";
@@ -46,48 +29,30 @@ pub(crate) const SELF_PREFIX: &str = "porter_metrics_";
 /// Prefix Prometheus uses for a label that would clash with a reserved one.
 const EXPORTED_PREFIX: &str = "exported_";
 
-fn is_name_start(c: char) -> bool {
-    c.is_ascii_alphabetic() || c == '_' || c == ':'
-}
-
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == ':'
-}
-
-fn is_label_start(c: char) -> bool {
-    c.is_ascii_alphabetic() || c == '_'
-}
-
-fn is_label_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_'
-}
-
-fn sanitize(raw: &str, start: fn(char) -> bool, rest: fn(char) -> bool) -> Cow<'_, str> {
-    let valid = raw
-        .chars()
-        .enumerate()
-        .all(|(i, c)| if i == 0 { start(c) } else { rest(c) });
-    if valid {
-        return Cow::Borrowed(raw);
+/// `Cow::Borrowed` when sanitizing changed nothing.
+fn keep_if_same(raw: &str, sanitized: String) -> Cow<'_, str> {
+    if sanitized == raw {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(sanitized)
     }
-    Cow::Owned(
-        raw.chars()
-            .enumerate()
-            .map(|(i, c)| {
-                let ok = if i == 0 { start(c) } else { rest(c) };
-                if ok {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect(),
-    )
 }
 
 /// The family name the exporter prints for a raw metric name (empty when unusable).
 pub(crate) fn family_name(raw: &str) -> Cow<'_, str> {
-    sanitize(raw, is_name_start, is_name_char)
+    keep_if_same(raw, sanitize_metric_name(raw))
+}
+
+/// Whether `name` is a valid metric name as it stands.
+pub(crate) fn is_metric_name(name: &str) -> bool {
+    !name.is_empty() && sanitize_metric_name(name) == name
+}
+
+/// Whether `key` is a valid label key that needs no renaming on a metric of `kind`:
+/// non-empty, sanitized already, not reserved (`__`), not `le` on a histogram.
+pub(crate) fn is_label_key(key: &str, kind: Kind) -> bool {
+    let reserved = key.starts_with("__") || (kind == Kind::Histogram && key == "le");
+    !key.is_empty() && !reserved && sanitize_label_key(key) == key
 }
 
 /// The name a histogram family must be exported under, when it cannot keep its own.
@@ -125,27 +90,15 @@ pub(crate) fn claimed_names(family: &str, kind: Kind) -> Vec<String> {
     }
 }
 
-fn key_is_clean(key: &str, kind: Kind) -> bool {
-    let mut chars = key.chars();
-    let Some(first) = chars.next() else {
-        return false;
-    };
-    is_label_start(first)
-        && chars.all(is_label_char)
-        && !key.starts_with("__")
-        && !(kind == Kind::Histogram && key == "le")
-}
-
 /// Whether labels can reach the exporter untouched: valid, unreserved, distinct keys and
-/// non-empty values free of backslashes. Cheap: no allocation, quadratic only in the (small)
-/// number of labels.
+/// non-empty values free of backslashes.
 pub(crate) fn labels_are_clean<'a>(
     labels: impl Iterator<Item = &'a Label> + Clone,
     kind: Kind,
 ) -> bool {
     for (i, label) in labels.clone().enumerate() {
         let value = label.value();
-        if value.is_empty() || value.contains('\\') || !key_is_clean(label.key(), kind) {
+        if value.is_empty() || value.contains('\\') || !is_label_key(label.key(), kind) {
             return false;
         }
         if labels
@@ -159,27 +112,20 @@ pub(crate) fn labels_are_clean<'a>(
     true
 }
 
-/// What [`rewrite_labels`] had to do, for the one-time warning.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rewrites {
-    /// Keys renamed (sanitized, reserved, empty, or colliding with another key).
-    pub renamed_keys: u32,
-}
-
 /// Makes any labels valid for a metric of `kind`, deterministically and independently of
-/// their order (see the module documentation for the rules).
+/// their order (see the module documentation); returns them sorted by key, and how many
+/// keys were renamed.
 pub(crate) fn rewrite_labels<'a>(
     labels: impl Iterator<Item = (&'a str, &'a str)>,
     kind: Kind,
-) -> (Vec<Label>, Rewrites) {
-    let mut rewrites = Rewrites::default();
+) -> (Vec<Label>, usize) {
     // (needs change, raw key, value, target key)
     let mut pending: Vec<(bool, &str, &str, String)> = Vec::new();
     for (key, value) in labels {
         if value.is_empty() {
             continue;
         }
-        let sanitized = sanitize(key, is_label_start, is_label_char);
+        let sanitized = sanitize_label_key(key);
         // An empty key keeps its value, as `exported_`: nothing is lost.
         let reserved = sanitized.is_empty()
             || sanitized.starts_with("__")
@@ -187,13 +133,14 @@ pub(crate) fn rewrite_labels<'a>(
         let target = if reserved {
             format!("{EXPORTED_PREFIX}{sanitized}")
         } else {
-            sanitized.into_owned()
+            sanitized
         };
         pending.push((target != key, key, value, target));
     }
     // Unchanged keys first, so a valid key keeps its name against a sanitized look-alike.
     pending.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
 
+    let mut renamed = 0;
     let mut out: Vec<Label> = Vec::with_capacity(pending.len());
     for (changed, _, value, target) in pending {
         let mut n = 0u32;
@@ -214,12 +161,12 @@ pub(crate) fn rewrite_labels<'a>(
             n += 1;
         };
         if changed || n > 0 {
-            rewrites.renamed_keys += 1;
+            renamed += 1;
         }
         out.push(Label::new(name, escape_value(value).into_owned()));
     }
     out.sort_by(|a, b| a.key().cmp(b.key()));
-    (out, rewrites)
+    (out, renamed)
 }
 
 /// Doubles backslashes, which the exporter's escaping would otherwise treat as escapes.
@@ -247,8 +194,10 @@ mod tests {
         assert_eq!(family_name("http.requests"), "http_requests");
         assert_eq!(family_name("9lives"), "_lives");
         assert_eq!(family_name("ok:name_1"), "ok:name_1");
+        assert!(matches!(family_name("ok"), Cow::Borrowed(_)));
         assert_eq!(family_name("é"), "_");
         assert_eq!(family_name(""), "");
+        assert!(is_metric_name("a:b_1") && !is_metric_name("1a") && !is_metric_name(""));
     }
 
     #[test]
@@ -306,7 +255,7 @@ mod tests {
         ];
         let mut b = a;
         b.reverse();
-        let (la, ra) = rewrite_labels(a.iter().copied(), Kind::Histogram);
+        let (la, renamed) = rewrite_labels(a.iter().copied(), Kind::Histogram);
         let (lb, _) = rewrite_labels(b.iter().copied(), Kind::Histogram);
         assert_eq!(pairs(&la), pairs(&lb));
         assert_eq!(
@@ -318,12 +267,13 @@ mod tests {
                 ("exported_le".to_owned(), "4".to_owned()),
             ]
         );
-        assert_eq!(ra.renamed_keys, 3);
+        assert_eq!(renamed, 3);
     }
 
     #[test]
     fn empty_keys_are_exported_and_backslashes_doubled() {
-        let (labels, r) = rewrite_labels([("", "v"), ("p", "a\\b")].into_iter(), Kind::Gauge);
+        let (labels, renamed) =
+            rewrite_labels([("", "v"), ("p", "a\\b")].into_iter(), Kind::Gauge);
         assert_eq!(
             pairs(&labels),
             [
@@ -331,6 +281,6 @@ mod tests {
                 ("p".to_owned(), "a\\\\b".to_owned())
             ]
         );
-        assert_eq!(r.renamed_keys, 1);
+        assert_eq!(renamed, 1);
     }
 }

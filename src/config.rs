@@ -1,0 +1,156 @@
+//! The validated settings of a pipeline and its server; [`Builder`](crate::Builder) fills
+//! them in, checking each value as it is set.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_util::MetricKindMask;
+
+use crate::recorder::rules;
+use crate::recorder::Limits;
+use crate::Error;
+
+/// Prometheus' default histogram buckets, in seconds.
+///
+/// ```
+/// use porter_metrics::{testing::Capture, Collector, DEFAULT_BUCKETS};
+///
+/// let capture = Capture::new();
+/// capture.collector().record_histogram("latency_seconds", 0.2, &[]);
+/// let latency = capture.exposition().unwrap().histogram("latency_seconds", &[]).unwrap();
+/// assert_eq!(latency.buckets.len(), DEFAULT_BUCKETS.len() + 1); // and +Inf
+/// assert_eq!(latency.bucket(DEFAULT_BUCKETS[5]), Some(1)); // 0.25
+/// ```
+pub const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often histogram observations are drained into buckets when nobody scrapes.
+const DEFAULT_UPKEEP: Duration = Duration::from_secs(5);
+
+/// How long a client has to send a complete request head.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Validated settings, shared by servers, pushers and local recorders.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) buckets: Vec<f64>,
+    pub(crate) bucket_overrides: Vec<(Matcher, Vec<f64>)>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) global_labels: Vec<(String, String)>,
+    pub(crate) allowed: Vec<IpNet>,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) limits: Limits,
+    pub(crate) upkeep: Duration,
+    pub(crate) standalone: bool,
+    #[cfg_attr(not(feature = "process"), allow(dead_code))]
+    pub(crate) process: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            buckets: DEFAULT_BUCKETS.to_vec(),
+            bucket_overrides: Vec::new(),
+            idle_timeout: None,
+            global_labels: Vec::new(),
+            allowed: Vec::new(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            limits: Limits::default(),
+            upkeep: DEFAULT_UPKEEP,
+            standalone: false,
+            process: false,
+        }
+    }
+}
+
+impl Config {
+    /// How often the upkeep thread runs: often enough to expire idle series on time.
+    pub(crate) fn upkeep_interval(&self) -> Duration {
+        match self.idle_timeout {
+            Some(idle) => self.upkeep.min(idle / 8).max(Duration::from_millis(50)),
+            None => self.upkeep,
+        }
+    }
+
+    /// The exporter's builder for these settings (it renders; it never listens).
+    pub(crate) fn exporter(&self) -> Result<PrometheusBuilder, Error> {
+        let mut builder = PrometheusBuilder::new()
+            .set_buckets(&self.buckets)?
+            // Our upkeep thread does this.
+            .upkeep_timeout(Duration::from_secs(24 * 60 * 60));
+        for (matcher, buckets) in &self.bucket_overrides {
+            builder = builder.set_buckets_for_metric(matcher.clone(), buckets)?;
+        }
+        if let Some(idle) = self.idle_timeout {
+            builder = builder.idle_timeout(MetricKindMask::ALL, Some(idle));
+        }
+        for (key, value) in &self.global_labels {
+            // Printed exactly, as label values recorded through the layer are.
+            builder = builder.add_global_label(key, rules::escape_value(value));
+        }
+        Ok(builder)
+    }
+}
+
+/// Histogram buckets, checked: finite and non-empty, then sorted and de-duplicated.
+pub(crate) fn buckets(values: &[f64]) -> Result<Vec<f64>, Error> {
+    if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+        return Err(Error::InvalidBuckets {
+            buckets: values.to_vec(),
+        });
+    }
+    let mut buckets = values.to_vec();
+    buckets.sort_by(f64::total_cmp);
+    buckets.dedup();
+    Ok(buckets)
+}
+
+/// A global label key, checked: valid, not reserved, not `le` or `quantile`.
+pub(crate) fn label_key(key: &str) -> Result<(), Error> {
+    if rules::is_label_key(key, crate::handle::Kind::Histogram) && key != "quantile" {
+        Ok(())
+    } else {
+        Err(Error::InvalidLabelKey {
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// An allowlist entry, checked: an IP address (a network of one) or a CIDR network.
+pub(crate) fn network(entry: &str) -> Result<IpNet, Error> {
+    let trimmed = entry.trim();
+    match trimmed.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(IpNet::from(ip)),
+        Err(_) => trimmed.parse::<IpNet>().map_err(|source| Error::InvalidNetwork {
+            entry: entry.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_checked_sorted_and_deduplicated() {
+        assert!(buckets(&[1.0, 0.5, 1.0]).is_ok_and(|b| b == [0.5, 1.0]));
+        assert!(buckets(&[]).is_err());
+        assert!(buckets(&[f64::NAN]).is_err());
+        assert!(buckets(&[f64::INFINITY]).is_err());
+    }
+
+    #[test]
+    fn label_keys_and_networks_are_checked() {
+        assert!(label_key("service").is_ok());
+        for bad in ["", "__x", "le", "quantile", "a-b", "9a"] {
+            assert!(label_key(bad).is_err(), "{bad}");
+        }
+        assert!(network("10.0.0.0/8").is_ok());
+        assert!(network(" 127.0.0.1 ").is_ok());
+        assert!(network("::1").is_ok());
+        assert!(matches!(network("not-an-ip"), Err(Error::InvalidNetwork { .. })));
+    }
+}

@@ -1,0 +1,325 @@
+//! Exporting a pipeline: the [`MetricsServer`] serves it on our listener ([`listener`]),
+//! the [`Pusher`] pushes it to a Pushgateway ([`push`], feature `push`).
+//!
+//! Lifecycle rules, the same for both:
+//!
+//! * `start` returns once exporting (for a server: once the socket listens); it does not
+//!   block and works inside or outside a tokio runtime (each runs on a thread of its own). A
+//!   bad address or a port in use is an `Err` naming the address; port 0 picks a free port,
+//!   which [`local_addr`](MetricsServer::local_addr) tells.
+//! * A global one (the default) installs porter-metrics as the `metrics` global recorder if
+//!   nothing did yet, and exports it: the collector, the macros and the self-metrics all
+//!   land in one exposition. A standalone one exports a pipeline of its own.
+//! * `stop` is idempotent and `Ok` before `start`. A server closes its socket (the port is
+//!   free when `stop` returns), lets scrapes in flight finish for at most
+//!   [`SHUTDOWN_GRACE`](listener::SHUTDOWN_GRACE) (1 s), then closes every connection; a
+//!   pusher pushes once more. Recorded values stay in the pipeline.
+//! * `start` after `stop` exports again, every value kept. Dropping a running one stops it.
+//! * One at a time exports a pipeline: another one started meanwhile gets
+//!   [`Error::AlreadyExported`]. The exporter's settings (buckets, global labels, idle
+//!   timeout, limits) are those of the first one that started on the pipeline.
+
+pub(crate) mod listener;
+#[cfg(feature = "push")]
+mod push;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::config::Config;
+use crate::pipeline::{self, ExportClaim, Pipeline};
+use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
+use listener::{Listener, Render};
+#[cfg(feature = "push")]
+pub use push::Pusher;
+
+/// What every exporter of a pipeline shares: which pipeline, and with which settings.
+struct Exported {
+    config: Config,
+    /// The pipeline of a standalone exporter; `None` for the global one.
+    own: Option<Arc<Pipeline>>,
+}
+
+impl Exported {
+    fn new(config: Config) -> Self {
+        let own = config.standalone.then(|| Pipeline::new(config.limits));
+        Self { config, own }
+    }
+
+    /// Claims the pipeline (binding it if needed) and gives what renders it.
+    fn claim(&self) -> Result<(ExportClaim, Render), Error> {
+        let pipeline = match &self.own {
+            Some(own) => own,
+            None => pipeline::global()?,
+        };
+        let claim = pipeline.export(&self.config)?;
+        let render: Render = {
+            let pipeline = pipeline.clone();
+            Arc::new(move || pipeline.render())
+        };
+        Ok((claim, render))
+    }
+
+    fn collector(&self) -> PrometheusCollector {
+        match &self.own {
+            Some(own) => PrometheusCollector::for_pipeline(own.clone()),
+            None => PrometheusCollector::new(),
+        }
+    }
+
+    fn recorder(&self) -> Option<LocalRecorder> {
+        self.own.clone().map(LocalRecorder::from_pipeline)
+    }
+}
+
+/// Serves the text exposition over HTTP; see the module documentation for the lifecycle.
+///
+/// ```
+/// use porter_metrics::{Collector, MetricsServer};
+///
+/// # fn main() -> Result<(), porter_metrics::Error> {
+/// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
+/// server.start()?;
+/// let addr = server.local_addr().expect("running");
+/// server.collector().increment_counter("requests_total", &["method", "GET"]);
+/// # let _ = addr;
+/// server.stop()?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping a MetricsServer stops it"]
+pub struct MetricsServer {
+    address: String,
+    exported: Exported,
+    running: Mutex<Option<(ExportClaim, Listener)>>,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("address", &self.address)
+            .field("local_addr", &self.local_addr())
+            .field("standalone", &self.exported.own.is_some())
+            .finish()
+    }
+}
+
+impl MetricsServer {
+    /// A global server with default settings that will listen on `address`.
+    ///
+    /// ```
+    /// let server = porter_metrics::MetricsServer::new("127.0.0.1:9090");
+    /// assert!(server.local_addr().is_none()); // not started yet
+    /// ```
+    pub fn new(address: &str) -> Self {
+        Builder::new().build(address)
+    }
+
+    /// A [`Builder`] to configure a server.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = porter_metrics::MetricsServer::builder()
+    ///     .standalone()
+    ///     .global_label("service", "api")?
+    ///     .build("127.0.0.1:0");
+    /// assert!(server.local_addr().is_none()); // built, not started
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn from_config(address: &str, config: Config) -> Self {
+        Self {
+            address: address.to_owned(),
+            exported: Exported::new(config),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Binds the address and starts serving; returns once the socket listens. After
+    /// [`stop`](Self::stop), starts again with every value kept.
+    ///
+    /// ```
+    /// use porter_metrics::{Collector, Error, MetricsServer};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?; // listening when it returns
+    /// server.collector().increment_counter("jobs_total", &[]);
+    /// assert!(matches!(server.start(), Err(Error::AlreadyRunning { .. })));
+    /// server.stop()?;
+    /// server.start()?; // serves again, the counter kept
+    /// assert!(server.recorder().unwrap().render().contains("jobs_total 1"));
+    /// server.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`], [`Error::Bind`] (port in use, permission),
+    /// [`Error::AlreadyRunning`], [`Error::ForeignRecorder`] (a global server when another
+    /// global recorder is installed), [`Error::AlreadyExported`] (another server exports the
+    /// same pipeline right now), [`Error::Exporter`], [`Error::Runtime`].
+    pub fn start(&self) -> Result<(), Error> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, listener)) = &*running {
+            return Err(Error::AlreadyRunning {
+                address: listener.local_addr().to_string(),
+            });
+        }
+        // Checked first: a server that cannot start leaves the pipeline as it was.
+        let addr = resolve(&self.address)?;
+        let (claim, render) = self.exported.claim()?;
+        let config = &self.exported.config;
+        let settings = listener::Settings {
+            allowed: config.allowed.clone(),
+            header_read_timeout: config.header_read_timeout,
+        };
+        let listener = Listener::start(addr, settings, render)?;
+        tracing::info!(address = %listener.local_addr(), "porter-metrics: serving");
+        *running = Some((claim, listener));
+        Ok(())
+    }
+
+    /// Stops serving: closes the socket, waits at most 1 s for scrapes in flight, closes the
+    /// connections. Idempotent.
+    ///
+    /// ```
+    /// use porter_metrics::MetricsServer;
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// server.stop()?;
+    /// server.stop()?; // idempotent
+    /// assert!(server.local_addr().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// None today; `Result` for symmetry with [`Pusher::stop`](crate::Pusher), whose final
+    /// push can fail.
+    pub fn stop(&self) -> Result<(), Error> {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((claim, listener)) = running {
+            let addr = listener.local_addr();
+            listener.stop();
+            drop(claim);
+            tracing::info!(address = %addr, "porter-metrics: stopped serving");
+        }
+        Ok(())
+    }
+
+    /// The address the server listens on while running.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = porter_metrics::MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// let mut http = std::net::TcpStream::connect(server.local_addr().expect("running"))?;
+    /// http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    /// let mut response = String::new();
+    /// http.read_to_string(&mut response)?;
+    /// assert!(response.contains("porter_metrics_series"));
+    /// server.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, listener)| listener.local_addr())
+    }
+
+    /// A collector recording into what this server exports.
+    ///
+    /// For a global server this is the global collector ([`PrometheusCollector::new`]).
+    ///
+    /// ```
+    /// use porter_metrics::{Collector, MetricsServer};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// server.collector().increment_counter("jobs_total", &["queue", "a"]);
+    /// let text = server.recorder().expect("standalone").render();
+    /// assert!(text.contains(r#"jobs_total{queue="a"} 1"#));
+    /// server.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn collector(&self) -> PrometheusCollector {
+        self.exported.collector()
+    }
+
+    /// The recorder of a standalone server, to use with `metrics::with_local_recorder`;
+    /// `None` for a global server (its recorder is the global one).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = porter_metrics::MetricsServer::builder().standalone().build("127.0.0.1:0");
+    /// server.start()?;
+    /// let recorder = server.recorder().expect("standalone");
+    /// metrics::with_local_recorder(&recorder, || metrics::gauge!("in_flight").set(2.0));
+    /// assert!(recorder.render().contains("in_flight 2"));
+    /// server.stop()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recorder(&self) -> Option<LocalRecorder> {
+        self.exported.recorder()
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Parses `address`; `":PORT"` means every interface, as in Go.
+fn resolve(address: &str) -> Result<SocketAddr, Error> {
+    let invalid = |source| Error::InvalidAddress {
+        address: address.to_owned(),
+        source,
+    };
+    let trimmed = address.trim();
+    let candidate = match trimmed.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => trimmed.to_owned(),
+    };
+    candidate.to_socket_addrs().map_err(invalid)?.next().ok_or_else(|| {
+        invalid(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "it resolves to no address",
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn addresses_are_parsed_like_go_and_rust() {
+        let port = |a: &str| resolve(a).map(|a| a.to_string()).ok();
+        assert_eq!(port(":9090").as_deref(), Some("0.0.0.0:9090"));
+        assert_eq!(port("127.0.0.1:0").as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(port("[::1]:80").as_deref(), Some("[::1]:80"));
+        for bad in ["", "127.0.0.1", "nonsense", "127.0.0.1:99999", ":x"] {
+            assert!(resolve(bad).is_err(), "{bad:?}");
+        }
+    }
+}

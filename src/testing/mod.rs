@@ -1,0 +1,146 @@
+//! Testing helpers (feature `testing`): capture what code records, and read values back.
+//!
+//! The Go design's tests read values with client_golang's `testutil.ToFloat64` and
+//! `CollectAndCount`. Here, a [`Capture`] records into a pipeline of its own (no global state,
+//! so parallel tests do not interfere), through its collector and through the `metrics`
+//! macros, and [`Exposition`] parses the text it renders (strictly: a scrape Prometheus
+//! would reject is an error) and answers by metric name and label pairs, in any order.
+//!
+//! ```
+//! use porter_metrics::Collector;
+//! use porter_metrics::testing::Capture;
+//!
+//! let capture = Capture::new();
+//! let collector = capture.collector();
+//! capture.run(|| {
+//!     collector.increment_counter("requests_total", &["method", "GET", "code", "200"]);
+//!     metrics::counter!("requests_total", "code" => "200", "method" => "GET").increment(1);
+//!     collector.record_histogram("latency_seconds", 0.2, &[]);
+//! });
+//! let scrape = capture.exposition().expect("valid exposition");
+//! assert_eq!(scrape.value("requests_total", &["code", "200", "method", "GET"]), Some(2.0));
+//! let latency = scrape.histogram("latency_seconds", &[]).unwrap();
+//! assert_eq!((latency.count, latency.sum), (1, 0.2));
+//! assert_eq!(latency.bucket(0.25), Some(1));
+//! assert_eq!(latency.bucket(0.1), Some(0));
+//! ```
+
+mod exposition;
+
+use crate::{LocalRecorder, PrometheusCollector};
+pub use exposition::{Exposition, Family, HistogramValue, ParseError, Sample};
+
+/// A pipeline of its own for one test; see the module documentation.
+///
+/// ```
+/// use porter_metrics::{testing::Capture, Collector};
+///
+/// let capture = Capture::new();
+/// capture.collector().record_gauge("queue_size", 3.0, &["queue", "default"]);
+/// let scrape = capture.exposition().unwrap();
+/// assert_eq!(scrape.value("queue_size", &["queue", "default"]), Some(3.0));
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Capture {
+    recorder: LocalRecorder,
+}
+
+impl Capture {
+    /// A capture with default settings.
+    ///
+    /// ```
+    /// use porter_metrics::testing::Capture;
+    ///
+    /// let (a, b) = (Capture::new(), Capture::new());
+    /// a.run(|| metrics::counter!("jobs_total").increment(1));
+    /// assert_eq!(a.exposition().unwrap().value("jobs_total", &[]), Some(1.0));
+    /// assert_eq!(b.exposition().unwrap().value("jobs_total", &[]), None); // a pipeline of its own
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A capture over a recorder built with other settings.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Builder};
+    /// let capture = Capture::with_recorder(Builder::new().buckets(&[1.0, 2.0]).unwrap().build_local());
+    /// # let _ = capture;
+    /// ```
+    pub fn with_recorder(recorder: LocalRecorder) -> Self {
+        Self { recorder }
+    }
+
+    /// Runs `f` with this capture as the `metrics` recorder of the current thread, so the
+    /// macros record here (a [`PrometheusCollector`] records where it was bound: use
+    /// [`collector`](Self::collector)).
+    ///
+    /// ```
+    /// let capture = porter_metrics::testing::Capture::new();
+    /// capture.run(|| metrics::gauge!("temperature").set(21.5));
+    /// assert_eq!(capture.exposition().unwrap().value("temperature", &[]), Some(21.5));
+    /// ```
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, f)
+    }
+
+    /// A collector recording into this capture, from any thread.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// let capture = Capture::new();
+    /// let collector = capture.collector();
+    /// std::thread::spawn(move || collector.increment_counter("jobs_total", &[])).join().unwrap();
+    /// assert_eq!(capture.exposition().unwrap().value("jobs_total", &[]), Some(1.0));
+    /// ```
+    pub fn collector(&self) -> PrometheusCollector {
+        self.recorder.collector()
+    }
+
+    /// The recorder behind this capture.
+    ///
+    /// ```
+    /// let capture = porter_metrics::testing::Capture::new();
+    /// metrics::with_local_recorder(capture.recorder(), || metrics::gauge!("in_flight").set(1.0));
+    /// assert!(capture.recorder().render().contains("in_flight 1"));
+    /// ```
+    pub fn recorder(&self) -> &LocalRecorder {
+        &self.recorder
+    }
+
+    /// The text exposition as a scrape would get it.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// let capture = Capture::new();
+    /// capture.collector().increment_counter("jobs_total", &[]);
+    /// assert!(capture.render().contains("# TYPE jobs_total counter\njobs_total 1\n"));
+    /// ```
+    pub fn render(&self) -> String {
+        self.recorder.render()
+    }
+
+    /// The parsed exposition.
+    ///
+    /// ```
+    /// use porter_metrics::{testing::Capture, Collector};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::testing::ParseError> {
+    /// let capture = Capture::new();
+    /// capture.collector().increment_counter("jobs_total", &["queue", "a"]);
+    /// capture.collector().increment_counter("jobs_total", &["queue", "b"]);
+    /// let scrape = capture.exposition()?;
+    /// assert_eq!((scrape.count("jobs_total"), scrape.sum("jobs_total")), (2, 2.0));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ParseError`] if the text is not a valid exposition (a bug worth a failing test).
+    pub fn exposition(&self) -> Result<Exposition, ParseError> {
+        Exposition::parse(&self.render())
+    }
+}
