@@ -20,7 +20,6 @@
 //!
 //! Without `--bench` (e.g. `cargo test --benches`) it runs a quick 1k-series check.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -28,73 +27,17 @@ use metrics::{Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use porter_metrics::{Builder, Collector, Limits, LocalRecorder};
 
-/// Wraps the system allocator, counting live bytes and allocations.
-struct Counting;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-#[inline]
-fn grow(bytes: usize) {
-    LIVE.fetch_add(i64::try_from(bytes).unwrap_or(i64::MAX), Ordering::Relaxed);
-}
-
-#[inline]
-fn shrink(bytes: usize) {
-    LIVE.fetch_sub(i64::try_from(bytes).unwrap_or(i64::MAX), Ordering::Relaxed);
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
-// counters are plain atomics and never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = System.alloc(layout);
-        if !ptr.is_null() {
-            grow(layout.size());
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let ptr = System.alloc_zeroed(layout);
-        if !ptr.is_null() {
-            grow(layout.size());
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        shrink(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = System.realloc(ptr, layout, new_size);
-        if !new.is_null() {
-            shrink(layout.size());
-            grow(new_size);
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        new
-    }
-}
+#[path = "../tests/common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 static META: Metadata<'static> = Metadata::new("memory", Level::INFO, None);
 
 const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
 
-fn live() -> i64 {
-    LIVE.load(Ordering::Relaxed)
-}
-
-fn allocs() -> u64 {
-    ALLOCS.load(Ordering::Relaxed)
-}
+use counting::{allocations as allocs, live};
 
 /// Series `i`: metric name, method, path, all owned.
 fn series(i: usize) -> (String, String, String) {

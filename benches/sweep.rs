@@ -40,7 +40,7 @@ use porter_metrics::{Builder, Collector, Limits, DEFAULT_BUCKETS};
 
 const POINTS: [usize; 5] = [100, 1_000, 2_000, 10_000, 100_000];
 /// Most calls between two drains of buffered histogram observations.
-const CHUNK: u64 = 1 << 18;
+const CHUNK: u64 = 1 << 22;
 
 struct Fixture {
     counter: String,

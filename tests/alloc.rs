@@ -1,7 +1,7 @@
 //! A warm call allocates nothing.
 //!
-//! A counting global allocator counts allocations per thread (a `const` thread-local, so
-//! counting never allocates and the test harness's other threads do not interfere). After
+//! The counting global allocator (`common::counting`) counts allocations per thread, so the
+//! test harness's other threads do not interfere. After
 //! one warm-up call on the same series, 1000 calls of each `Collector` method are counted.
 //!
 //! Counters and gauges must not allocate at all. Histogram observations (and so timers,
@@ -9,8 +9,6 @@
 //! block of observations; that storage is the exporter's, so ours must allocate no more than
 //! the exporter's own registered `Histogram` handle does for as many observations.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -22,48 +20,12 @@ use porter_metrics::{
     Builder, Collector, LocalRecorder, PorterLayer, PrometheusCollector, DEFAULT_BUCKETS,
 };
 
-struct Counting;
+mod common;
 
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-#[inline]
-fn count() {
-    // `try_with`: the allocator also runs while thread-locals are torn down.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        System.realloc(ptr, layout, new_size)
-    }
-}
+use common::counting::thread_allocations as allocations;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by this thread while running `f`.
-fn allocations(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
+static GLOBAL: common::counting::Counting = common::counting::Counting;
 
 const CALLS: usize = 1000;
 

@@ -62,6 +62,7 @@ fn hostile_sequence(collector: &impl Collector) {
 }
 
 #[test]
+#[ignore = "needs prometheus (run .ci/test)"]
 fn a_hostile_scrape_passes_promtool_and_is_ingested_by_prometheus() {
     let server = MetricsServer::builder()
         .standalone()

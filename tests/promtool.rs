@@ -16,6 +16,7 @@ use workload::Workload;
 const STEPS: u64 = 2000;
 
 #[test]
+#[ignore = "needs prometheus (run .ci/test)"]
 fn the_workload_scrape_passes_promtool_and_reads_back() {
     // Fail early, with the install hint, if promtool is missing.
     common::require_binary("promtool", "prometheus");
@@ -121,6 +122,7 @@ fn the_workload_scrape_passes_promtool_and_reads_back() {
 }
 
 #[test]
+#[ignore = "needs prometheus (run .ci/test)"]
 fn concurrent_workload_streams_add_up_and_pass_promtool() {
     const THREADS: u64 = 4;
     const PER_THREAD: u64 = 500;

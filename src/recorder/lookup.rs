@@ -1,13 +1,16 @@
 //! How a call finds its handle, fast at any number of series.
 //!
-//! 1. This thread's cache ([`ThreadCache`]): a 4-way set-associative table of
-//!    [`THREAD_ENTRIES`] entries per thread (one table for the collector's flat pairs, one
-//!    for the macros' keys). A hit costs a hash, a comparison and no shared write.
+//! 1. This thread's cache ([`ThreadCache`]): a 4-way set-associative table (one for the
+//!    collector's flat pairs, one for the macros' keys) of small slots, each a hash tag and
+//!    a shared [`Entry`]. A hit costs a hash, a comparison and no shared write. It starts at
+//!    [`MIN_THREAD_ENTRIES`] slots and doubles, up to [`MAX_THREAD_ENTRIES`], while more
+//!    than a quarter of its lookups miss.
 //! 2. On a miss, the layer's shared index ([`SharedIndex`]): [`SHARDS`] shards of a
-//!    read-mostly hash table from the same key to the resolved handle. A hit costs one probe
-//!    under a shard's read lock; the entry then replaces one entry of the thread's set, the
-//!    first one not used since the set's hand last passed it (CLOCK), so a working set
-//!    larger than the cache costs an index probe per call, never a registration.
+//!    read-mostly hash table from the same key to its entry. A hit costs one probe under a
+//!    shard's read lock. The entry then replaces one slot of the thread's set, the first one
+//!    not used since the set's hand last passed it (CLOCK). A thread whose working set
+//!    outgrows even the largest cache keeps only one miss in eight, so a miss stays one
+//!    probe, not a probe plus an eviction.
 //! 3. Only a key new to the process is resolved by the rules, under the shard's write lock,
 //!    so threads racing on a new series register it once.
 //!
@@ -17,13 +20,14 @@
 //! Every resolution is followed by an update through the handle, so a series whose entry
 //! is fresh has been updated within half the timeout and is still exported.
 //!
-//! Memory is bounded: [`THREAD_ENTRIES`] entries per thread and table; the shared index
-//! holds admitted keys only (not folded or dropped ones), at most twice the layer's series
-//! limit, and forgets keys not resolved again within the idle timeout.
+//! Memory is bounded: at most [`MAX_THREAD_ENTRIES`] slots of 32 bytes per thread and
+//! table; the shared index holds admitted keys only (not folded or dropped ones), at most
+//! twice the layer's series limit, and forgets keys not resolved again within the idle
+//! timeout.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::LocalKey;
 
 use hashbrown::HashTable;
@@ -34,9 +38,11 @@ use crate::key::{self, PairsKey};
 
 /// Ways per set of a thread's cache.
 const WAYS: usize = 4;
-/// Entries of a thread's cache, per table.
-pub(crate) const THREAD_ENTRIES: usize = 1024;
-const SETS: usize = THREAD_ENTRIES / WAYS;
+/// Slots of a thread's cache, per table: where it starts, and how far it grows.
+pub(crate) const MIN_THREAD_ENTRIES: usize = 1024;
+pub(crate) const MAX_THREAD_ENTRIES: usize = 16 * 1024;
+/// Lookups between two looks at a thread cache's miss rate.
+const WINDOW: u32 = 4096;
 /// Shards of the shared index.
 pub(crate) const SHARDS: usize = 64;
 
@@ -72,98 +78,144 @@ pub(crate) struct Now {
     pub(crate) stale_before: u64,
 }
 
-#[derive(Clone, Copy)]
-struct Stamp {
-    epoch: u64,
-    resolved_ms: u64,
-}
-
-impl Stamp {
-    fn fresh(self, now: &Now) -> bool {
-        self.epoch == now.epoch && self.resolved_ms >= now.stale_before
-    }
-}
-
-struct Entry<S> {
+/// A key and what it resolved to, when: shared by the index and the thread caches.
+pub(crate) struct Entry<S> {
     hash: u64,
     kind: Kind,
     key: S,
     resolved: Resolved,
-    stamp: Stamp,
+    epoch: u64,
+    resolved_ms: u64,
 }
 
 impl<S> Entry<S> {
-    fn is<P: Probe<Stored = S>>(&self, hash: u64, probe: &P) -> bool {
-        self.hash == hash && self.kind == probe.kind() && probe.matches(&self.key)
+    #[inline]
+    fn is<P: Probe<Stored = S>>(&self, probe: &P) -> bool {
+        self.kind == probe.kind() && probe.matches(&self.key)
+    }
+
+    #[inline]
+    fn fresh(&self, now: &Now) -> bool {
+        self.epoch == now.epoch && self.resolved_ms >= now.stale_before
     }
 }
 
 struct Slot<S> {
+    tag: u64,
     layer: u64,
-    referenced: bool,
-    entry: Entry<S>,
+    entry: Arc<Entry<S>>,
 }
 
 /// One thread's cache: see the module documentation.
 pub(crate) struct ThreadCache<S> {
     slots: Box<[Option<Slot<S>>]>,
+    /// Per slot: used since the hand last passed it.
+    referenced: Box<[bool]>,
     /// Per set: the way the CLOCK hand points at.
     hands: Box<[u8]>,
+    lookups: u32,
+    misses: u32,
+    /// Counts misses at the largest size: one in eight is kept.
+    skipped: u8,
 }
 
 impl<S> ThreadCache<S> {
-    fn new() -> Self {
+    fn with_slots(slots: usize) -> Self {
         Self {
-            slots: (0..SETS * WAYS).map(|_| None).collect(),
-            hands: vec![0; SETS].into_boxed_slice(),
+            slots: (0..slots).map(|_| None).collect(),
+            referenced: vec![false; slots].into_boxed_slice(),
+            hands: vec![0; slots / WAYS].into_boxed_slice(),
+            lookups: 0,
+            misses: 0,
+            skipped: 0,
         }
     }
 
-    fn set(hash: u64, layer: u64) -> usize {
-        ((hash ^ layer.rotate_left(29)) as usize) % SETS * WAYS
+    fn new() -> Self {
+        Self::with_slots(MIN_THREAD_ENTRIES)
+    }
+
+    #[inline]
+    fn set(&self, tag: u64, layer: u64) -> usize {
+        let sets = self.slots.len() / WAYS;
+        ((tag ^ layer.rotate_left(29)) as usize) % sets * WAYS
     }
 
     /// The fresh entry of `probe`, marked used.
     #[inline]
-    fn get<P: Probe<Stored = S>>(&mut self, hash: u64, probe: &P, now: &Now) -> Option<&Resolved> {
-        let base = Self::set(hash, now.layer);
-        self.slots[base..base + WAYS]
-            .iter_mut()
-            .flatten()
-            .find(|s| s.layer == now.layer && s.entry.is(hash, probe))
-            .filter(|s| s.entry.stamp.fresh(now))
-            .map(|s| {
-                s.referenced = true;
-                &s.entry.resolved
-            })
+    fn get<P: Probe<Stored = S>>(&mut self, tag: u64, probe: &P, now: &Now) -> Option<&Arc<Entry<S>>> {
+        self.lookups = self.lookups.wrapping_add(1);
+        let base = self.set(tag, now.layer);
+        for way in base..base + WAYS {
+            if let Some(slot) = &self.slots[way] {
+                if slot.tag == tag && slot.layer == now.layer && slot.entry.is(probe) {
+                    if !slot.entry.fresh(now) {
+                        break;
+                    }
+                    self.referenced[way] = true;
+                    return self.slots[way].as_ref().map(|s| &s.entry);
+                }
+            }
+        }
+        self.misses = self.misses.wrapping_add(1);
+        None
+    }
+
+    /// After a miss: whether to keep the entry found, growing first if the working set
+    /// outgrew the cache.
+    fn admit(&mut self) -> bool {
+        if self.lookups >= WINDOW {
+            let thrashing = self.misses * 4 > self.lookups;
+            self.lookups = 0;
+            self.misses = 0;
+            if thrashing && self.slots.len() < MAX_THREAD_ENTRIES {
+                self.grow();
+                return true;
+            }
+        }
+        if self.slots.len() < MAX_THREAD_ENTRIES || self.misses * 2 < self.lookups {
+            return true;
+        }
+        self.skipped = self.skipped.wrapping_add(1);
+        self.skipped % 8 == 0
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::replace(self, Self::with_slots(self.slots.len() * 2));
+        for slot in old.slots.into_vec().into_iter().flatten() {
+            let base = self.set(slot.tag, slot.layer);
+            if let Some(free) = self.slots[base..base + WAYS].iter_mut().find(|s| s.is_none()) {
+                *free = Some(slot);
+            }
+        }
     }
 
     /// Puts `entry` in its set: over the same key, in a free way, or over the first entry
     /// the hand finds unused since it last passed (clearing the marks it passes).
-    fn insert<P: Probe<Stored = S>>(&mut self, probe: &P, now: &Now, entry: Entry<S>) {
-        let base = Self::set(entry.hash, now.layer);
-        let ways = &mut self.slots[base..base + WAYS];
-        let way = ways
-            .iter()
-            .position(|s| {
-                s.as_ref()
-                    .is_some_and(|s| s.layer == now.layer && s.entry.is(entry.hash, probe))
-            })
-            .or_else(|| ways.iter().position(Option::is_none))
-            .unwrap_or_else(|| {
+    fn insert<P: Probe<Stored = S>>(&mut self, tag: u64, probe: &P, now: &Now, entry: Arc<Entry<S>>) {
+        let base = self.set(tag, now.layer);
+        let ways = &self.slots[base..base + WAYS];
+        let same = |s: &Option<Slot<S>>| {
+            s.as_ref()
+                .is_some_and(|s| s.tag == tag && s.layer == now.layer && s.entry.is(probe))
+        };
+        let way = match ways.iter().position(same).or_else(|| ways.iter().position(Option::is_none)) {
+            Some(way) => base + way,
+            None => {
                 let hand = &mut self.hands[base / WAYS];
                 loop {
-                    let way = usize::from(*hand) % WAYS;
+                    let way = base + usize::from(*hand) % WAYS;
                     *hand = hand.wrapping_add(1);
-                    match &mut ways[way] {
-                        Some(slot) if slot.referenced => slot.referenced = false,
-                        _ => break way,
+                    if !std::mem::take(&mut self.referenced[way]) {
+                        break way;
                     }
                 }
-            });
-        ways[way] = Some(Slot {
+            }
+        };
+        self.referenced[way] = false;
+        self.slots[way] = Some(Slot {
+            tag,
             layer: now.layer,
-            referenced: false,
             entry,
         });
     }
@@ -174,7 +226,7 @@ pub(crate) type ThreadTable<S> = LocalKey<RefCell<Option<ThreadCache<S>>>>;
 
 /// The layer's shared index: see the module documentation.
 pub(crate) struct SharedIndex<S> {
-    shards: Box<[RwLock<HashTable<Entry<S>>>]>,
+    shards: Box<[RwLock<HashTable<Arc<Entry<S>>>>]>,
     len: AtomicUsize,
 }
 
@@ -186,21 +238,30 @@ impl<S> SharedIndex<S> {
         }
     }
 
-    fn shard(&self, hash: u64) -> &RwLock<HashTable<Entry<S>>> {
+    fn shard(&self, hash: u64) -> &RwLock<HashTable<Arc<Entry<S>>>> {
         // The top bits: hashbrown uses the low ones within a shard.
         &self.shards[(hash >> 58) as usize % SHARDS]
     }
 
-    fn get<P: Probe<Stored = S>>(&self, hash: u64, probe: &P, now: &Now) -> Option<(Resolved, Stamp)> {
+    /// Runs `f` on the fresh entry of `probe`, under the shard's read lock.
+    #[inline]
+    fn with<P: Probe<Stored = S>, T>(
+        &self,
+        hash: u64,
+        probe: &P,
+        now: &Now,
+        f: impl FnOnce(&Arc<Entry<S>>) -> T,
+    ) -> Option<T> {
         let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
         shard
-            .find(hash, |e| e.is(hash, probe))
-            .filter(|e| e.stamp.fresh(now))
-            .map(|e| (e.resolved.clone(), e.stamp))
+            .find(hash, |e| e.hash == hash && e.is(probe))
+            .filter(|e| e.fresh(now))
+            .map(f)
     }
 
-    /// The fresh entry of `probe`, or what `resolve` gives (kept if it says so and the index
-    /// holds fewer than `cap` keys), resolved once however many threads ask at once.
+    /// The fresh entry of `probe`, or one made of what `resolve` gives (kept in the index if
+    /// it says so and the index holds fewer than `cap` keys), resolved once however many
+    /// threads ask at once.
     fn get_or_resolve<P: Probe<Stored = S>>(
         &self,
         hash: u64,
@@ -208,44 +269,36 @@ impl<S> SharedIndex<S> {
         now: &Now,
         cap: usize,
         resolve: impl FnOnce() -> (Resolved, bool),
-    ) -> (Resolved, Stamp) {
+    ) -> Arc<Entry<S>> {
         let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
-        let found = shard.find_entry(hash, |e| e.is(hash, probe));
+        let found = shard.find_entry(hash, |e| e.hash == hash && e.is(probe));
         if let Ok(found) = &found {
-            if found.get().stamp.fresh(now) {
-                let entry = found.get();
-                return (entry.resolved.clone(), entry.stamp);
+            if found.get().fresh(now) {
+                return found.get().clone();
             }
         }
         let (resolved, keep) = resolve();
-        let stamp = Stamp {
+        let entry = Arc::new(Entry {
+            hash,
+            kind: probe.kind(),
+            key: probe.store(),
+            resolved,
             epoch: now.epoch,
             resolved_ms: now.ms,
-        };
+        });
         match found {
-            Ok(mut stale) if keep => {
-                let entry = stale.get_mut();
-                entry.resolved = resolved.clone();
-                entry.stamp = stamp;
-            }
+            Ok(mut stale) if keep => *stale.get_mut() = entry.clone(),
             Ok(stale) => {
                 stale.remove();
                 self.len.fetch_sub(1, Ordering::Relaxed);
             }
             Err(_) if keep && self.len.load(Ordering::Relaxed) < cap => {
-                let entry = Entry {
-                    hash,
-                    kind: probe.kind(),
-                    key: probe.store(),
-                    resolved: resolved.clone(),
-                    stamp,
-                };
-                shard.insert_unique(hash, entry, |e| e.hash);
+                shard.insert_unique(hash, entry.clone(), |e| e.hash);
                 self.len.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {}
         }
-        (resolved, stamp)
+        entry
     }
 
     /// Forgets keys not resolved since `before_ms` (with idle expiry only).
@@ -253,7 +306,7 @@ impl<S> SharedIndex<S> {
         for shard in self.shards.iter() {
             let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
             let len = shard.len();
-            shard.retain(|e| e.stamp.resolved_ms >= before_ms);
+            shard.retain(|e| e.resolved_ms >= before_ms);
             self.len.fetch_sub(len - shard.len(), Ordering::Relaxed);
         }
     }
@@ -277,51 +330,56 @@ pub(crate) fn find<P: Probe, T>(
     resolve: impl FnOnce() -> (Resolved, bool),
     f: impl Fn(&Resolved) -> T,
 ) -> T {
-    let thread_hash = probe.thread_hash();
+    let tag = probe.thread_hash();
     let hit = table.try_with(|cell| {
         // Busy: a recorder recording while it registers. Go without the cache.
         let mut cache = cell.try_borrow_mut().ok()?;
         let cache = cache.get_or_insert_with(ThreadCache::new);
-        cache.get(thread_hash, probe, now).map(&f)
+        cache.get(tag, probe, now).map(|e| f(&e.resolved))
     });
     match hit {
         Ok(Some(out)) => out,
-        _ => f(&miss(table, index, now, cap, probe, thread_hash, resolve)),
+        _ => miss(table, index, now, cap, probe, tag, resolve, &f),
     }
 }
 
 /// The slow path, out of line: the shared index, or the rules.
 #[cold]
 #[inline(never)]
-fn miss<P: Probe>(
+#[allow(clippy::too_many_arguments)]
+fn miss<P: Probe, T>(
     table: &'static ThreadTable<P::Stored>,
     index: &SharedIndex<P::Stored>,
     now: &Now,
     cap: usize,
     probe: &P,
-    thread_hash: u64,
+    tag: u64,
     resolve: impl FnOnce() -> (Resolved, bool),
-) -> Resolved {
-    let shared_hash = probe.shared_hash();
-    let (resolved, stamp) = match index.get(shared_hash, probe, now) {
-        Some(found) => found,
-        None => index.get_or_resolve(shared_hash, probe, now, cap, resolve),
+    f: &impl Fn(&Resolved) -> T,
+) -> T {
+    let keep = |entry: &Arc<Entry<P::Stored>>| {
+        let _ = table.try_with(|cell| {
+            if let Ok(mut cache) = cell.try_borrow_mut() {
+                let cache = cache.get_or_insert_with(ThreadCache::new);
+                if cache.admit() {
+                    cache.insert(tag, probe, now, entry.clone());
+                }
+            }
+        });
     };
-    let _ = table.try_with(|cell| {
-        if let Ok(mut cache) = cell.try_borrow_mut() {
-            let entry = Entry {
-                hash: thread_hash,
-                kind: probe.kind(),
-                key: probe.store(),
-                resolved: resolved.clone(),
-                stamp,
-            };
-            cache
-                .get_or_insert_with(ThreadCache::new)
-                .insert(probe, now, entry);
-        }
+    let hash = probe.shared_hash();
+    let found = index.with(hash, probe, now, |entry| {
+        keep(entry);
+        f(&entry.resolved)
     });
-    resolved
+    match found {
+        Some(out) => out,
+        None => {
+            let entry = index.get_or_resolve(hash, probe, now, cap, resolve);
+            keep(&entry);
+            f(&entry.resolved)
+        }
+    }
 }
 
 /// A collector call: the kind, the name and the flat label strings as given.

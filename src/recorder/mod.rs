@@ -673,7 +673,7 @@ mod tests {
     #[test]
     fn every_key_is_resolved_once_and_shared_by_every_thread() {
         let recorder = layer();
-        let labels: Vec<String> = (0..3 * lookup::THREAD_ENTRIES).map(|i| i.to_string()).collect();
+        let labels: Vec<String> = (0..3 * lookup::MIN_THREAD_ENTRIES).map(|i| i.to_string()).collect();
         let record = || {
             for _ in 0..2 {
                 for value in &labels {

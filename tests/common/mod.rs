@@ -86,6 +86,23 @@ pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
+/// A free loopback port outside the range the system hands out for port 0, so no other
+/// test's server can take it between a test's `stop()` and its check that the port is free.
+/// Each call in a process gets another port.
+pub fn quiet_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id() % 5000;
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((offset + n * 7) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
 /// The path of a binary from Debian's packages, or a failure that says how to install it.
 pub fn require_binary(name: &str, package: &str) -> std::path::PathBuf {
     for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {

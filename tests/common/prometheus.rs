@@ -3,7 +3,7 @@
 //! and cleaned up on drop.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,10 +32,7 @@ pub fn encode(value: &str) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    super::quiet_port()
 }
 
 /// Starts `binary` with `args(addr)` on a free loopback port until `/-/ready` answers 200
