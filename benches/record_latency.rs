@@ -123,7 +123,11 @@ fn run(recorder: &LocalRecorder, seconds: f64, scrape: bool) -> (Latencies, u64)
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let benching = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
-    let (series, seconds) = if benching { (100_000, 5.0) } else { (1_000, 0.2) };
+    let (series, seconds) = if benching {
+        (100_000, 5.0)
+    } else {
+        (1_000, 0.2)
+    };
     let recorder = pipeline(series);
     let began = Instant::now();
     recorder.render();
@@ -132,9 +136,14 @@ fn main() {
         began.elapsed().as_secs_f64() * 1e3
     );
     println!();
-    println!("| record_histogram, ns per call | calls | p50 | p99 | p99.9 | max | renders meanwhile |");
+    println!(
+        "| record_histogram, ns per call | calls | p50 | p99 | p99.9 | max | renders meanwhile |"
+    );
     println!("|---|---|---|---|---|---|---|");
-    for (label, scrape) in [("no scraping", false), ("a thread rendering in a loop", true)] {
+    for (label, scrape) in [
+        ("no scraping", false),
+        ("a thread rendering in a loop", true),
+    ] {
         let (latencies, renders) = run(&recorder, seconds, scrape);
         println!(
             "| {label} | {} | {} | {} | {} | {} | {renders} |",

@@ -35,7 +35,9 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{BenchmarkId, Criterion};
 use metrics::Recorder;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use peers::{client_histograms, parse_labels, prom_counter, prom_histogram, ClientCounters, PromShape};
+use peers::{
+    client_histograms, parse_labels, prom_counter, prom_histogram, ClientCounters, PromShape,
+};
 use porter_metrics::{Builder, Collector, Limits, DEFAULT_BUCKETS};
 
 const POINTS: [usize; 5] = [100, 1_000, 2_000, 10_000, 100_000];
@@ -248,7 +250,9 @@ fn sweep_counter(c: &mut Criterion, fx: &Fixture, points: &[usize]) {
     let mut g = configure(c, "sweep_counter_2t");
     for &n in points {
         g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, &n| {
-            cycle_2t(b, n, &no_drain, &|i| ours.increment_counter(name, &fx.labels(i)))
+            cycle_2t(b, n, &no_drain, &|i| {
+                ours.increment_counter(name, &fx.labels(i))
+            })
         });
     }
     g.finish();
@@ -311,7 +315,8 @@ fn sweep_histogram(c: &mut Criterion, fx: &Fixture, points: &[usize]) {
 }
 
 fn report(since: SystemTime, points: &[usize]) {
-    let m = |group: &str, id: &str, n: usize| estimates::median(since, &[group, id, &n.to_string()]);
+    let m =
+        |group: &str, id: &str, n: usize| estimates::median(since, &[group, id, &n.to_string()]);
     let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => format!("{:.2}", a / b),

@@ -123,10 +123,12 @@ pub(crate) fn network(entry: &str) -> Result<IpNet, Error> {
     let trimmed = entry.trim();
     match trimmed.parse::<std::net::IpAddr>() {
         Ok(ip) => Ok(IpNet::from(ip)),
-        Err(_) => trimmed.parse::<IpNet>().map_err(|source| Error::InvalidNetwork {
-            entry: entry.to_owned(),
-            source,
-        }),
+        Err(_) => trimmed
+            .parse::<IpNet>()
+            .map_err(|source| Error::InvalidNetwork {
+                entry: entry.to_owned(),
+                source,
+            }),
     }
 }
 
@@ -151,6 +153,9 @@ mod tests {
         assert!(network("10.0.0.0/8").is_ok());
         assert!(network(" 127.0.0.1 ").is_ok());
         assert!(network("::1").is_ok());
-        assert!(matches!(network("not-an-ip"), Err(Error::InvalidNetwork { .. })));
+        assert!(matches!(
+            network("not-an-ip"),
+            Err(Error::InvalidNetwork { .. })
+        ));
     }
 }

@@ -41,10 +41,9 @@ fn hasher() -> &'static DefaultHashBuilder {
 /// An order-independent hash of a key's name and labels (see the module documentation).
 pub(crate) fn series_hash(key: &Key) -> u64 {
     let hasher = hasher();
-    key.labels()
-        .fold(hasher.hash_one(key.name()), |h, label| {
-            h.wrapping_add(hasher.hash_one((label.key(), label.value())))
-        })
+    key.labels().fold(hasher.hash_one(key.name()), |h, label| {
+        h.wrapping_add(hasher.hash_one((label.key(), label.value())))
+    })
 }
 
 const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -249,7 +248,17 @@ mod tests {
     #[test]
     fn hashes_tell_short_values_apart() {
         let h = |v: &str| pairs_hash(Kind::Counter, "m", &["k", v]);
-        let values = ["", "1", "11", "111", "1111", "u1", "u11", "abcdefgh", "abcdefghi"];
+        let values = [
+            "",
+            "1",
+            "11",
+            "111",
+            "1111",
+            "u1",
+            "u11",
+            "abcdefgh",
+            "abcdefghi",
+        ];
         let hashes: std::collections::HashSet<u64> = values.iter().map(|v| h(v)).collect();
         assert_eq!(hashes.len(), values.len());
         let series = |v: &str| series_hash(&from_pairs("m", &["k", v]).0);

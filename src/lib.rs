@@ -50,6 +50,7 @@
 //! | a recorder held by the caller (tests) | [`LocalRecorder`] (`local`) |
 //! | decorators: [`FilteringCollector`], [`AggregatingCollector`], writing your own | [`decorators`] |
 //! | testing helpers: capture and read back (feature `testing`) | `testing` |
+//! | request metrics for tower services (feature `tower`) | `tower` |
 //! | errors | [`Error`], [`PushError`] |
 //!
 //! ## Features
@@ -59,6 +60,7 @@
 //! | `push` | [`Pusher`], for batch jobs: pushes to a Pushgateway |
 //! | `process` | `Builder::process_metrics()`: client_golang's process metrics |
 //! | `testing` | `testing::Capture` and `testing::Exposition` |
+//! | `tower` | `tower::MetricsLayer`: request metrics for tonic (gRPC) and axum (HTTP) services |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -76,6 +78,8 @@ pub mod recorder;
 mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use builder::Builder;
 pub use collector::{Collector, NoopCollector, PrometheusCollector, Timer};
@@ -85,9 +89,9 @@ pub use error::{Error, PushError};
 pub use local::LocalRecorder;
 pub use metrics_exporter_prometheus::Matcher;
 pub use recorder::{self_metrics, Limits, PorterLayer, PorterRecorder};
+pub use server::MetricsServer;
 #[cfg(feature = "push")]
 pub use server::Pusher;
-pub use server::MetricsServer;
 
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]

@@ -125,13 +125,19 @@ impl LocalRecorder {
 /// Forwards to the pipeline's layer.
 impl Recorder for LocalRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.pipeline.recorder().describe_counter(key, unit, description);
+        self.pipeline
+            .recorder()
+            .describe_counter(key, unit, description);
     }
     fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.pipeline.recorder().describe_gauge(key, unit, description);
+        self.pipeline
+            .recorder()
+            .describe_gauge(key, unit, description);
     }
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.pipeline.recorder().describe_histogram(key, unit, description);
+        self.pipeline
+            .recorder()
+            .describe_histogram(key, unit, description);
     }
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
         self.pipeline.recorder().register_counter(key, metadata)

@@ -227,10 +227,16 @@ fn a_steady_rate_of_observations_allocates_nothing_between_drains() {
         go.wait();
         n
     });
-    assert_eq!(n, 0, "5 rounds of {CALLS} observations, drained between rounds");
+    assert_eq!(
+        n, 0,
+        "5 rounds of {CALLS} observations, drained between rounds"
+    );
     let scrape = Exposition::parse(&recorder.render()).expect("the exposition parses");
     assert_eq!(
-        scrape.value("steady_seconds_count", &["method", "GET", "endpoint", "/api/users"]),
+        scrape.value(
+            "steady_seconds_count",
+            &["method", "GET", "endpoint", "/api/users"]
+        ),
         Some((8 * CALLS) as f64)
     );
 }

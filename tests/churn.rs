@@ -65,7 +65,11 @@ fn churn_levels_off_with_an_idle_timeout_and_is_capped_without_one() {
     // Limits far above the churn: only the expiry may hold the count.
     let recorder = Builder::new()
         .idle_timeout(idle)
-        .limits(Limits::default().with_series_per_metric(1_000_000).with_series(1_000_000))
+        .limits(
+            Limits::default()
+                .with_series_per_metric(1_000_000)
+                .with_series(1_000_000),
+        )
         .build_local();
     let samples = churn(&recorder, 30);
     let (middle, last) = (&samples[10..20], &samples[20..30]);

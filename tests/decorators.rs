@@ -71,7 +71,11 @@ fn aggregates_are_exact_under_two_threads_and_readable_meanwhile() {
                     last = a.count;
                 }
                 let snapshot = aggregating.snapshot();
-                assert!(snapshot.len() <= 2, "one entry per series: {}", snapshot.len());
+                assert!(
+                    snapshot.len() <= 2,
+                    "one entry per series: {}",
+                    snapshot.len()
+                );
                 snapshots += 1;
             }
         })
@@ -219,5 +223,8 @@ fn a_custom_collector_adds_behaviour_and_forwards() {
     let global = FilteringCollector::allow(AggregatingCollector::new(PrometheusCollector::new()))
         .prefix("composed_");
     global.increment_counter("composed_total", &[]);
-    assert_eq!(global.inner().get("composed_total", &[]).map(|a| a.count), Some(1));
+    assert_eq!(
+        global.inner().get("composed_total", &[]).map(|a| a.count),
+        Some(1)
+    );
 }

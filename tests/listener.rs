@@ -137,8 +137,11 @@ fn gzip_is_sent_when_accepted_and_decompresses_to_the_exposition() {
     let scrape = Exposition::parse(&text).expect("valid exposition");
     assert_eq!(scrape.value("listener_total", &["k", "v"]), Some(1.0));
 
-    let refused = send(addr, &request("GET", "/metrics", "Accept-Encoding: gzip;q=0\r\n"))
-        .expect("GET");
+    let refused = send(
+        addr,
+        &request("GET", "/metrics", "Accept-Encoding: gzip;q=0\r\n"),
+    )
+    .expect("GET");
     assert_eq!(refused.header("content-encoding"), None);
     assert!(String::from_utf8(refused.body).is_ok_and(|t| t.contains("listener_total")));
 }
@@ -146,15 +149,22 @@ fn gzip_is_sent_when_accepted_and_decompresses_to_the_exposition() {
 #[test]
 fn head_gets_the_headers_and_no_body() {
     let (_server, addr) = running();
-    let response = send(addr, &request("HEAD", "/metrics", "Accept-Encoding: gzip\r\n"))
-        .expect("HEAD");
+    let response = send(
+        addr,
+        &request("HEAD", "/metrics", "Accept-Encoding: gzip\r\n"),
+    )
+    .expect("HEAD");
     assert_eq!(response.status, 200);
     assert_eq!(
         response.header("content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     assert_eq!(response.header("content-encoding"), Some("gzip"));
-    assert!(response.body.is_empty(), "{} body bytes", response.body.len());
+    assert!(
+        response.body.is_empty(),
+        "{} body bytes",
+        response.body.len()
+    );
 }
 
 #[test]
@@ -162,20 +172,26 @@ fn health_is_ok_other_paths_are_404_other_methods_405() {
     let (_server, addr) = running();
     let health = send(addr, &request("GET", "/health", "")).expect("GET /health");
     assert_eq!((health.status, health.body.as_slice()), (200, &b"OK"[..]));
-    assert_eq!(send(addr, &request("HEAD", "/health", "")).expect("HEAD").status, 200);
+    assert_eq!(
+        send(addr, &request("HEAD", "/health", ""))
+            .expect("HEAD")
+            .status,
+        200
+    );
     for path in ["/", "/metricsx", "/metrics/", "/favicon.ico", "/health/x"] {
         let response = send(addr, &request("GET", path, "")).expect("GET");
         assert_eq!(response.status, 404, "{path}");
     }
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "FOO"] {
         for path in ["/metrics", "/health"] {
-            let response = send(
-                addr,
-                &request(method, path, "Content-Length: 0\r\n"),
-            )
-            .expect("request");
+            let response =
+                send(addr, &request(method, path, "Content-Length: 0\r\n")).expect("request");
             assert_eq!(response.status, 405, "{method} {path}");
-            assert_eq!(response.header("allow"), Some("GET, HEAD"), "{method} {path}");
+            assert_eq!(
+                response.header("allow"),
+                Some("GET, HEAD"),
+                "{method} {path}"
+            );
         }
     }
     assert_scrape_works(addr);
@@ -189,8 +205,14 @@ fn a_client_outside_the_allowlist_gets_403_on_every_path() -> Result<(), Error> 
         .build("127.0.0.1:0");
     server.start()?;
     let addr = server.local_addr().expect("running");
-    for (method, path) in [("GET", "/metrics"), ("GET", "/health"), ("GET", "/x"), ("POST", "/metrics")] {
-        let response = send(addr, &request(method, path, "Content-Length: 0\r\n")).expect("request");
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("GET", "/health"),
+        ("GET", "/x"),
+        ("POST", "/metrics"),
+    ] {
+        let response =
+            send(addr, &request(method, path, "Content-Length: 0\r\n")).expect("request");
         assert_eq!(response.status, 403, "{method} {path}");
         assert!(response.body.is_empty());
     }
@@ -241,7 +263,8 @@ fn slow_and_idle_connections_time_out_and_do_not_delay_a_scrape() {
     let mut slow: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut s = TcpStream::connect(addr).expect("connect");
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n").expect("half a head");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n")
+                .expect("half a head");
             s
         })
         .collect();
@@ -258,7 +281,10 @@ fn slow_and_idle_connections_time_out_and_do_not_delay_a_scrape() {
         match stream.read_to_end(&mut rest) {
             Ok(_) => {}
             Err(e) => assert!(
-                !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
                 "a connection is still open 20 s later"
             ),
         }

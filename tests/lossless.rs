@@ -166,8 +166,14 @@ fn a_series_expired_for_idleness_and_written_again_loses_nothing() {
         collector.record_histogram("idle_values", value(i), &[]);
     }
     let first = Exposition::parse(&common::scrape(addr)).expect("parses");
-    assert_eq!(first.histogram("idle_held", &[]).map(|h| h.count), Some(1_000));
-    assert_eq!(first.histogram("idle_values", &[]).map(|h| h.count), Some(1_000));
+    assert_eq!(
+        first.histogram("idle_held", &[]).map(|h| h.count),
+        Some(1_000)
+    );
+    assert_eq!(
+        first.histogram("idle_values", &[]).map(|h| h.count),
+        Some(1_000)
+    );
 
     // Idle past the timeout: both series leave the exposition.
     let gone = common::wait_for(Duration::from_secs(20), || {
@@ -189,7 +195,9 @@ fn a_series_expired_for_idleness_and_written_again_loses_nothing() {
     });
     let again = Exposition::parse(&common::scrape(addr)).expect("parses");
     for name in ["idle_held", "idle_values"] {
-        let h = again.histogram(name, &[]).unwrap_or_else(|| panic!("{name} is back"));
+        let h = again
+            .histogram(name, &[])
+            .unwrap_or_else(|| panic!("{name} is back"));
         assert_eq!(h.count, 10_000, "{name}");
         assert_eq!(h.sum, sum_of_values(10_000), "{name}");
     }

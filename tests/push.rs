@@ -70,7 +70,10 @@ fn a_failed_final_push_is_reported_by_stop() {
         matches!(&err, Error::Push { endpoint, .. } if endpoint.contains(&port.to_string())),
         "{err:?}"
     );
-    assert!(std::error::Error::source(&err).is_some(), "the cause is kept");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the cause is kept"
+    );
     assert!(pusher.stop().is_ok(), "stop stays idempotent");
 }
 

@@ -91,7 +91,13 @@ impl PrometheusCollector {
     }
 
     #[inline]
-    fn with_handle<T>(&self, kind: Kind, name: &str, labels: &[&str], f: impl Fn(&Handle) -> T) -> T {
+    fn with_handle<T>(
+        &self,
+        kind: Kind,
+        name: &str,
+        labels: &[&str],
+        f: impl Fn(&Handle) -> T,
+    ) -> T {
         match &self.target {
             Target::Pipeline(pipeline) => pipeline.recorder().with_pairs(kind, name, labels, f),
             Target::Foreign => foreign(kind, name, labels, f),

@@ -181,4 +181,3 @@ impl<C: Collector> Collector for FilteringCollector<C> {
         }
     }
 }
-

@@ -53,4 +53,3 @@ mod filter;
 
 pub use aggregate::{Aggregate, AggregateEntry, AggregatingCollector};
 pub use filter::FilteringCollector;
-

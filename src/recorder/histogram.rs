@@ -56,10 +56,7 @@ impl Chunks {
     #[cold]
     fn next_chunk(&mut self) {
         let size = (self.current.capacity() * 2).clamp(MIN_CHUNK, MAX_CHUNK);
-        let next = self
-            .free
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(size));
+        let next = self.free.pop().unwrap_or_else(|| Vec::with_capacity(size));
         let done = std::mem::replace(&mut self.current, next);
         if !done.is_empty() {
             self.full.push(done);
@@ -81,7 +78,10 @@ impl Chunks {
     /// Empties every chunk into the free list, keeping about `keep` observations of room
     /// (what the next interval is likely to need), not the room of a past burst.
     fn recycle(&mut self, keep: usize) {
-        let chunks = self.full.drain(..).chain(std::iter::once(std::mem::take(&mut self.current)));
+        let chunks = self
+            .full
+            .drain(..)
+            .chain(std::iter::once(std::mem::take(&mut self.current)));
         self.free.extend(chunks.filter(|c| c.capacity() > 0));
         let mut room = 0;
         self.free.retain_mut(|chunk| {
@@ -124,7 +124,13 @@ pub(crate) struct DropCounters {
 }
 
 impl BufferedHistogram {
-    fn new(key: Key, hash: u64, family: Arc<AdmittedFamily>, target: Histogram, drops: &DropCounters) -> Self {
+    fn new(
+        key: Key,
+        hash: u64,
+        family: Arc<AdmittedFamily>,
+        target: Histogram,
+        drops: &DropCounters,
+    ) -> Self {
         Self {
             samples: Mutex::new(Chunks::default()),
             drain: Mutex::new(DrainSide {
@@ -167,7 +173,12 @@ impl BufferedHistogram {
     /// Moves the buffered observations into the exporter. `register` gives the exporter's
     /// handle afresh; it is used when nothing was fed since `refresh_before` (ms), since the
     /// exporter may have expired the series meanwhile.
-    fn drain(&self, now_ms: u64, refresh_before: Option<u64>, register: &dyn Fn(&Key) -> Histogram) {
+    fn drain(
+        &self,
+        now_ms: u64,
+        refresh_before: Option<u64>,
+        register: &dyn Fn(&Key) -> Histogram,
+    ) {
         let mut side = self.drain.lock().unwrap_or_else(PoisonError::into_inner);
         let side = &mut *side;
         {

@@ -143,7 +143,12 @@ impl<S> ThreadCache<S> {
 
     /// The fresh entry of `probe`, marked used.
     #[inline]
-    fn get<P: Probe<Stored = S>>(&mut self, tag: u64, probe: &P, now: &Now) -> Option<&Arc<Entry<S>>> {
+    fn get<P: Probe<Stored = S>>(
+        &mut self,
+        tag: u64,
+        probe: &P,
+        now: &Now,
+    ) -> Option<&Arc<Entry<S>>> {
         self.lookups = self.lookups.wrapping_add(1);
         let base = self.set(tag, now.layer);
         for way in base..base + WAYS {
@@ -184,7 +189,10 @@ impl<S> ThreadCache<S> {
         let old = std::mem::replace(self, Self::with_slots(self.slots.len() * 2));
         for slot in old.slots.into_vec().into_iter().flatten() {
             let base = self.set(slot.tag, slot.layer);
-            if let Some(free) = self.slots[base..base + WAYS].iter_mut().find(|s| s.is_none()) {
+            if let Some(free) = self.slots[base..base + WAYS]
+                .iter_mut()
+                .find(|s| s.is_none())
+            {
                 *free = Some(slot);
             }
         }
@@ -192,14 +200,24 @@ impl<S> ThreadCache<S> {
 
     /// Puts `entry` in its set: over the same key, in a free way, or over the first entry
     /// the hand finds unused since it last passed (clearing the marks it passes).
-    fn insert<P: Probe<Stored = S>>(&mut self, tag: u64, probe: &P, now: &Now, entry: Arc<Entry<S>>) {
+    fn insert<P: Probe<Stored = S>>(
+        &mut self,
+        tag: u64,
+        probe: &P,
+        now: &Now,
+        entry: Arc<Entry<S>>,
+    ) {
         let base = self.set(tag, now.layer);
         let ways = &self.slots[base..base + WAYS];
         let same = |s: &Option<Slot<S>>| {
             s.as_ref()
                 .is_some_and(|s| s.tag == tag && s.layer == now.layer && s.entry.is(probe))
         };
-        let way = match ways.iter().position(same).or_else(|| ways.iter().position(Option::is_none)) {
+        let way = match ways
+            .iter()
+            .position(same)
+            .or_else(|| ways.iter().position(Option::is_none))
+        {
             Some(way) => base + way,
             None => {
                 let hand = &mut self.hands[base / WAYS];
@@ -224,9 +242,11 @@ impl<S> ThreadCache<S> {
 /// A thread-local cache table.
 pub(crate) type ThreadTable<S> = LocalKey<RefCell<Option<ThreadCache<S>>>>;
 
+type Shard<S> = RwLock<HashTable<Arc<Entry<S>>>>;
+
 /// The layer's shared index: see the module documentation.
 pub(crate) struct SharedIndex<S> {
-    shards: Box<[RwLock<HashTable<Arc<Entry<S>>>>]>,
+    shards: Box<[Shard<S>]>,
     len: AtomicUsize,
 }
 
@@ -238,7 +258,7 @@ impl<S> SharedIndex<S> {
         }
     }
 
-    fn shard(&self, hash: u64) -> &RwLock<HashTable<Arc<Entry<S>>>> {
+    fn shard(&self, hash: u64) -> &Shard<S> {
         // The top bits: hashbrown uses the low ones within a shard.
         &self.shards[(hash >> 58) as usize % SHARDS]
     }
@@ -252,7 +272,10 @@ impl<S> SharedIndex<S> {
         now: &Now,
         f: impl FnOnce(&Arc<Entry<S>>) -> T,
     ) -> Option<T> {
-        let shard = self.shard(hash).read().unwrap_or_else(PoisonError::into_inner);
+        let shard = self
+            .shard(hash)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         shard
             .find(hash, |e| e.hash == hash && e.is(probe))
             .filter(|e| e.fresh(now))
@@ -270,7 +293,10 @@ impl<S> SharedIndex<S> {
         cap: usize,
         resolve: impl FnOnce() -> (Resolved, bool),
     ) -> Arc<Entry<S>> {
-        let mut shard = self.shard(hash).write().unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self
+            .shard(hash)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let found = shard.find_entry(hash, |e| e.hash == hash && e.is(probe));
         if let Ok(found) = &found {
             if found.get().fresh(now) {

@@ -77,8 +77,11 @@ static NEXT_LAYER: AtomicU64 = AtomicU64::new(1);
 const MAX_DESCRIBED: usize = 100_000;
 
 /// What the layer registers the collector's series with.
-static COLLECTOR_METADATA: Metadata<'static> =
-    Metadata::new("porter_metrics::collector", Level::INFO, Some(module_path!()));
+static COLLECTOR_METADATA: Metadata<'static> = Metadata::new(
+    "porter_metrics::collector",
+    Level::INFO,
+    Some(module_path!()),
+);
 /// What the layer registers a series with again, after the exporter expired it.
 static DRAIN_METADATA: Metadata<'static> =
     Metadata::new("porter_metrics::drain", Level::INFO, Some(module_path!()));
@@ -261,7 +264,11 @@ impl<R: Recorder> PorterRecorder<R> {
             layer: self.id,
             epoch: self.epoch.load(Ordering::Relaxed),
             ms,
-            stale_before: if idle == 0 { 0 } else { ms.saturating_sub(idle / 2) },
+            stale_before: if idle == 0 {
+                0
+            } else {
+                ms.saturating_sub(idle / 2)
+            },
         }
     }
 
@@ -293,14 +300,22 @@ impl<R: Recorder> PorterRecorder<R> {
             let (handle, keep) = self.resolve(&key, kind, &COLLECTOR_METADATA, Origin::Collector);
             (Resolved { handle, dangling }, keep)
         };
-        lookup::find(&PAIRS, &self.pairs, &now, self.index_cap(), &probe, resolve, |r| {
-            if r.dangling {
-                self.self_metrics
-                    .dropped_labels(LabelDrop::DanglingKey)
-                    .increment(1);
-            }
-            f(&r.handle)
-        })
+        lookup::find(
+            &PAIRS,
+            &self.pairs,
+            &now,
+            self.index_cap(),
+            &probe,
+            resolve,
+            |r| {
+                if r.dangling {
+                    self.self_metrics
+                        .dropped_labels(LabelDrop::DanglingKey)
+                        .increment(1);
+                }
+                f(&r.handle)
+            },
+        )
     }
 
     /// The handle of a macro call.
@@ -317,9 +332,15 @@ impl<R: Recorder> PorterRecorder<R> {
             )
         };
         let now = self.now();
-        lookup::find(&KEYS, &self.keys, &now, self.index_cap(), &probe, resolve, |r| {
-            r.handle.clone()
-        })
+        lookup::find(
+            &KEYS,
+            &self.keys,
+            &now,
+            self.index_cap(),
+            &probe,
+            resolve,
+            |r| r.handle.clone(),
+        )
     }
 
     /// Applies the rules to a call: which family, which key, which series. Says whether
@@ -347,7 +368,10 @@ impl<R: Recorder> PorterRecorder<R> {
             Cow::Owned(self.rewrite(key, kind, clean, family.exported_name()))
         };
         let hash = key::series_hash(&exported);
-        match self.families.admit(&family, hash, self.clock.coarse_ms.load(Ordering::Relaxed)) {
+        match self
+            .families
+            .admit(&family, hash, self.clock.coarse_ms.load(Ordering::Relaxed))
+        {
             Outcome::Known => {}
             Outcome::New => {
                 if origin == Origin::Collector {
@@ -357,7 +381,10 @@ impl<R: Recorder> PorterRecorder<R> {
             }
             Outcome::Overflow => return (self.folded(&family, kind, metadata), false),
         }
-        (self.register(&exported, hash, kind, metadata, &family), true)
+        (
+            self.register(&exported, hash, kind, metadata, &family),
+            true,
+        )
     }
 
     /// The handle of a call folded into its family's overflow series: each use also counts
@@ -368,7 +395,10 @@ impl<R: Recorder> PorterRecorder<R> {
                 family.exported_name().to_owned(),
                 vec![metrics::Label::new(OVERFLOW_LABEL, "true")],
             );
-            (key, SelfMetrics::overflow_counter(&self.inner, &family.name))
+            (
+                key,
+                SelfMetrics::overflow_counter(&self.inner, &family.name),
+            )
         });
         self.self_metrics.warn_once(
             "overflow",
@@ -406,9 +436,9 @@ impl<R: Recorder> PorterRecorder<R> {
         match kind {
             Kind::Counter => Handle::Counter(self.inner.register_counter(key, metadata)),
             Kind::Gauge => Handle::Gauge(self.inner.register_gauge(key, metadata)),
-            Kind::Histogram => {
-                Handle::Histogram(Histogram::from_arc(self.buffered(key, hash, metadata, family)))
-            }
+            Kind::Histogram => Handle::Histogram(Histogram::from_arc(
+                self.buffered(key, hash, metadata, family),
+            )),
         }
     }
 
@@ -474,7 +504,10 @@ impl<R: Recorder> PorterRecorder<R> {
         if family.is_empty() || family.starts_with(SELF_PREFIX) {
             return None;
         }
-        let mut described = self.described.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut described = self
+            .described
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if described.len() < MAX_DESCRIBED {
             described.insert(family.into_owned());
         }
@@ -541,13 +574,16 @@ impl<R: Recorder> PorterRecorder<R> {
     /// moved into it, under the layer's drain lock: the one place where the storage below is
     /// drained, so no observation can race a drain.
     pub(crate) fn drained<T>(&self, f: impl FnOnce(&R) -> T) -> T {
-        let _drain = self.drain_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _drain = self
+            .drain_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = self.clock.precise_ms();
         // With idle expiry, a series fed longer ago than half the timeout may have been
         // expired by the exporter: register it again before feeding it.
-        let refresh_before = self
-            .idle_timeout()
-            .map(|idle| now.saturating_sub(u64::try_from(idle.as_millis() / 2).unwrap_or(u64::MAX)));
+        let refresh_before = self.idle_timeout().map(|idle| {
+            now.saturating_sub(u64::try_from(idle.as_millis() / 2).unwrap_or(u64::MAX))
+        });
         self.histograms.drain(now, refresh_before, &|key| {
             self.inner.register_histogram(key, &DRAIN_METADATA)
         });
@@ -673,7 +709,9 @@ mod tests {
     #[test]
     fn every_key_is_resolved_once_and_shared_by_every_thread() {
         let recorder = layer();
-        let labels: Vec<String> = (0..3 * lookup::MIN_THREAD_ENTRIES).map(|i| i.to_string()).collect();
+        let labels: Vec<String> = (0..3 * lookup::MIN_THREAD_ENTRIES)
+            .map(|i| i.to_string())
+            .collect();
         let record = || {
             for _ in 0..2 {
                 for value in &labels {

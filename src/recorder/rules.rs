@@ -272,8 +272,7 @@ mod tests {
 
     #[test]
     fn empty_keys_are_exported_and_backslashes_doubled() {
-        let (labels, renamed) =
-            rewrite_labels([("", "v"), ("p", "a\\b")].into_iter(), Kind::Gauge);
+        let (labels, renamed) = rewrite_labels([("", "v"), ("p", "a\\b")].into_iter(), Kind::Gauge);
         assert_eq!(
             pairs(&labels),
             [

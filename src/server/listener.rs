@@ -76,7 +76,11 @@ pub(crate) struct Listener {
 
 impl Listener {
     /// Binds `addr` and serves on it; returns once the socket listens.
-    pub(crate) fn start(addr: SocketAddr, settings: Settings, render: Render) -> Result<Self, Error> {
+    pub(crate) fn start(
+        addr: SocketAddr,
+        settings: Settings,
+        render: Render,
+    ) -> Result<Self, Error> {
         let bind_error = |source| Error::Bind {
             address: addr.to_string(),
             source,

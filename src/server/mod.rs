@@ -300,12 +300,16 @@ fn resolve(address: &str) -> Result<SocketAddr, Error> {
         Some(port) => format!("0.0.0.0:{port}"),
         None => trimmed.to_owned(),
     };
-    candidate.to_socket_addrs().map_err(invalid)?.next().ok_or_else(|| {
-        invalid(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "it resolves to no address",
-        ))
-    })
+    candidate
+        .to_socket_addrs()
+        .map_err(invalid)?
+        .next()
+        .ok_or_else(|| {
+            invalid(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "it resolves to no address",
+            ))
+        })
 }
 
 #[cfg(test)]

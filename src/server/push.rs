@@ -189,7 +189,8 @@ impl Pushing {
             .build()
             .map_err(Error::Runtime)?;
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let (uri, interval, endpoint) = (pusher.uri.clone(), pusher.interval, pusher.endpoint.clone());
+        let (uri, interval, endpoint) =
+            (pusher.uri.clone(), pusher.interval, pusher.endpoint.clone());
         let thread = thread::Builder::new()
             .name("porter-metrics-push".into())
             .spawn(move || {
