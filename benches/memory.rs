@@ -20,7 +20,6 @@
 //!
 //! Without `--bench` (e.g. `cargo test --benches`) it runs a quick 1k-series check.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::{Key, Label, Level, Metadata, Recorder};
