@@ -248,14 +248,22 @@ type Shard<S> = RwLock<HashTable<Arc<Entry<S>>>>;
 pub(crate) struct SharedIndex<S> {
     shards: Box<[Shard<S>]>,
     len: AtomicUsize,
+    /// Most keys held.
+    cap: AtomicUsize,
 }
 
 impl<S> SharedIndex<S> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
             len: AtomicUsize::new(0),
+            cap: AtomicUsize::new(cap),
         }
+    }
+
+    /// Holds at most `cap` keys from now on.
+    pub(crate) fn set_cap(&self, cap: usize) {
+        self.cap.store(cap, Ordering::Relaxed);
     }
 
     fn shard(&self, hash: u64) -> &Shard<S> {
@@ -283,14 +291,13 @@ impl<S> SharedIndex<S> {
     }
 
     /// The fresh entry of `probe`, or one made of what `resolve` gives (kept in the index if
-    /// it says so and the index holds fewer than `cap` keys), resolved once however many
-    /// threads ask at once.
+    /// it says so and the index is not full), resolved once however many threads ask at
+    /// once.
     fn get_or_resolve<P: Probe<Stored = S>>(
         &self,
         hash: u64,
         probe: &P,
         now: &Now,
-        cap: usize,
         resolve: impl FnOnce() -> (Resolved, bool),
     ) -> Arc<Entry<S>> {
         let mut shard = self
@@ -318,7 +325,7 @@ impl<S> SharedIndex<S> {
                 stale.remove();
                 self.len.fetch_sub(1, Ordering::Relaxed);
             }
-            Err(_) if keep && self.len.load(Ordering::Relaxed) < cap => {
+            Err(_) if keep && self.len.load(Ordering::Relaxed) < self.cap.load(Ordering::Relaxed) => {
                 shard.insert_unique(hash, entry.clone(), |e| e.hash);
                 self.len.fetch_add(1, Ordering::Relaxed);
             }
@@ -351,7 +358,6 @@ pub(crate) fn find<P: Probe, T>(
     table: &'static ThreadTable<P::Stored>,
     index: &SharedIndex<P::Stored>,
     now: &Now,
-    cap: usize,
     probe: &P,
     resolve: impl FnOnce() -> (Resolved, bool),
     f: impl Fn(&Resolved) -> T,
@@ -365,19 +371,17 @@ pub(crate) fn find<P: Probe, T>(
     });
     match hit {
         Ok(Some(out)) => out,
-        _ => miss(table, index, now, cap, probe, tag, resolve, &f),
+        _ => miss(table, index, now, probe, tag, resolve, &f),
     }
 }
 
 /// The slow path, out of line: the shared index, or the rules.
 #[cold]
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 fn miss<P: Probe, T>(
     table: &'static ThreadTable<P::Stored>,
     index: &SharedIndex<P::Stored>,
     now: &Now,
-    cap: usize,
     probe: &P,
     tag: u64,
     resolve: impl FnOnce() -> (Resolved, bool),
@@ -401,7 +405,7 @@ fn miss<P: Probe, T>(
     match found {
         Some(out) => out,
         None => {
-            let entry = index.get_or_resolve(hash, probe, now, cap, resolve);
+            let entry = index.get_or_resolve(hash, probe, now, resolve);
             keep(&entry);
             f(&entry.resolved)
         }

@@ -186,6 +186,12 @@ impl Clock {
     }
 }
 
+/// How many keys a shared index may hold: twice the series limit (keys that name the same
+/// series in other ways count too).
+fn index_cap(limits: Limits) -> usize {
+    limits.series.saturating_mul(2).max(1024)
+}
+
 /// Where a call came from: the collector's metrics get a default HELP text.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -225,8 +231,8 @@ impl<R: Recorder> PorterRecorder<R> {
             described: Mutex::new(HashSet::new()),
             histograms: Histograms::new(drops),
             drain_lock: Mutex::new(()),
-            pairs: SharedIndex::new(),
-            keys: SharedIndex::new(),
+            pairs: SharedIndex::new(index_cap(limits)),
+            keys: SharedIndex::new(index_cap(limits)),
         }
     }
 
@@ -272,10 +278,6 @@ impl<R: Recorder> PorterRecorder<R> {
         }
     }
 
-    /// How many keys the shared index may hold: twice the series limit.
-    fn index_cap(&self) -> usize {
-        self.families.limits().series.saturating_mul(2).max(1024)
-    }
 
     /// Runs `f` on the handle of a collector call (the collector's one way in).
     #[inline]
@@ -304,7 +306,6 @@ impl<R: Recorder> PorterRecorder<R> {
             &PAIRS,
             &self.pairs,
             &now,
-            self.index_cap(),
             &probe,
             resolve,
             |r| {
@@ -336,7 +337,6 @@ impl<R: Recorder> PorterRecorder<R> {
             &KEYS,
             &self.keys,
             &now,
-            self.index_cap(),
             &probe,
             resolve,
             |r| r.handle.clone(),
@@ -538,6 +538,8 @@ impl<R: Recorder> PorterRecorder<R> {
     /// Applies a pipeline's settings; every cached decision is made again.
     pub(crate) fn configure(&self, limits: Limits, idle: Option<Duration>) {
         self.families.set_limits(limits);
+        self.pairs.set_cap(index_cap(limits));
+        self.keys.set_cap(index_cap(limits));
         let idle_ms = idle.map_or(0, |t| {
             u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
         });

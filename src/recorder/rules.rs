@@ -44,6 +44,7 @@ pub(crate) fn family_name(raw: &str) -> Cow<'_, str> {
 }
 
 /// Whether `name` is a valid metric name as it stands.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) fn is_metric_name(name: &str) -> bool {
     !name.is_empty() && sanitize_metric_name(name) == name
 }

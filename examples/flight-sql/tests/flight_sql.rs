@@ -1,0 +1,289 @@
+//! The Flight SQL server under its load generator, checked through its scrape: what the
+//! clients saw against what the handlers and porter-metrics' tower layer recorded.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::CommandStatementIngest;
+use futures::TryStreamExt;
+use porter_flight_sql::service::orders;
+use porter_flight_sql::{run_load, serve, LoadConfig, Stop, Tally, Telemetry};
+use porter_metrics::testing::{Exposition, Sample};
+use porter_metrics::{LocalRecorder, MetricsServer};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The gRPC code of a failed call.
+fn code<T>(result: Result<T, FlightError>) -> Option<tonic::Code> {
+    match result {
+        Err(FlightError::Tonic(status)) => Some(status.code()),
+        _ => None,
+    }
+}
+
+const SERVICE: &str = "arrow.flight.protocol.FlightService";
+const METHODS: [(&str, &str); 5] = [
+    ("Handshake", "bidi_stream"),
+    ("GetFlightInfo", "unary"),
+    ("DoGet", "server_stream"),
+    ("DoPut", "bidi_stream"),
+    ("DoAction", "server_stream"),
+];
+
+/// A Flight SQL server on a free loopback port, recording into `recorder`'s pipeline.
+struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+async fn start(metrics: &MetricsServer) -> Running {
+    let recorder = metrics.recorder().expect("a standalone server");
+    let telemetry = Telemetry::new(metrics.collector()).with_recorder(recorder);
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let task = tokio::spawn(serve(listener, telemetry, shutdown));
+    Running { addr, stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let served = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        served
+            .expect("shut down in time")
+            .expect("no panic")
+            .expect("served");
+    }
+}
+
+fn label<'a>(sample: &'a Sample, key: &str) -> &'a str {
+    let pair = sample.labels.iter().find(|(k, _)| k == key);
+    pair.map_or("", |(_, v)| v.as_str())
+}
+
+fn series<'a>(scrape: &'a Exposition, name: &'a str) -> impl Iterator<Item = &'a Sample> {
+    scrape.samples().iter().filter(move |s| s.name == name)
+}
+
+/// The scrape once the layer has seen the end of all `calls` (a call ends when its last
+/// frame leaves the server, which can be a moment after the client is done with it).
+async fn settled(recorder: &LocalRecorder, calls: u64) -> Exposition {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        recorder.run_upkeep();
+        let scrape = Exposition::parse(&recorder.render()).expect("a valid exposition");
+        let handled = scrape.sum("grpc_server_handled_total");
+        if handled as u64 == calls || Instant::now() > deadline {
+            return scrape;
+        }
+        // Polling, bounded by the deadline: the layer has no completion signal to wait on.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrape_agrees_with_what_the_clients_saw() {
+    let metrics = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    metrics.start().expect("metrics server");
+    let server = start(&metrics).await;
+
+    let config = LoadConfig {
+        clients: 3,
+        pause: Duration::ZERO,
+        seed: 7,
+    };
+    let load = run_load(server.addr, config, Stop::After(200));
+    let tally: Tally = tokio::time::timeout(Duration::from_secs(60), load)
+        .await
+        .expect("the load ends in time")
+        .expect("the clients connect");
+    assert!(tally.total() >= 200, "{tally:?}");
+    assert!(
+        tally.rows_received > 0 && tally.rows_ingested > 0,
+        "{tally:?}"
+    );
+
+    let scrape = settled(&metrics.recorder().expect("standalone"), tally.total()).await;
+
+    // The handlers' own count, series by series, is what the clients saw.
+    let recorded: BTreeMap<(String, String), u64> = series(&scrape, "flight_requests_total")
+        .map(|s| {
+            (
+                (label(s, "method").into(), label(s, "status").into()),
+                s.value as u64,
+            )
+        })
+        .collect();
+    let seen: BTreeMap<(String, String), u64> = tally
+        .requests
+        .iter()
+        .map(|((method, status), n)| ((method.to_string(), status.to_string()), *n))
+        .collect();
+    assert_eq!(recorded, seen);
+    for status in ["NOT_FOUND", "INVALID_ARGUMENT", "UNAUTHENTICATED"] {
+        assert!(
+            seen.keys().any(|(_, s)| s == status),
+            "no {status}: {seen:?}"
+        );
+    }
+    let failed: u64 = seen
+        .iter()
+        .filter(|((_, s), _)| s != "OK")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(scrape.sum("flight_errors_total") as u64, failed);
+
+    // The layer saw every call start and end, with OK and error codes.
+    let started = scrape.sum("grpc_server_started_total");
+    let handled = scrape.sum("grpc_server_handled_total");
+    assert_eq!(started, handled);
+    assert_eq!(handled as u64, tally.total());
+    let codes: Vec<&str> = series(&scrape, "grpc_server_handled_total")
+        .map(|s| label(s, "grpc_code"))
+        .collect();
+    for code in ["OK", "NotFound", "InvalidArgument", "Unauthenticated"] {
+        assert!(codes.contains(&code), "no {code} in {codes:?}");
+    }
+    let labels = |method, kind| {
+        [
+            "grpc_type",
+            kind,
+            "grpc_service",
+            SERVICE,
+            "grpc_method",
+            method,
+        ]
+    };
+    let do_get_sent = scrape.value(
+        "grpc_server_msg_sent_total",
+        &labels("DoGet", "server_stream"),
+    );
+    assert!(do_get_sent.unwrap_or(0.0) > 0.0, "no DoGet messages sent");
+
+    // Per method: handled calls, handling-time observations, what the clients sent and
+    // the handlers' duration histogram all count the same calls.
+    for (method, kind) in METHODS {
+        let handled: f64 = series(&scrape, "grpc_server_handled_total")
+            .filter(|s| label(s, "grpc_method") == method && label(s, "grpc_type") == kind)
+            .map(|s| s.value)
+            .sum();
+        let timed = scrape.histogram("grpc_server_handling_seconds", &labels(method, kind));
+        let timed = timed.map_or(0, |h| h.count);
+        let sent: u64 = seen
+            .iter()
+            .filter(|((m, _), _)| m == method)
+            .map(|(_, n)| n)
+            .sum();
+        let durations = scrape.histogram("flight_request_duration_seconds", &["method", method]);
+        assert_eq!((handled as u64, timed), (sent, sent), "{method}");
+        assert_eq!(durations.map_or(0, |h| h.count), sent, "{method}");
+    }
+
+    // The macro series reached the standalone pipeline; the gauges are back to rest.
+    let bytes = scrape.value("flight_bytes_sent_total", &["method", "DoGet"]);
+    assert!(bytes.unwrap_or(0.0) > 0.0, "no DoGet bytes");
+    assert_eq!(scrape.value("flight_requests_in_flight", &[]), Some(0.0));
+    assert_eq!(scrape.value("flight_result_cache_entries", &[]), Some(0.0));
+    let handlers = scrape.histogram("flight_handler_duration_seconds", &[]);
+    assert_eq!(handlers.map_or(0, |h| h.count), tally.total());
+
+    server.stop().await;
+    metrics.stop().expect("stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_their_grpc_status_and_ingests_are_read_back() {
+    let metrics = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    metrics.start().expect("metrics server");
+    let server = start(&metrics).await;
+    let endpoint = format!("http://{}", server.addr);
+    let channel = tonic::transport::Endpoint::from_shared(endpoint)
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = FlightSqlServiceClient::new(channel);
+
+    let missing = client.execute("SELECT * FROM lineitem".into(), None).await;
+    assert_eq!(code(missing), Some(tonic::Code::NotFound));
+    let bad = client.execute("SELECT id FROM orders".into(), None).await;
+    assert_eq!(code(bad), Some(tonic::Code::InvalidArgument));
+
+    let info = client
+        .execute("select * from orders".into(), None)
+        .await
+        .expect("a flight info");
+    assert_eq!(info.total_records, 100);
+
+    let ingest = CommandStatementIngest {
+        table: "orders".into(),
+        table_definition_options: None,
+        schema: None,
+        catalog: None,
+        temporary: false,
+        transaction_id: None,
+        options: Default::default(),
+    };
+    let rows = futures::stream::iter([Ok(orders(5_000, 5))]);
+    let ingested = client.execute_ingest(ingest.clone(), rows).await;
+    assert_eq!(ingested.expect("ingested"), 5);
+    let unknown = CommandStatementIngest {
+        table: "nation".into(),
+        ..ingest
+    };
+    let rows = futures::stream::iter([Ok(orders(6_000, 5))]);
+    let refused = client.execute_ingest(unknown, rows).await;
+    assert_eq!(code(refused), Some(tonic::Code::NotFound));
+
+    let info = client
+        .execute("SELECT * FROM orders".into(), None)
+        .await
+        .expect("a flight info");
+    assert_eq!(info.total_records, 105);
+    let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+    let batches: Vec<_> = client
+        .do_get(ticket)
+        .await
+        .expect("a stream")
+        .try_collect()
+        .await
+        .expect("every batch");
+    let ids: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(ids.len(), 105);
+    assert_eq!(ids[100..], [5_000, 5_001, 5_002, 5_003, 5_004]);
+
+    let recorder = metrics.recorder().expect("standalone");
+    let errors = Exposition::parse(&recorder.render()).expect("valid");
+    let refused = ["method", "DoPut", "code", "NOT_FOUND", "table", "nation"];
+    assert_eq!(errors.value("flight_errors_total", &refused), Some(1.0));
+    let not_found = [
+        "method",
+        "GetFlightInfo",
+        "code",
+        "NOT_FOUND",
+        "table",
+        "lineitem",
+    ];
+    assert_eq!(errors.value("flight_errors_total", &not_found), Some(1.0));
+    let invalid = ["method", "GetFlightInfo", "code", "INVALID_ARGUMENT"];
+    assert_eq!(errors.value("flight_errors_total", &invalid), Some(1.0));
+
+    server.stop().await;
+    metrics.stop().expect("stopped");
+}

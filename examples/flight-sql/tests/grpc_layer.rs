@@ -1,0 +1,434 @@
+//! `porter_metrics::tower::MetricsLayer::grpc` around a real tonic server, called by a real
+//! tonic client over loopback: unary calls (OK and error), a client stream, a server stream
+//! that ends in an error carried by its trailers, a cancelled stream, an unknown method and
+//! an unknown service. Each test reads the exact series from the exposition.
+//!
+//! The service is written by hand against tonic's server API (no protoc): `test.Calc` with
+//! `Echo` (unary; a negative number is `NotFound`), `Sum` (client stream), `Count` (server
+//! stream of N numbers, then `Internal` when N is odd) and `Chat` (bidi, echoes).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use http::uri::PathAndQuery;
+use porter_metrics::testing::Exposition;
+use porter_metrics::tower::{GrpcType, MetricsLayer};
+use porter_metrics::{LocalRecorder, PrometheusCollector};
+use tonic::server::NamedService;
+use tonic::{Request, Response, Status, Streaming};
+use tonic_prost::ProstCodec;
+
+/// The one message type: a number.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Num {
+    #[prost(int64, tag = "1")]
+    value: i64,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type NumStream = Pin<Box<dyn Stream<Item = Result<Num, Status>> + Send>>;
+
+/// The hand-written `test.Calc` server.
+#[derive(Clone)]
+struct Calc;
+
+impl NamedService for Calc {
+    const NAME: &'static str = "test.Calc";
+}
+
+fn grpc() -> tonic::server::Grpc<ProstCodec<Num, Num>> {
+    tonic::server::Grpc::new(ProstCodec::default())
+}
+
+impl<B> tower_service::Service<http::Request<B>> for Calc
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        match req.uri().path() {
+            "/test.Calc/Echo" => Box::pin(async move {
+                let echo = tower::service_fn(|r: Request<Num>| async move {
+                    match r.into_inner().value {
+                        v if v < 0 => Err(Status::not_found("negative")),
+                        value => Ok(Response::new(Num { value })),
+                    }
+                });
+                Ok(grpc().unary(echo, req).await)
+            }),
+            "/test.Calc/Sum" => Box::pin(async move {
+                let sum = tower::service_fn(|r: Request<Streaming<Num>>| async move {
+                    let mut stream = r.into_inner();
+                    let mut value = 0;
+                    while let Some(n) = stream.message().await? {
+                        value += n.value;
+                    }
+                    Ok(Response::new(Num { value }))
+                });
+                Ok(grpc().client_streaming(sum, req).await)
+            }),
+            "/test.Calc/Count" => Box::pin(async move {
+                let count = tower::service_fn(|r: Request<Num>| async move {
+                    let n = r.into_inner().value;
+                    let numbers = futures::stream::iter(0..n).map(|value| Ok(Num { value }));
+                    let end = (n % 2 == 1).then(|| Err(Status::internal("odd")));
+                    let stream: NumStream = Box::pin(numbers.chain(futures::stream::iter(end)));
+                    Ok::<_, Status>(Response::new(stream))
+                });
+                Ok(grpc().server_streaming(count, req).await)
+            }),
+            "/test.Calc/Chat" => Box::pin(async move {
+                let chat = tower::service_fn(|r: Request<Streaming<Num>>| async move {
+                    let stream: NumStream = Box::pin(r.into_inner());
+                    Ok::<_, Status>(Response::new(stream))
+                });
+                Ok(grpc().streaming(chat, req).await)
+            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("no such method").into_http()) }),
+        }
+    }
+}
+
+fn calc_types(_: &str, method: &str) -> GrpcType {
+    match method {
+        "Echo" => GrpcType::Unary,
+        "Sum" => GrpcType::ClientStream,
+        "Count" => GrpcType::ServerStream,
+        "Chat" => GrpcType::BidiStream,
+        _ => GrpcType::Unknown,
+    }
+}
+
+/// A tonic server with the layer on 127.0.0.1:0, recording into its own pipeline.
+struct Served {
+    recorder: LocalRecorder,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    async fn start() -> Self {
+        let recorder = LocalRecorder::new();
+        let collector: PrometheusCollector = recorder.collector();
+        let layer = MetricsLayer::grpc(collector).grpc_types(calc_types);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            tonic::transport::Server::builder()
+                .layer(layer)
+                .add_service(Calc)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("the server runs");
+        });
+        Self {
+            recorder,
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn client(&self) -> tonic::client::Grpc<tonic::transport::Channel> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = tonic::client::Grpc::new(channel);
+        client.ready().await.expect("ready");
+        client
+    }
+
+    fn scrape(&self) -> Exposition {
+        Exposition::parse(&self.recorder.render()).expect("a valid exposition")
+    }
+
+    /// Waits (at most 10 s) until `ready` holds for a scrape; returns that scrape.
+    async fn scrape_when(&self, ready: impl Fn(&Exposition) -> bool) -> Exposition {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let scrape = self.scrape();
+            if ready(&scrape) || Instant::now() > deadline {
+                return scrape;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("the server task ends");
+    }
+}
+
+fn path(method: &str) -> PathAndQuery {
+    PathAndQuery::try_from(format!("/test.Calc/{method}")).expect("path")
+}
+
+/// The labels of a `test.Calc` method.
+fn labels<'a>(grpc_type: &'a str, method: &'a str) -> [&'a str; 6] {
+    [
+        "grpc_type",
+        grpc_type,
+        "grpc_service",
+        "test.Calc",
+        "grpc_method",
+        method,
+    ]
+}
+
+/// The labels of a method with its code.
+fn handled<'a>(grpc_type: &'a str, method: &'a str, code: &'a str) -> Vec<&'a str> {
+    let mut all = labels(grpc_type, method).to_vec();
+    all.extend(["grpc_code", code]);
+    all
+}
+
+#[tokio::test]
+async fn unary_calls_count_started_handled_messages_and_seconds() {
+    let served = Served::start().await;
+    let mut client = served.client().await;
+    for value in [1, 2, 3] {
+        client.ready().await.expect("ready");
+        let answer: Response<Num> = client
+            .unary(
+                Request::new(Num { value }),
+                path("Echo"),
+                ProstCodec::default(),
+            )
+            .await
+            .expect("OK");
+        assert_eq!(answer.into_inner().value, value);
+    }
+    client.ready().await.expect("ready");
+    let err = client
+        .unary::<Num, Num, _>(
+            Request::new(Num { value: -1 }),
+            path("Echo"),
+            ProstCodec::default(),
+        )
+        .await
+        .expect_err("a negative number is NotFound");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let l = labels("unary", "Echo");
+    let s = served
+        .scrape_when(|s| s.sum("grpc_server_handled_total") >= 4.0)
+        .await;
+    assert_eq!(s.value("grpc_server_started_total", &l), Some(4.0));
+    assert_eq!(
+        s.value("grpc_server_handled_total", &handled("unary", "Echo", "OK")),
+        Some(3.0)
+    );
+    assert_eq!(
+        s.value(
+            "grpc_server_handled_total",
+            &handled("unary", "Echo", "NotFound")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(s.value("grpc_server_msg_received_total", &l), Some(4.0));
+    assert_eq!(s.value("grpc_server_msg_sent_total", &l), Some(3.0));
+    assert_eq!(
+        s.histogram("grpc_server_handling_seconds", &l)
+            .map(|h| h.count),
+        Some(4)
+    );
+    assert_eq!(s.kind("grpc_server_handling_seconds"), Some("histogram"));
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_stream_counts_every_message_received() {
+    let served = Served::start().await;
+    let mut client = served.client().await;
+    let numbers = futures::stream::iter((1..=5).map(|value| Num { value }));
+    client.ready().await.expect("ready");
+    let sum: Response<Num> = client
+        .client_streaming(Request::new(numbers), path("Sum"), ProstCodec::default())
+        .await
+        .expect("OK");
+    assert_eq!(sum.into_inner().value, 15);
+
+    let l = labels("client_stream", "Sum");
+    let s = served
+        .scrape_when(|s| s.sum("grpc_server_handled_total") >= 1.0)
+        .await;
+    assert_eq!(s.value("grpc_server_started_total", &l), Some(1.0));
+    assert_eq!(
+        s.value(
+            "grpc_server_handled_total",
+            &handled("client_stream", "Sum", "OK")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(s.value("grpc_server_msg_received_total", &l), Some(5.0));
+    assert_eq!(s.value("grpc_server_msg_sent_total", &l), Some(1.0));
+    assert_eq!(
+        s.histogram("grpc_server_handling_seconds", &l)
+            .map(|h| h.count),
+        Some(1)
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_stream_ending_in_an_error_is_counted_with_the_trailers_code() {
+    let served = Served::start().await;
+    let mut client = served.client().await;
+    // 3 numbers, then `Internal` in the trailers; then 4 numbers and OK.
+    for (n, code) in [(3, Some(tonic::Code::Internal)), (4, None)] {
+        client.ready().await.expect("ready");
+        let response: Response<Streaming<Num>> = client
+            .server_streaming(
+                Request::new(Num { value: n }),
+                path("Count"),
+                ProstCodec::default(),
+            )
+            .await
+            .expect("the stream starts");
+        let mut stream = response.into_inner();
+        let mut got = 0;
+        let end = loop {
+            match stream.message().await {
+                Ok(Some(_)) => got += 1,
+                Ok(None) => break None,
+                Err(status) => break Some(status.code()),
+            }
+        };
+        assert_eq!((got, end), (n, code));
+    }
+
+    let l = labels("server_stream", "Count");
+    let s = served
+        .scrape_when(|s| s.sum("grpc_server_handled_total") >= 2.0)
+        .await;
+    assert_eq!(s.value("grpc_server_started_total", &l), Some(2.0));
+    assert_eq!(
+        s.value(
+            "grpc_server_handled_total",
+            &handled("server_stream", "Count", "Internal")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value(
+            "grpc_server_handled_total",
+            &handled("server_stream", "Count", "OK")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(s.value("grpc_server_msg_received_total", &l), Some(2.0));
+    assert_eq!(s.value("grpc_server_msg_sent_total", &l), Some(7.0));
+    assert_eq!(
+        s.histogram("grpc_server_handling_seconds", &l)
+            .map(|h| h.count),
+        Some(2)
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_stream_is_counted_canceled() {
+    let served = Served::start().await;
+    let mut client = served.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Num>(4);
+    let outgoing = tokio_stream::wrappers::ReceiverStream::new(rx);
+    client.ready().await.expect("ready");
+    let response: Response<Streaming<Num>> = client
+        .streaming(Request::new(outgoing), path("Chat"), ProstCodec::default())
+        .await
+        .expect("the stream starts");
+    let mut incoming = response.into_inner();
+    tx.send(Num { value: 7 }).await.expect("send");
+    let echoed = incoming.message().await.expect("a message");
+    assert_eq!(echoed.map(|n| n.value), Some(7));
+    // The client goes away mid-stream.
+    drop(incoming);
+    drop(tx);
+    drop(client);
+
+    let l = labels("bidi_stream", "Chat");
+    let canceled = handled("bidi_stream", "Chat", "Canceled");
+    let s = served
+        .scrape_when(|s| s.value("grpc_server_handled_total", &canceled).is_some())
+        .await;
+    assert_eq!(s.value("grpc_server_started_total", &l), Some(1.0));
+    assert_eq!(s.value("grpc_server_handled_total", &canceled), Some(1.0));
+    assert_eq!(s.sum("grpc_server_handled_total"), 1.0, "counted once");
+    assert_eq!(s.value("grpc_server_msg_sent_total", &l), Some(1.0));
+    assert_eq!(
+        s.histogram("grpc_server_handling_seconds", &l)
+            .map(|h| h.count),
+        Some(1)
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_methods_and_services_are_unimplemented() {
+    let served = Served::start().await;
+    let mut client = served.client().await;
+    for full in ["/test.Calc/Nope", "/nope.Service/Call"] {
+        client.ready().await.expect("ready");
+        let err = client
+            .unary::<Num, Num, _>(
+                Request::new(Num { value: 1 }),
+                PathAndQuery::from_static(full),
+                ProstCodec::default(),
+            )
+            .await
+            .expect_err("unknown");
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{full}");
+    }
+    let s = served
+        .scrape_when(|s| s.sum("grpc_server_handled_total") >= 2.0)
+        .await;
+    for (service, method) in [("test.Calc", "Nope"), ("nope.Service", "Call")] {
+        let l = [
+            "grpc_type",
+            "unknown",
+            "grpc_service",
+            service,
+            "grpc_method",
+            method,
+        ];
+        assert_eq!(
+            s.value("grpc_server_started_total", &l),
+            Some(1.0),
+            "{service}"
+        );
+        let mut h = l.to_vec();
+        h.extend(["grpc_code", "Unimplemented"]);
+        assert_eq!(
+            s.value("grpc_server_handled_total", &h),
+            Some(1.0),
+            "{service}"
+        );
+    }
+    served.stop().await;
+}
