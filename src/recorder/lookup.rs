@@ -325,7 +325,9 @@ impl<S> SharedIndex<S> {
                 stale.remove();
                 self.len.fetch_sub(1, Ordering::Relaxed);
             }
-            Err(_) if keep && self.len.load(Ordering::Relaxed) < self.cap.load(Ordering::Relaxed) => {
+            Err(_)
+                if keep && self.len.load(Ordering::Relaxed) < self.cap.load(Ordering::Relaxed) =>
+            {
                 shard.insert_unique(hash, entry.clone(), |e| e.hash);
                 self.len.fetch_add(1, Ordering::Relaxed);
             }

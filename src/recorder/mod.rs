@@ -278,7 +278,6 @@ impl<R: Recorder> PorterRecorder<R> {
         }
     }
 
-
     /// Runs `f` on the handle of a collector call (the collector's one way in).
     #[inline]
     pub(crate) fn with_pairs<T>(
@@ -302,21 +301,14 @@ impl<R: Recorder> PorterRecorder<R> {
             let (handle, keep) = self.resolve(&key, kind, &COLLECTOR_METADATA, Origin::Collector);
             (Resolved { handle, dangling }, keep)
         };
-        lookup::find(
-            &PAIRS,
-            &self.pairs,
-            &now,
-            &probe,
-            resolve,
-            |r| {
-                if r.dangling {
-                    self.self_metrics
-                        .dropped_labels(LabelDrop::DanglingKey)
-                        .increment(1);
-                }
-                f(&r.handle)
-            },
-        )
+        lookup::find(&PAIRS, &self.pairs, &now, &probe, resolve, |r| {
+            if r.dangling {
+                self.self_metrics
+                    .dropped_labels(LabelDrop::DanglingKey)
+                    .increment(1);
+            }
+            f(&r.handle)
+        })
     }
 
     /// The handle of a macro call.
@@ -333,14 +325,9 @@ impl<R: Recorder> PorterRecorder<R> {
             )
         };
         let now = self.now();
-        lookup::find(
-            &KEYS,
-            &self.keys,
-            &now,
-            &probe,
-            resolve,
-            |r| r.handle.clone(),
-        )
+        lookup::find(&KEYS, &self.keys, &now, &probe, resolve, |r| {
+            r.handle.clone()
+        })
     }
 
     /// Applies the rules to a call: which family, which key, which series. Says whether

@@ -30,7 +30,8 @@ fn serve(runtime: &tokio::runtime::Runtime, layered: bool, recorder: &LocalRecor
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         if layered {
             let layer = MetricsLayer::grpc(recorder.collector()).grpc_types(flight_grpc_types);
             let router = tonic::transport::Server::builder()

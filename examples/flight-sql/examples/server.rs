@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 const USAGE: &str =
-    "usage: server [--flight ADDR] [--metrics ADDR] [--no-load] [--seconds N] [--clients N]";
+    "usage: server [--flight ADDR] [--metrics ADDR] [--no-load] [--requests N] [--seconds N] [--clients N]";
 
 /// The command line.
 struct Args {
@@ -52,6 +52,8 @@ struct Args {
     metrics: String,
     load: bool,
     seconds: Option<u64>,
+    /// The load stops after this many requests (the server keeps serving).
+    requests: Option<u64>,
     clients: usize,
 }
 
@@ -62,6 +64,7 @@ impl Args {
             metrics: "127.0.0.1:9090".to_owned(),
             load: true,
             seconds: None,
+            requests: None,
             clients: LoadConfig::default().clients,
         };
         while let Some(arg) = args.next() {
@@ -72,6 +75,7 @@ impl Args {
                 "--metrics" => parsed.metrics = value()?,
                 "--no-load" => parsed.load = false,
                 "--seconds" => parsed.seconds = Some(number(value()?)?),
+                "--requests" => parsed.requests = Some(number(value()?)?),
                 "--clients" => parsed.clients = number(value()?)? as usize,
                 "-h" | "--help" => return Err(USAGE.to_owned()),
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -122,7 +126,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             clients: args.clients,
             ..LoadConfig::default()
         };
-        tokio::spawn(run_load(flight, config, Stop::Signal(load_stopped)))
+        let stop = match args.requests {
+            Some(requests) => Stop::After(requests),
+            None => Stop::Signal(load_stopped),
+        };
+        tokio::spawn(run_load(flight, config, stop))
     });
 
     let deadline = async {
