@@ -35,17 +35,22 @@
 
 #[path = "support/estimates.rs"]
 mod estimates;
+#[path = "support/peers.rs"]
+mod peers;
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, RwLock};
+use std::sync::Barrier;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Bencher, Criterion};
 use metrics::{Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use peers::{
+    client_histograms, parse_labels, prom_counter, prom_gauge, prom_histogram, ClientCounters,
+    ClientGauges, PromShape,
+};
 use porter_metrics::{
     Collector, LocalRecorder, MetricsServer, NoopCollector, PrometheusCollector, DEFAULT_BUCKETS,
 };
@@ -204,91 +209,7 @@ fn threaded<F: Fn(usize) + Sync>(b: &mut Bencher, threads: usize, f: &F) {
     });
 }
 
-/// The `prometheus` crate as the Go design would use it: metric vectors looked up by name.
-struct PromShape<V> {
-    vecs: RwLock<HashMap<String, V>>,
-    make: fn(&str) -> V,
-}
-
-impl<V: Clone> PromShape<V> {
-    fn new(make: fn(&str) -> V) -> Self {
-        Self {
-            vecs: RwLock::new(HashMap::new()),
-            make,
-        }
-    }
-
-    #[inline]
-    fn with<T>(&self, name: &str, f: impl FnOnce(&V) -> T) -> T {
-        if let Some(v) = self.vecs.read().expect("lock").get(name) {
-            return f(v);
-        }
-        let v = self
-            .vecs
-            .write()
-            .expect("lock")
-            .entry(name.to_owned())
-            .or_insert_with(|| (self.make)(name))
-            .clone();
-        f(&v)
-    }
-}
-
 const PROM_LABELS: [&str; 2] = ["method", "endpoint"];
-
-/// The Go design's `parseLabels`: flat pairs split into names and values on every call,
-/// the names to create the vector on first use, the values for `WithLabelValues`.
-#[inline]
-fn parse_labels<'a>(labels: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
-    let names = labels.iter().step_by(2).copied().collect();
-    let values = labels.iter().skip(1).step_by(2).copied().collect();
-    (names, values)
-}
-
-fn prom_counter(name: &str) -> prometheus::CounterVec {
-    prometheus::CounterVec::new(prometheus::Opts::new(name, "help"), &PROM_LABELS).expect("vec")
-}
-
-fn prom_gauge(name: &str) -> prometheus::GaugeVec {
-    prometheus::GaugeVec::new(prometheus::Opts::new(name, "help"), &PROM_LABELS).expect("vec")
-}
-
-fn prom_histogram(name: &str) -> prometheus::HistogramVec {
-    prometheus::HistogramVec::new(
-        prometheus::HistogramOpts::new(name, "help").buckets(DEFAULT_BUCKETS.to_vec()),
-        &PROM_LABELS,
-    )
-    .expect("vec")
-}
-
-fn prom_timer(name: &str) -> prometheus::HistogramVec {
-    prometheus::HistogramVec::new(
-        prometheus::HistogramOpts::new(name, "help").buckets(DEFAULT_BUCKETS.to_vec()),
-        &[],
-    )
-    .expect("vec")
-}
-
-type ClientCounters = prometheus_client::metrics::family::Family<
-    Vec<(String, String)>,
-    prometheus_client::metrics::counter::Counter,
->;
-type ClientGauges = prometheus_client::metrics::family::Family<
-    Vec<(String, String)>,
-    prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
->;
-type ClientHistograms = prometheus_client::metrics::family::Family<
-    Vec<(String, String)>,
-    prometheus_client::metrics::histogram::Histogram,
-    fn() -> prometheus_client::metrics::histogram::Histogram,
->;
-
-fn client_histograms() -> ClientHistograms {
-    fn make() -> prometheus_client::metrics::histogram::Histogram {
-        prometheus_client::metrics::histogram::Histogram::new(DEFAULT_BUCKETS)
-    }
-    ClientHistograms::new_with_constructor(make)
-}
 
 /// The global pipeline, exported by a running server (so it records as in production), and
 /// a way to drain it: a scrape.
@@ -391,14 +312,16 @@ fn bench_counter(c: &mut Criterion, fx: &Fixture, global: &Global) {
     });
     g.bench_function("prometheus_shape", |b| {
         calls(b, None, &no_drain, |i| {
-            prom.with(name, |v| v.with_label_values(&fx.values(i)).inc())
+            prom.with(name, &PROM_LABELS, |v| {
+                v.with_label_values(&fx.values(i)).inc()
+            })
         })
     });
     g.bench_function("prometheus_design", |b| {
         calls(b, None, &no_drain, |i| {
             let (names, values) = parse_labels(&fx.labels(i));
             debug_assert_eq!(names, PROM_LABELS);
-            prom.with(name, |v| v.with_label_values(&values).inc())
+            prom.with(name, &PROM_LABELS, |v| v.with_label_values(&values).inc())
         })
     });
     g.bench_function("prometheus_client", |b| {
@@ -473,14 +396,18 @@ fn bench_gauge(c: &mut Criterion, fx: &Fixture, global: &Global) {
     });
     g.bench_function("prometheus_shape", |b| {
         calls(b, None, &no_drain, |i| {
-            prom.with(name, |v| v.with_label_values(&fx.values(i)).set(value(i)))
+            prom.with(name, &PROM_LABELS, |v| {
+                v.with_label_values(&fx.values(i)).set(value(i))
+            })
         })
     });
     g.bench_function("prometheus_design", |b| {
         calls(b, None, &no_drain, |i| {
             let (names, values) = parse_labels(&fx.labels(i));
             debug_assert_eq!(names, PROM_LABELS);
-            prom.with(name, |v| v.with_label_values(&values).set(value(i)))
+            prom.with(name, &PROM_LABELS, |v| {
+                v.with_label_values(&values).set(value(i))
+            })
         })
     });
     g.bench_function("prometheus_client", |b| {
@@ -549,7 +476,7 @@ fn bench_histogram(c: &mut Criterion, fx: &Fixture, global: &Global) {
     });
     g.bench_function("prometheus_shape", |b| {
         calls(b, None, &no_drain, |i| {
-            prom.with(name, |v| {
+            prom.with(name, &PROM_LABELS, |v| {
                 v.with_label_values(&fx.values(i)).observe(value(i))
             })
         })
@@ -558,7 +485,9 @@ fn bench_histogram(c: &mut Criterion, fx: &Fixture, global: &Global) {
         calls(b, None, &no_drain, |i| {
             let (names, values) = parse_labels(&fx.labels(i));
             debug_assert_eq!(names, PROM_LABELS);
-            prom.with(name, |v| v.with_label_values(&values).observe(value(i)))
+            prom.with(name, &PROM_LABELS, |v| {
+                v.with_label_values(&values).observe(value(i))
+            })
         })
     });
     g.bench_function("prometheus_client", |b| {
@@ -581,7 +510,7 @@ fn bench_timer(c: &mut Criterion, fx: &Fixture, global: &Global) {
         .iter()
         .map(|name| exporter.register_histogram(&Key::from_name(name.clone()), &META))
         .collect();
-    let prom = PromShape::new(prom_timer);
+    let prom = PromShape::new(prom_histogram);
     let client = client_histograms();
     let timer_key = black_box("timer").to_owned();
     let drain_local = || local.run_upkeep();
@@ -629,7 +558,7 @@ fn bench_timer(c: &mut Criterion, fx: &Fixture, global: &Global) {
     });
     g.bench_function("prometheus_shape", |b| {
         calls(b, None, &no_drain, |i| {
-            prom.with(&fx.timers[i], |v| {
+            prom.with(&fx.timers[i], &[], |v| {
                 v.with_label_values::<&str>(&[])
                     .start_timer()
                     .observe_duration()

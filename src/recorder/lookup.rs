@@ -78,7 +78,10 @@ pub(crate) struct Now {
     pub(crate) stale_before: u64,
 }
 
-/// A key and what it resolved to, when: shared by the index and the thread caches.
+/// A key and what it resolved to, when: shared by the index and the thread caches. Read
+/// on every cached call by every thread, so it keeps cache lines of its own: a neighbour's
+/// counter, written by every call, must not share one with it.
+#[repr(align(64))]
 pub(crate) struct Entry<S> {
     hash: u64,
     kind: Kind,
@@ -103,14 +106,16 @@ impl<S> Entry<S> {
 struct Slot<S> {
     tag: u64,
     layer: u64,
+    /// Used since the set's hand last passed it.
+    referenced: bool,
     entry: Arc<Entry<S>>,
 }
 
 /// One thread's cache: see the module documentation.
 pub(crate) struct ThreadCache<S> {
     slots: Box<[Option<Slot<S>>]>,
-    /// Per slot: used since the hand last passed it.
-    referenced: Box<[bool]>,
+    /// Sets minus one (a power of two minus one): masks a hash into a set.
+    mask: usize,
     /// Per set: the way the CLOCK hand points at.
     hands: Box<[u8]>,
     lookups: u32,
@@ -123,7 +128,7 @@ impl<S> ThreadCache<S> {
     fn with_slots(slots: usize) -> Self {
         Self {
             slots: (0..slots).map(|_| None).collect(),
-            referenced: vec![false; slots].into_boxed_slice(),
+            mask: slots / WAYS - 1,
             hands: vec![0; slots / WAYS].into_boxed_slice(),
             lookups: 0,
             misses: 0,
@@ -137,8 +142,7 @@ impl<S> ThreadCache<S> {
 
     #[inline]
     fn set(&self, tag: u64, layer: u64) -> usize {
-        let sets = self.slots.len() / WAYS;
-        ((tag ^ layer.rotate_left(29)) as usize) % sets * WAYS
+        (((tag ^ layer.rotate_left(29)) as usize) & self.mask) * WAYS
     }
 
     /// The fresh entry of `probe`, marked used.
@@ -151,19 +155,21 @@ impl<S> ThreadCache<S> {
     ) -> Option<&Arc<Entry<S>>> {
         self.lookups = self.lookups.wrapping_add(1);
         let base = self.set(tag, now.layer);
-        for way in base..base + WAYS {
-            if let Some(slot) = &self.slots[way] {
-                if slot.tag == tag && slot.layer == now.layer && slot.entry.is(probe) {
-                    if !slot.entry.fresh(now) {
-                        break;
-                    }
-                    self.referenced[way] = true;
-                    return self.slots[way].as_ref().map(|s| &s.entry);
-                }
+        let found = self.slots[base..base + WAYS]
+            .iter_mut()
+            .flatten()
+            .find(|s| s.tag == tag && s.layer == now.layer && s.entry.is(probe))
+            .filter(|s| s.entry.fresh(now));
+        match found {
+            Some(slot) => {
+                slot.referenced = true;
+                Some(&slot.entry)
+            }
+            None => {
+                self.misses = self.misses.wrapping_add(1);
+                None
             }
         }
-        self.misses = self.misses.wrapping_add(1);
-        None
     }
 
     /// After a miss: whether to keep the entry found, growing first if the working set
@@ -224,16 +230,19 @@ impl<S> ThreadCache<S> {
                 loop {
                     let way = base + usize::from(*hand) % WAYS;
                     *hand = hand.wrapping_add(1);
-                    if !std::mem::take(&mut self.referenced[way]) {
+                    let referenced = self.slots[way]
+                        .as_mut()
+                        .map(|s| std::mem::take(&mut s.referenced));
+                    if referenced != Some(true) {
                         break way;
                     }
                 }
             }
         };
-        self.referenced[way] = false;
         self.slots[way] = Some(Slot {
             tag,
             layer: now.layer,
+            referenced: false,
             entry,
         });
     }

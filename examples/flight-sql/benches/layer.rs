@@ -7,6 +7,9 @@
 //! both medians, the difference and the ratio (target: at most 2 % or 1 µs, whichever is
 //! larger).
 
+#[path = "../../../benches/support/estimates.rs"]
+mod estimates;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -90,27 +93,6 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// The median (ns) of `grpc_unary/<id>` written by this run.
-fn median(since: SystemTime, id: &str) -> Option<f64> {
-    let home = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
-        })
-        .join("criterion");
-    let file = home
-        .join("grpc_unary")
-        .join(id)
-        .join("new")
-        .join("estimates.json");
-    let fresh = std::fs::metadata(&file).ok()?.modified().ok()? >= since;
-    if !fresh {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let benching = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
@@ -121,7 +103,8 @@ fn main() {
     if !benching {
         return;
     }
-    match (median(since, "without_layer"), median(since, "with_layer")) {
+    let median = |id: &str| estimates::median(since, &["grpc_unary", id]);
+    match (median("without_layer"), median("with_layer")) {
         (Some(without), Some(with)) => {
             let added = with - without;
             let allowed = (0.02 * without).max(1_000.0);
