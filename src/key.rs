@@ -130,7 +130,7 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Bytes kept inline: most keys fit, so caching them allocates nothing.
-const INLINE: usize = 62;
+const INLINE: usize = 126;
 
 /// A name and label strings packed as `[count][lengths...][bytes...]` (u32 little-endian
 /// numbers), inline when short.
