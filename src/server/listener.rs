@@ -81,32 +81,51 @@ impl Listener {
         settings: Settings,
         render: Render,
     ) -> Result<Self, Error> {
-        let bind_error = |source| Error::Bind {
+        let bind_error = move |source| Error::Bind {
             address: addr.to_string(),
             source,
         };
         let socket = StdListener::bind(addr).map_err(bind_error)?;
         let local = socket.local_addr().map_err(bind_error)?;
         socket.set_nonblocking(true).map_err(bind_error)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::Runtime)?;
-        // Registering the socket with the runtime here reports an error to the caller.
-        let socket = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(socket).map_err(bind_error)?
-        };
         let (stop, stopped) = oneshot::channel();
+        let (ready, started) = std::sync::mpsc::sync_channel(1);
         let shared = Arc::new(Shared { settings, render });
+        // The runtime is built, and dropped, on the listener's own thread: dropping one is
+        // not allowed inside the caller's async code.
         let thread = thread::Builder::new()
             .name("porter-metrics-listener".into())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => return drop(ready.send(Err(Error::Runtime(e)))),
+                };
+                let socket = {
+                    let _entered = runtime.enter();
+                    tokio::net::TcpListener::from_std(socket).map_err(bind_error)
+                };
+                let socket = match socket {
+                    Ok(socket) => socket,
+                    Err(e) => return drop(ready.send(Err(e))),
+                };
+                let _ = ready.send(Ok(()));
                 let deadline = runtime.block_on(serve(socket, shared, stopped));
                 // Connections still open past the grace period are dropped with the runtime.
                 runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
             })
             .map_err(Error::Runtime)?;
+        let outcome = started.recv().unwrap_or_else(|_| {
+            Err(Error::Runtime(std::io::Error::other(
+                "the listener thread ended before it was ready",
+            )))
+        });
+        if let Err(e) = outcome {
+            let _ = thread.join();
+            return Err(e);
+        }
         Ok(Self {
             addr: local,
             stop,

@@ -184,16 +184,25 @@ struct Pushing {
 
 impl Pushing {
     fn start(pusher: &Pusher, client: PushClient, render: Render) -> Result<Self, Error> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::Runtime)?;
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let (uri, interval, endpoint) =
-            (pusher.uri.clone(), pusher.interval, pusher.endpoint.clone());
+        let (ready, started) = std::sync::mpsc::sync_channel(1);
+        let (uri, interval, endpoint) = (pusher.uri.clone(), pusher.interval, pusher.endpoint.clone());
+        // The runtime is built, and dropped, on the push thread: dropping one is not allowed
+        // inside the caller's async code.
         let thread = thread::Builder::new()
             .name("porter-metrics-push".into())
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready.send(Err(Error::Runtime(e)));
+                        return Ok(());
+                    }
+                };
+                let _ = ready.send(Ok(()));
                 runtime.block_on(async {
                     let warned = AtomicBool::new(false);
                     let mut ticks = tokio::time::interval(interval);
@@ -214,6 +223,15 @@ impl Pushing {
                 })
             })
             .map_err(Error::Runtime)?;
+        let outcome = started.recv().unwrap_or_else(|_| {
+            Err(Error::Runtime(std::io::Error::other(
+                "the push thread ended before it was ready",
+            )))
+        });
+        if let Err(e) = outcome {
+            let _ = thread.join();
+            return Err(e);
+        }
         Ok(Self { stop, thread })
     }
 
