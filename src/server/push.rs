@@ -186,7 +186,8 @@ impl Pushing {
     fn start(pusher: &Pusher, client: PushClient, render: Render) -> Result<Self, Error> {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let (ready, started) = std::sync::mpsc::sync_channel(1);
-        let (uri, interval, endpoint) = (pusher.uri.clone(), pusher.interval, pusher.endpoint.clone());
+        let (uri, interval, endpoint) =
+            (pusher.uri.clone(), pusher.interval, pusher.endpoint.clone());
         // The runtime is built, and dropped, on the push thread: dropping one is not allowed
         // inside the caller's async code.
         let thread = thread::Builder::new()
