@@ -6,11 +6,9 @@
 
 use std::time::Duration;
 
-use metrics_exporter_prometheus::Matcher;
-
 use crate::config::{self, Config};
-use crate::recorder::Limits;
-use crate::{Error, LocalRecorder, MetricsServer};
+use crate::store::Limits;
+use crate::{Error, LocalRecorder, Matcher, MetricsServer};
 
 /// Configures a [`MetricsServer`] or a [`LocalRecorder`].
 ///
@@ -103,7 +101,7 @@ impl Builder {
     }
 
     /// Removes series not updated for `timeout` from the exposition (they come back when
-    /// recorded again). Off by default.
+    /// recorded again, through any handle, with nothing lost). Off by default.
     ///
     /// ```
     /// use std::time::Duration;
@@ -112,12 +110,14 @@ impl Builder {
     /// let recorder = Builder::new().idle_timeout(Duration::from_millis(50)).build_local();
     /// recorder.collector().record_gauge("temperature", 21.0, &[]);
     /// assert!(recorder.render().contains("temperature 21"));
-    /// // Idle for the timeout, it is removed (the exporter checks at each render).
+    /// // Idle for the timeout, it is removed (at the next upkeep).
     /// let deadline = std::time::Instant::now() + Duration::from_secs(10);
     /// while recorder.render().contains("temperature") {
     ///     assert!(std::time::Instant::now() < deadline, "not removed");
-    ///     std::thread::yield_now();
+    ///     std::thread::sleep(Duration::from_millis(5));
     /// }
+    /// recorder.collector().record_gauge("temperature", 22.0, &[]); // back
+    /// assert!(recorder.render().contains("temperature 22"));
     /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = Some(timeout).filter(|t| !t.is_zero());
@@ -208,7 +208,9 @@ impl Builder {
         self
     }
 
-    /// How often histogram observations are drained into buckets (default 5 s).
+    /// How often upkeep runs (default 5 s): it expires idle series (at least every eighth
+    /// of the idle timeout) and refreshes process metrics. Without either, there is no
+    /// upkeep at all: histograms need none.
     ///
     /// ```
     /// use std::time::Duration;
@@ -216,7 +218,7 @@ impl Builder {
     ///
     /// let recorder = Builder::new().upkeep_interval(Duration::from_secs(1)).build_local();
     /// recorder.collector().record_histogram("latency_seconds", 0.2, &[]);
-    /// assert!(recorder.render().contains("latency_seconds_count 1"));
+    /// assert!(recorder.render().contains("latency_seconds_count 1")); // at once
     /// ```
     pub fn upkeep_interval(mut self, interval: Duration) -> Self {
         self.config.upkeep = interval.max(Duration::from_millis(10));

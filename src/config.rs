@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use metrics_util::MetricKindMask;
 
-use crate::recorder::rules;
-use crate::recorder::Limits;
+use crate::matcher::Matcher;
+use crate::store::series::Kind;
+use crate::store::{rules, Limits};
 use crate::Error;
 
 /// Prometheus' default histogram buckets, in seconds.
@@ -26,7 +25,7 @@ pub const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// How often histogram observations are drained into buckets when nobody scrapes.
+/// How often idle series are expired and process metrics refreshed.
 const DEFAULT_UPKEEP: Duration = Duration::from_secs(5);
 
 /// How long a client has to send a complete request head.
@@ -73,25 +72,6 @@ impl Config {
             None => self.upkeep,
         }
     }
-
-    /// The exporter's builder for these settings (it renders; it never listens).
-    pub(crate) fn exporter(&self) -> Result<PrometheusBuilder, Error> {
-        let mut builder = PrometheusBuilder::new()
-            .set_buckets(&self.buckets)?
-            // Our upkeep thread does this.
-            .upkeep_timeout(Duration::from_secs(24 * 60 * 60));
-        for (matcher, buckets) in &self.bucket_overrides {
-            builder = builder.set_buckets_for_metric(matcher.clone(), buckets)?;
-        }
-        if let Some(idle) = self.idle_timeout {
-            builder = builder.idle_timeout(MetricKindMask::ALL, Some(idle));
-        }
-        for (key, value) in &self.global_labels {
-            // Printed exactly, as label values recorded through the layer are.
-            builder = builder.add_global_label(key, rules::escape_value(value));
-        }
-        Ok(builder)
-    }
 }
 
 /// Histogram buckets, checked: finite and non-empty, then sorted and de-duplicated.
@@ -109,7 +89,7 @@ pub(crate) fn buckets(values: &[f64]) -> Result<Vec<f64>, Error> {
 
 /// A global label key, checked: valid, not reserved, not `le` or `quantile`.
 pub(crate) fn label_key(key: &str) -> Result<(), Error> {
-    if rules::is_label_key(key, crate::handle::Kind::Histogram) && key != "quantile" {
+    if rules::is_label_key(key, Kind::Histogram) && key != "quantile" {
         Ok(())
     } else {
         Err(Error::InvalidLabelKey {

@@ -83,10 +83,6 @@ pub enum Error {
         source: ipnet::AddrParseError,
     },
 
-    /// The exporter refused a setting.
-    #[error("the exporter refused a setting")]
-    Exporter(#[from] metrics_exporter_prometheus::BuildError),
-
     /// A Pushgateway URL must be http(s), with a host, such as
     /// `http://127.0.0.1:9091/metrics/job/NAME`.
     #[error("invalid Pushgateway URL {endpoint:?}")]

@@ -1,5 +1,5 @@
-//! Keys: the design's flat label pairs turned into `metrics` keys, and the compact forms
-//! and hashes the lookups use.
+//! Keys: the design's flat label pairs turned into `metrics` keys (for a foreign recorder),
+//! and the compact forms and hashes the thread caches use.
 //!
 //! * [`from_pairs`]: `"key", "value", ...` to a [`Key`]. Pairs are taken in order; an odd
 //!   count leaves a dangling key, which is dropped (the caller counts and warns).
@@ -8,9 +8,6 @@
 //! * [`PairsKey`]: a name and label strings packed into one buffer, inline when short, so a
 //!   cached series costs no allocation; [`pairs_hash`] hashes the name and label values with
 //!   a per-process random seed, so crafted values cannot aim at one bucket.
-//! * [`series_hash`]: an order-independent, seeded hash of a [`Key`]. Not `Key::get_hash`:
-//!   that one has a fixed seed and collides systematically on short values (`"1"`, `"11"`),
-//!   which would let crafted label sets pile up in one bucket.
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
@@ -18,7 +15,7 @@ use std::sync::OnceLock;
 use hashbrown::DefaultHashBuilder;
 use metrics::{Key, Label};
 
-use crate::handle::Kind;
+use crate::store::series::Kind;
 
 /// Builds the key for `name` and flat label `pairs`; reports whether a key dangled.
 pub(crate) fn from_pairs(name: &str, pairs: &[&str]) -> (Key, bool) {
@@ -36,14 +33,6 @@ pub(crate) fn from_pairs(name: &str, pairs: &[&str]) -> (Key, bool) {
 fn hasher() -> &'static DefaultHashBuilder {
     static HASHER: OnceLock<DefaultHashBuilder> = OnceLock::new();
     HASHER.get_or_init(DefaultHashBuilder::default)
-}
-
-/// An order-independent hash of a key's name and labels (see the module documentation).
-pub(crate) fn series_hash(key: &Key) -> u64 {
-    let hasher = hasher();
-    key.labels().fold(hasher.hash_one(key.name()), |h, label| {
-        h.wrapping_add(hasher.hash_one((label.key(), label.value())))
-    })
 }
 
 const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -214,7 +203,6 @@ mod tests {
         let (swapped, dangling) = from_pairs("m", &["b", "2", "a", "1"]);
         assert!(!dangling);
         assert_eq!(key, swapped, "label order does not matter");
-        assert_eq!(series_hash(&key), series_hash(&swapped));
     }
 
     #[test]
@@ -260,9 +248,6 @@ mod tests {
             "abcdefghi",
         ];
         let hashes: std::collections::HashSet<u64> = values.iter().map(|v| h(v)).collect();
-        assert_eq!(hashes.len(), values.len());
-        let series = |v: &str| series_hash(&from_pairs("m", &["k", v]).0);
-        let hashes: std::collections::HashSet<u64> = values.iter().map(|v| series(v)).collect();
         assert_eq!(hashes.len(), values.len());
         assert!(same_bytes(b"abc", b"abc") && !same_bytes(b"abc", b"abd"));
         assert!(same_bytes(b"0123456789", b"0123456789"));

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::PrometheusBuilder;
 
 use crate::config::Config;
 use crate::pipeline::Pipeline;
@@ -60,15 +59,7 @@ impl LocalRecorder {
 
     pub(crate) fn from_config(config: Config) -> Self {
         let pipeline = Pipeline::new(config.limits);
-        // The builder checked every setting, so this falls back only on an exporter change.
-        let exporter = config.exporter().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "porter-metrics: exporter settings rejected; using defaults");
-            PrometheusBuilder::new()
-        });
-        if let Err(e) = pipeline.bind(exporter.build_recorder(), &config) {
-            // Only a pipeline bound before could refuse, and this one is new.
-            tracing::error!(error = %e, "porter-metrics: cannot bind a new local pipeline");
-        }
+        pipeline.bind(&config);
         Self { pipeline }
     }
 
@@ -107,14 +98,17 @@ impl LocalRecorder {
         self.pipeline.render()
     }
 
-    /// Drains histogram observations into buckets now, as the upkeep thread does periodically.
+    /// Runs upkeep now, as the upkeep thread does periodically: expires idle series and
+    /// refreshes process metrics. Histograms need none: an observation is in its bucket at
+    /// once.
     ///
     /// ```
     /// use porter_metrics::{Collector, LocalRecorder};
     ///
     /// let recorder = LocalRecorder::new();
     /// recorder.collector().record_histogram("latency_seconds", 0.3, &[]);
-    /// recorder.run_upkeep(); // the observation is now in its buckets
+    /// assert!(recorder.render().contains(r#"latency_seconds_bucket{le="0.5"} 1"#));
+    /// recorder.run_upkeep(); // nothing to expire: no idle timeout
     /// assert!(recorder.render().contains(r#"latency_seconds_bucket{le="0.5"} 1"#));
     /// ```
     pub fn run_upkeep(&self) {

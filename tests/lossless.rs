@@ -194,12 +194,17 @@ fn a_series_expired_for_idleness_and_written_again_loses_nothing() {
         scraper.join().expect("the scraper panicked");
     });
     let again = Exposition::parse(&common::scrape(addr)).expect("parses");
-    for name in ["idle_held", "idle_values"] {
+    // The collector looks its series up afresh: it starts again from zero. The kept handle
+    // brings its series back with everything it held.
+    for (name, count, sum) in [
+        ("idle_values", 10_000, sum_of_values(10_000)),
+        ("idle_held", 11_000, sum_of_values(1_000) + sum_of_values(10_000)),
+    ] {
         let h = again
             .histogram(name, &[])
             .unwrap_or_else(|| panic!("{name} is back"));
-        assert_eq!(h.count, 10_000, "{name}");
-        assert_eq!(h.sum, sum_of_values(10_000), "{name}");
+        assert_eq!(h.count, count, "{name}");
+        assert_eq!(h.sum, sum, "{name}");
     }
     server.stop().expect("stop");
 }

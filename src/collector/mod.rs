@@ -79,6 +79,53 @@ pub trait Collector: Send + Sync {
     /// # assert_eq!((h.count, h.sum), (1, seconds));
     /// ```
     fn start_timer(&self, name: &str) -> Timer;
+
+    /// Adds `n` to the counter `name` with these label pairs.
+    ///
+    /// Provided: `n` calls of [`increment_counter`](Self::increment_counter), so every
+    /// collector supports it. The collectors of this crate override it with one update.
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// collector.add_to_counter("bytes_sent_total", 1500, &["peer", "a"]);
+    /// # let scrape = capture.exposition().unwrap();
+    /// # assert_eq!(scrape.value("bytes_sent_total", &["peer", "a"]), Some(1500.0));
+    /// ```
+    fn add_to_counter(&self, name: &str, n: u64, labels: &[&str]) {
+        for _ in 0..n {
+            self.increment_counter(name, labels);
+        }
+    }
+
+    /// Adds `delta` (negative to subtract) to the gauge `name` with these label pairs.
+    ///
+    /// Provided: a gauge can only be *set* through the design's four methods, so the
+    /// default cannot apply a delta. It records nothing, warns once through `tracing`, and
+    /// counts nothing. The collectors of this crate (and its decorators, which forward it)
+    /// override it; implement it in your own collector to support it.
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// collector.add_to_gauge("in_flight", 1.0, &["route", "/users"]);
+    /// collector.add_to_gauge("in_flight", 1.0, &["route", "/users"]);
+    /// collector.add_to_gauge("in_flight", -1.0, &["route", "/users"]);
+    /// # let scrape = capture.exposition().unwrap();
+    /// # assert_eq!(scrape.value("in_flight", &["route", "/users"]), Some(1.0));
+    /// ```
+    fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
+        let _ = (delta, labels);
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                metric = name,
+                "porter-metrics: this Collector does not implement add_to_gauge; gauge deltas are not recorded"
+            );
+        });
+    }
 }
 
 macro_rules! forward_collector {
@@ -95,6 +142,12 @@ macro_rules! forward_collector {
             }
             fn start_timer(&self, name: &str) -> Timer {
                 (**self).start_timer(name)
+            }
+            fn add_to_counter(&self, name: &str, n: u64, labels: &[&str]) {
+                (**self).add_to_counter(name, n, labels)
+            }
+            fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
+                (**self).add_to_gauge(name, delta, labels)
             }
         }
     )*};
@@ -127,4 +180,8 @@ impl Collector for NoopCollector {
     fn start_timer(&self, _name: &str) -> Timer {
         Timer::unrecorded()
     }
+    #[inline]
+    fn add_to_counter(&self, _name: &str, _n: u64, _labels: &[&str]) {}
+    #[inline]
+    fn add_to_gauge(&self, _name: &str, _delta: f64, _labels: &[&str]) {}
 }

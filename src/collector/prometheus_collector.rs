@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use metrics::Histogram;
 
-use crate::handle::{Handle, Kind};
 use crate::pipeline::{self, Pipeline};
+use crate::recorder::Handle;
+use crate::store::series::Kind;
 use crate::{key, Collector, Timer};
 
 /// A [`Collector`] exported by the [`MetricsServer`](crate::MetricsServer).
@@ -114,6 +115,7 @@ impl PrometheusCollector {
 /// Registers afresh with whatever recorder `metrics` has in scope (not ours).
 #[cold]
 fn foreign<T>(kind: Kind, name: &str, labels: &[&str], f: impl Fn(&Handle) -> T) -> T {
+    use crate::recorder::Counted;
     let (key, dangling) = key::from_pairs(name, labels);
     if dangling {
         static WARNED: std::sync::Once = std::sync::Once::new();
@@ -124,43 +126,39 @@ fn foreign<T>(kind: Kind, name: &str, labels: &[&str], f: impl Fn(&Handle) -> T)
     static METADATA: metrics::Metadata<'static> =
         metrics::Metadata::new("porter_metrics::collector", metrics::Level::INFO, None);
     metrics::with_recorder(|recorder| {
-        let handle = match kind {
-            Kind::Counter => Handle::Counter(recorder.register_counter(&key, &METADATA)),
-            Kind::Gauge => Handle::Gauge(recorder.register_gauge(&key, &METADATA)),
-            Kind::Histogram => Handle::Histogram(recorder.register_histogram(&key, &METADATA)),
-        };
+        let handle = Handle::Counted(match kind {
+            Kind::Counter => Counted::Counter(recorder.register_counter(&key, &METADATA)),
+            Kind::Gauge => Counted::Gauge(recorder.register_gauge(&key, &METADATA)),
+            Kind::Histogram => Counted::Histogram(recorder.register_histogram(&key, &METADATA)),
+        });
         f(&handle)
     })
 }
 
 impl Collector for PrometheusCollector {
     fn increment_counter(&self, name: &str, labels: &[&str]) {
-        self.with_handle(Kind::Counter, name, labels, |handle| {
-            if let Handle::Counter(counter) = handle {
-                counter.increment(1);
-            }
-        });
+        self.with_handle(Kind::Counter, name, labels, |handle| handle.increment(1));
     }
 
     fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
-        self.with_handle(Kind::Histogram, name, labels, |handle| {
-            if let Handle::Histogram(histogram) = handle {
-                histogram.record(value);
-            }
-        });
+        self.with_handle(Kind::Histogram, name, labels, |handle| handle.record(value));
     }
 
     fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
-        self.with_handle(Kind::Gauge, name, labels, |handle| {
-            if let Handle::Gauge(gauge) = handle {
-                gauge.set(value);
-            }
-        });
+        self.with_handle(Kind::Gauge, name, labels, |handle| handle.set(value));
     }
 
-    /// Starts a timer recording into the histogram `name` (its buffer survives the
-    /// exporter's idle expiry, so a long timer loses nothing).
+    /// Starts a timer recording into the histogram `name` (a long timer loses nothing to
+    /// idle expiry: its series comes back when it records).
     fn start_timer(&self, name: &str) -> Timer {
         Timer::recording_into(self.histogram(name))
+    }
+
+    fn add_to_counter(&self, name: &str, n: u64, labels: &[&str]) {
+        self.with_handle(Kind::Counter, name, labels, |handle| handle.increment(n));
+    }
+
+    fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
+        self.with_handle(Kind::Gauge, name, labels, |handle| handle.add(delta));
     }
 }

@@ -307,4 +307,16 @@ impl<C: Collector> Collector for AggregatingCollector<C> {
             this.aggregate(&name, seconds, &[]);
         })
     }
+
+    /// Aggregates `n` as one value (as `increment_counter` aggregates 1).
+    fn add_to_counter(&self, name: &str, n: u64, labels: &[&str]) {
+        self.aggregate(name, n as f64, labels);
+        self.inner.add_to_counter(name, n, labels);
+    }
+
+    /// Aggregates `delta` as one value.
+    fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
+        self.aggregate(name, delta, labels);
+        self.inner.add_to_gauge(name, delta, labels);
+    }
 }

@@ -180,4 +180,16 @@ impl<C: Collector> Collector for FilteringCollector<C> {
             Timer::unrecorded()
         }
     }
+
+    fn add_to_counter(&self, name: &str, n: u64, labels: &[&str]) {
+        if self.permits(name) {
+            self.inner.add_to_counter(name, n, labels);
+        }
+    }
+
+    fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
+        if self.permits(name) {
+            self.inner.add_to_gauge(name, delta, labels);
+        }
+    }
 }

@@ -1,10 +1,5 @@
 //! The HTTP listener of the [`MetricsServer`](crate::MetricsServer): a small hyper server of
-//! ours that serves what the exporter renders.
-//!
-//! Why not the exporter's own listener: its `render()` drains histogram storage at moments we
-//! cannot control, and an observation racing that drain is lost. Ours renders through the
-//! pipeline, which moves histogram buffers into the exporter under its drain lock first (see
-//! [`crate::histogram`]).
+//! ours that serves what the pipeline's encoder writes.
 //!
 //! | request | answer |
 //! |---|---|
@@ -43,8 +38,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::Error;
 
-/// The exposition's content type, as client_golang sends it.
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) use crate::encode::text::CONTENT_TYPE;
 
 /// Connections served at once; more are closed on accept.
 pub(crate) const MAX_CONNECTIONS: usize = 512;

@@ -16,8 +16,8 @@
 //!   pusher pushes once more. Recorded values stay in the pipeline.
 //! * `start` after `stop` exports again, every value kept. Dropping a running one stops it.
 //! * One at a time exports a pipeline: another one started meanwhile gets
-//!   [`Error::AlreadyExported`]. The exporter's settings (buckets, global labels, idle
-//!   timeout, limits) are those of the first one that started on the pipeline.
+//!   [`Error::AlreadyExported`]. The pipeline's settings (buckets, global labels, idle
+//!   timeout, limits) are those of the first one that started on it.
 
 pub(crate) mod listener;
 #[cfg(feature = "push")]
@@ -162,7 +162,7 @@ impl MetricsServer {
     /// [`Error::InvalidAddress`], [`Error::Bind`] (port in use, permission),
     /// [`Error::AlreadyRunning`], [`Error::ForeignRecorder`] (a global server when another
     /// global recorder is installed), [`Error::AlreadyExported`] (another server exports the
-    /// same pipeline right now), [`Error::Exporter`], [`Error::Runtime`].
+    /// same pipeline right now), [`Error::Runtime`].
     pub fn start(&self) -> Result<(), Error> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, listener)) = &*running {

@@ -95,7 +95,7 @@ impl Pusher {
     ///
     /// # Errors
     /// [`Error::AlreadyRunning`], [`Error::Tls`] (no usable root certificates),
-    /// [`Error::ForeignRecorder`], [`Error::AlreadyExported`], [`Error::Exporter`],
+    /// [`Error::ForeignRecorder`], [`Error::AlreadyExported`],
     /// [`Error::Runtime`].
     pub fn start(&self) -> Result<(), Error> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);

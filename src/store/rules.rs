@@ -2,26 +2,20 @@
 //! format. Pure functions, each rule written once; the layer applies them, the builder and
 //! the testing parser check with them.
 //!
-//! * Metric names and label keys are sanitized by the exporter's own
+//! * Metric names and label keys are sanitized by `metrics-exporter-prometheus`' own
 //!   `formatting::sanitize_metric_name` and `sanitize_label_key` (every invalid character
-//!   becomes `_`), so the family name computed here is the name the exporter prints.
+//!   becomes `_`): our names are the names the exporter would print.
 //! * Reserved label keys (`__` prefix), `le` on histograms and the empty key get the
 //!   `exported_` prefix, as Prometheus does for clashing labels.
 //! * Keys that collide after that are resolved deterministically: keys that needed no change
 //!   keep their name, the others take the first free name among `key`, `key_1`, `key_2`, ...
 //! * An empty label value means "no label" in Prometheus, so the label is removed.
-//! * Backslashes in label values are doubled before they reach the exporter, whose escaping
-//!   treats `\\` as an already-escaped backslash; this keeps every value printed exactly.
 
 use std::borrow::Cow;
 
-use metrics::Label;
 use metrics_exporter_prometheus::formatting::{sanitize_label_key, sanitize_metric_name};
 
-use crate::handle::Kind;
-
-/// The label OpenTelemetry SDKs put on the series that collects label sets past the limit.
-pub(crate) const OVERFLOW_LABEL: &str = "otel_metric_overflow";
+use super::series::Kind;
 
 /// Metric names with this prefix belong to porter-metrics' own self-metrics.
 pub(crate) const SELF_PREFIX: &str = "porter_metrics_";
@@ -91,22 +85,17 @@ pub(crate) fn claimed_names(family: &str, kind: Kind) -> Vec<String> {
     }
 }
 
-/// Whether labels can reach the exporter untouched: valid, unreserved, distinct keys and
-/// non-empty values free of backslashes.
-pub(crate) fn labels_are_clean<'a>(
-    labels: impl Iterator<Item = &'a Label> + Clone,
+/// Whether label pairs can be used as they are: valid, unreserved, distinct keys and
+/// non-empty values.
+pub(crate) fn pairs_are_clean<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
     kind: Kind,
 ) -> bool {
-    for (i, label) in labels.clone().enumerate() {
-        let value = label.value();
-        if value.is_empty() || value.contains('\\') || !is_label_key(label.key(), kind) {
+    for (i, (key, value)) in pairs.clone().enumerate() {
+        if value.is_empty() || !is_label_key(key, kind) {
             return false;
         }
-        if labels
-            .clone()
-            .take(i)
-            .any(|earlier| earlier.key() == label.key())
-        {
+        if pairs.clone().take(i).any(|(earlier, _)| earlier == key) {
             return false;
         }
     }
@@ -119,7 +108,7 @@ pub(crate) fn labels_are_clean<'a>(
 pub(crate) fn rewrite_labels<'a>(
     labels: impl Iterator<Item = (&'a str, &'a str)>,
     kind: Kind,
-) -> (Vec<Label>, usize) {
+) -> (Vec<(String, &'a str)>, usize) {
     // (needs change, raw key, value, target key)
     let mut pending: Vec<(bool, &str, &str, String)> = Vec::new();
     for (key, value) in labels {
@@ -142,7 +131,7 @@ pub(crate) fn rewrite_labels<'a>(
     pending.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
 
     let mut renamed = 0;
-    let mut out: Vec<Label> = Vec::with_capacity(pending.len());
+    let mut out: Vec<(String, &str)> = Vec::with_capacity(pending.len());
     for (changed, _, value, target) in pending {
         let mut n = 0u32;
         let name = loop {
@@ -156,7 +145,7 @@ pub(crate) fn rewrite_labels<'a>(
             } else {
                 candidate
             };
-            if !out.iter().any(|l| l.key() == candidate) {
+            if !out.iter().any(|(key, _)| *key == candidate) {
                 break candidate;
             }
             n += 1;
@@ -164,29 +153,20 @@ pub(crate) fn rewrite_labels<'a>(
         if changed || n > 0 {
             renamed += 1;
         }
-        out.push(Label::new(name, escape_value(value).into_owned()));
+        out.push((name, value));
     }
-    out.sort_by(|a, b| a.key().cmp(b.key()));
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     (out, renamed)
-}
-
-/// Doubles backslashes, which the exporter's escaping would otherwise treat as escapes.
-pub(crate) fn escape_value(value: &str) -> Cow<'_, str> {
-    if value.contains('\\') {
-        Cow::Owned(value.replace('\\', "\\\\"))
-    } else {
-        Cow::Borrowed(value)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn pairs(labels: &[Label]) -> Vec<(String, String)> {
+    fn pairs(labels: &[(String, &str)]) -> Vec<(String, String)> {
         labels
             .iter()
-            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .map(|(k, v)| (k.clone(), (*v).to_owned()))
             .collect()
     }
 
@@ -227,22 +207,16 @@ mod tests {
 
     #[test]
     fn clean_labels_are_recognised() {
-        let ok = [Label::new("method", "GET"), Label::new("code", "200")];
-        assert!(labels_are_clean(ok.iter(), Kind::Histogram));
-        let le = [Label::new("le", "1")];
-        assert!(labels_are_clean(le.iter(), Kind::Counter));
-        assert!(!labels_are_clean(le.iter(), Kind::Histogram));
-        for bad in [
-            [Label::new("a-b", "1")],
-            [Label::new("__name__", "1")],
-            [Label::new("a", "")],
-            [Label::new("a", "x\\y")],
-            [Label::new("", "v")],
-        ] {
-            assert!(!labels_are_clean(bad.iter(), Kind::Counter), "{bad:?}");
+        let ok = [("method", "GET"), ("code", "200")];
+        assert!(pairs_are_clean(ok.into_iter(), Kind::Histogram));
+        assert!(pairs_are_clean([("le", "1")].into_iter(), Kind::Counter));
+        assert!(!pairs_are_clean([("le", "1")].into_iter(), Kind::Histogram));
+        for bad in [("a-b", "1"), ("__name__", "1"), ("a", ""), ("", "v")] {
+            assert!(!pairs_are_clean([bad].into_iter(), Kind::Counter), "{bad:?}");
         }
-        let dup = [Label::new("a", "1"), Label::new("a", "2")];
-        assert!(!labels_are_clean(dup.iter(), Kind::Counter));
+        assert!(pairs_are_clean([("a", "x\\y")].into_iter(), Kind::Counter));
+        let dup = [("a", "1"), ("a", "2")];
+        assert!(!pairs_are_clean(dup.into_iter(), Kind::Counter));
     }
 
     #[test]
@@ -272,13 +246,13 @@ mod tests {
     }
 
     #[test]
-    fn empty_keys_are_exported_and_backslashes_doubled() {
+    fn empty_keys_are_exported_and_values_kept() {
         let (labels, renamed) = rewrite_labels([("", "v"), ("p", "a\\b")].into_iter(), Kind::Gauge);
         assert_eq!(
             pairs(&labels),
             [
                 ("exported_".to_owned(), "v".to_owned()),
-                ("p".to_owned(), "a\\\\b".to_owned())
+                ("p".to_owned(), "a\\b".to_owned())
             ]
         );
         assert_eq!(renamed, 1);

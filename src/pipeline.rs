@@ -1,88 +1,73 @@
-//! One metrics pipeline: our layer, over the pending buffer, over the exporter's recorder,
-//! kept in shape by an upkeep thread.
+//! One metrics pipeline: the recorder over its store, the encoder, and, when there is
+//! periodic work (idle expiry, process metrics), an upkeep thread.
 //!
 //! A process has at most one *global* pipeline (installed as the `metrics` global recorder
 //! the first time a [`PrometheusCollector`](crate::PrometheusCollector) or a global
 //! [`MetricsServer`](crate::MetricsServer) needs it), and any number of standalone ones
 //! held by their owners ([`LocalRecorder`](crate::LocalRecorder), standalone servers).
 //!
-//! The layer holds the pipeline's one id, one epoch and one clock. The exporter is *bound*
-//! once, by the first server that starts on the pipeline (or at once, for a local
-//! recorder), with that server's settings; servers then come and go over it.
-//!
-//! The upkeep thread moves histogram buffers into the exporter every `upkeep_interval`,
-//! whether or not anybody scrapes (without it, observations pile up in memory), and with an
-//! idle timeout expires idle series, which the exporter only does while rendering. It runs
-//! as long as the pipeline exists.
-
-mod pending;
+//! A pipeline is *bound* once, by the first server that starts on it (or at once, for a
+//! local recorder), with that server's settings: histogram buckets, global labels, limits,
+//! idle timeout. Servers then come and go over it, every value kept.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
-
 use crate::config::Config;
-use crate::recorder::self_metrics::DropReason;
-use crate::recorder::{Limits, PorterRecorder};
+use crate::encode::{self, text::Text};
+use crate::recorder::PorterRecorder;
+use crate::store::{Limits, Settings};
 use crate::Error;
-use pending::Pending;
-
-/// The recorders of a pipeline, from the layer down.
-pub(crate) type Stack = PorterRecorder<Pending<PrometheusRecorder>>;
 
 /// See the module documentation.
 pub(crate) struct Pipeline {
-    recorder: Arc<Stack>,
-    exporter: OnceLock<PrometheusHandle>,
+    recorder: Arc<PorterRecorder>,
+    /// The settings it was bound with.
+    config: OnceLock<Config>,
     /// How often upkeep runs, in milliseconds.
     upkeep_ms: AtomicU64,
     upkeep: OnceLock<Thread>,
     /// Whether a running server exports this pipeline.
     exporting: AtomicBool,
+    /// The size of the last exposition: the next one's buffer starts that large.
+    last_size: AtomicU64,
     #[cfg(feature = "process")]
     process: OnceLock<metrics_process::Collector>,
 }
 
 impl Pipeline {
     pub(crate) fn new(limits: Limits) -> Arc<Self> {
-        let pipeline = Arc::new(Self {
-            recorder: Arc::new(PorterRecorder::new(Pending::new(), limits)),
-            exporter: OnceLock::new(),
-            upkeep_ms: AtomicU64::new(duration_ms(Config::default().upkeep_interval())),
+        Arc::new(Self {
+            recorder: Arc::new(PorterRecorder::new(limits)),
+            config: OnceLock::new(),
+            upkeep_ms: AtomicU64::new(0),
             upkeep: OnceLock::new(),
             exporting: AtomicBool::new(false),
+            last_size: AtomicU64::new(0),
             #[cfg(feature = "process")]
             process: OnceLock::new(),
-        });
-        // From the start: before the exporter is bound, upkeep moves histogram buffers into
-        // the bounded pre-export buffer.
-        pipeline.spawn_upkeep();
-        pipeline
+        })
     }
 
     /// The pipeline's recorder: what the macros and the collector record into.
-    pub(crate) fn recorder(&self) -> &Arc<Stack> {
+    pub(crate) fn recorder(&self) -> &Arc<PorterRecorder> {
         &self.recorder
     }
 
-    /// Connects the exporter's recorder with `config`'s settings and hands the buffered data
-    /// over. Once in the pipeline's life.
-    pub(crate) fn bind(&self, exporter: PrometheusRecorder, config: &Config) -> Result<(), Error> {
-        let handle = exporter.handle();
-        // Under the drain lock: buffered observations move into the exporter with the rest.
-        self.recorder
-            .drained(|pending| pending.bind(exporter))
-            .map_err(|_| Error::AlreadyExported)?;
-        let _ = self.exporter.set(handle);
-        // Cached handles into the pre-export buffer are replaced by the exporter's own.
-        self.recorder.configure(config.limits, config.idle_timeout);
-        let dropped = self.recorder.inner().dropped();
-        if dropped > 0 {
-            self.recorder.count_dropped(DropReason::BufferFull, dropped);
+    /// Applies `config`'s settings, once in the pipeline's life: buckets, global labels,
+    /// limits, idle timeout; starts upkeep if there is periodic work.
+    pub(crate) fn bind(self: &Arc<Self>, config: &Config) {
+        if self.config.set(config.clone()).is_err() {
+            return;
         }
+        self.recorder.configure(config.limits, config.idle_timeout);
+        self.recorder.store().bind(Settings {
+            buckets: config.buckets.clone(),
+            overrides: config.bucket_overrides.clone(),
+            global: config.global_labels.clone(),
+        });
         #[cfg(feature = "process")]
         if config.process {
             let process = self
@@ -95,14 +80,9 @@ impl Pipeline {
         }
         self.upkeep_ms
             .store(duration_ms(config.upkeep_interval()), Ordering::Relaxed);
-        if let Some(thread) = self.upkeep.get() {
-            thread.unpark(); // the new interval applies now
+        if config.idle_timeout.is_some() || config.process {
+            self.spawn_upkeep();
         }
-        Ok(())
-    }
-
-    pub(crate) fn is_bound(&self) -> bool {
-        self.exporter.get().is_some()
     }
 
     /// Claims the pipeline for one server, binding it with `config` if nobody did yet.
@@ -111,40 +91,26 @@ impl Pipeline {
             return Err(Error::AlreadyExported);
         }
         let claim = ExportClaim(self.clone());
-        if !self.is_bound() {
-            self.bind(config.exporter()?.build_recorder(), config)?;
-        }
+        self.bind(config);
         Ok(claim)
     }
 
-    /// The text exposition, with every histogram observation recorded so far (empty before
-    /// the exporter is bound).
+    /// The text exposition of everything recorded so far.
     pub(crate) fn render(&self) -> String {
-        self.recorder
-            .drained(|_| self.exporter.get().map(PrometheusHandle::render))
-            .unwrap_or_default()
+        let hint = self.last_size.load(Ordering::Relaxed) as usize;
+        let mut out = String::with_capacity(hint + hint / 8);
+        encode::walk(self.recorder.store(), &mut Text::new(&mut out));
+        self.last_size.store(out.len() as u64, Ordering::Relaxed);
+        out
     }
 
-    /// Drains histograms, refreshes process metrics, and expires idle series.
+    /// Refreshes process metrics and expires idle series.
     pub(crate) fn run_upkeep(&self) {
         #[cfg(feature = "process")]
         if let Some(process) = self.process.get() {
             metrics::with_local_recorder(&*self.recorder, || process.collect());
         }
-        let idle = self.recorder.idle_timeout();
-        self.recorder.drained(|_| {
-            let Some(handle) = self.exporter.get() else {
-                return;
-            };
-            if idle.is_some() {
-                // The exporter expires idle series only while rendering: render (to nowhere)
-                // so they expire even when nobody scrapes.
-                let _ = handle.render_to_write(&mut std::io::sink());
-            } else {
-                handle.run_upkeep();
-            }
-        });
-        self.recorder.upkeep();
+        self.recorder.store().upkeep();
     }
 
     fn upkeep_interval(&self) -> Duration {
@@ -162,7 +128,7 @@ impl Pipeline {
                         Some(pipeline) => pipeline.upkeep_interval(),
                         None => return,
                     };
-                    // Woken early (the interval changed, or the pipeline is gone): wait again.
+                    // Woken early (the pipeline is gone, say): wait again.
                     let left = interval.saturating_sub(last.elapsed());
                     if !left.is_zero() {
                         thread::park_timeout(left);
@@ -179,7 +145,7 @@ impl Pipeline {
             Ok(thread) => {
                 let _ = self.upkeep.set(thread.thread().clone());
             }
-            // Scrapes still drain histograms; only the unscraped case is left unbounded.
+            // Renders and `run_upkeep` still work; only periodic expiry is missing.
             Err(e) => tracing::error!(error = %e, "porter-metrics: cannot start the upkeep thread"),
         }
     }

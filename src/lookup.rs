@@ -1,40 +1,28 @@
-//! How a call finds its handle, fast at any number of series.
+//! How a call finds its series fast: a per-thread cache in front of the store.
 //!
-//! 1. This thread's cache ([`ThreadCache`]): a 4-way set-associative table (one for the
-//!    collector's flat pairs, one for the macros' keys) of small slots, each a hash tag and
-//!    a shared [`Entry`]. A hit costs a hash, a comparison and no shared write. It starts at
-//!    [`MIN_THREAD_ENTRIES`] slots and doubles, up to [`MAX_THREAD_ENTRIES`], while more
-//!    than a quarter of its lookups miss.
-//! 2. On a miss, the layer's shared index ([`SharedIndex`]): [`SHARDS`] shards of a
-//!    read-mostly hash table from the same key to its entry. A hit costs one probe under a
-//!    shard's read lock. The entry then replaces one slot of the thread's set, the first one
-//!    not used since the set's hand last passed it (CLOCK). A thread whose working set
-//!    outgrows even the largest cache keeps only one miss in eight, so a miss stays one
-//!    probe, not a probe plus an eviction.
-//! 3. Only a key new to the process is resolved by the rules, under the shard's write lock,
-//!    so threads racing on a new series register it once.
+//! Each thread keeps a 4-way set-associative table (one for the collector's flat pairs, one
+//! for the macros' keys) of small slots, each a hash tag and a shared [`Entry`]: the call's
+//! key and what it resolved to. A hit costs a hash, a comparison and no shared write. The
+//! table starts at [`MIN_THREAD_ENTRIES`] slots and doubles, up to [`MAX_THREAD_ENTRIES`],
+//! while more than a quarter of its lookups miss; then it replaces the first entry the set's
+//! hand finds unused since it last passed (CLOCK), and a thread whose working set outgrows
+//! even the largest table keeps only one miss in eight. A miss asks the store, whose family
+//! map is the one shared index.
 //!
-//! Entries remember the layer's epoch (bumped when the exporter is bound or the settings
-//! change) and when they were resolved: with idle expiry, an entry resolved more than half
-//! the idle timeout ago is resolved again, since the exporter may have removed its series.
-//! Every resolution is followed by an update through the handle, so a series whose entry
-//! is fresh has been updated within half the timeout and is still exported.
-//!
-//! Memory is bounded: at most [`MAX_THREAD_ENTRIES`] slots of 32 bytes per thread and
-//! table; the shared index holds admitted keys only (not folded or dropped ones), at most
-//! twice the layer's series limit, and forgets keys not resolved again within the idle
-//! timeout.
+//! An entry is used only while it is fresh: made in the recorder's current epoch (bumped
+//! when its settings change) and, for a series, while the series is live (idle expiry
+//! did not remove it). Memory is bounded: at most [`MAX_THREAD_ENTRIES`] slots of 32 bytes
+//! per thread and table.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::thread::LocalKey;
 
-use hashbrown::HashTable;
 use metrics::Key;
 
-use crate::handle::{Handle, Kind};
 use crate::key::{self, PairsKey};
+use crate::recorder::Handle;
+use crate::store::series::Kind;
 
 /// Ways per set of a thread's cache.
 const WAYS: usize = 4;
@@ -43,8 +31,6 @@ pub(crate) const MIN_THREAD_ENTRIES: usize = 1024;
 pub(crate) const MAX_THREAD_ENTRIES: usize = 16 * 1024;
 /// Lookups between two looks at a thread cache's miss rate.
 const WINDOW: u32 = 4096;
-/// Shards of the shared index.
-pub(crate) const SHARDS: usize = 64;
 
 /// A call's key, as a lookup sees it.
 pub(crate) trait Probe {
@@ -53,8 +39,6 @@ pub(crate) trait Probe {
     fn kind(&self) -> Kind;
     /// The hash choosing a thread cache's set.
     fn thread_hash(&self) -> u64;
-    /// The hash of the shared index (only computed on a thread cache miss).
-    fn shared_hash(&self) -> u64;
     fn matches(&self, stored: &Self::Stored) -> bool;
     fn store(&self) -> Self::Stored;
 }
@@ -67,28 +51,19 @@ pub(crate) struct Resolved {
     pub(crate) dangling: bool,
 }
 
-/// The layer's state a lookup checks entries against.
+/// The recorder's state a lookup checks entries against.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Now {
     pub(crate) layer: u64,
     pub(crate) epoch: u64,
-    /// The layer's clock, ms.
-    pub(crate) ms: u64,
-    /// Entries resolved before this are resolved again (0: never).
-    pub(crate) stale_before: u64,
 }
 
-/// A key and what it resolved to, when: shared by the index and the thread caches. Read
-/// on every cached call by every thread, so it keeps cache lines of its own: a neighbour's
-/// counter, written by every call, must not share one with it.
-#[repr(align(64))]
+/// A key and what it resolved to, in which epoch.
 pub(crate) struct Entry<S> {
-    hash: u64,
     kind: Kind,
     key: S,
     resolved: Resolved,
     epoch: u64,
-    resolved_ms: u64,
 }
 
 impl<S> Entry<S> {
@@ -99,7 +74,7 @@ impl<S> Entry<S> {
 
     #[inline]
     fn fresh(&self, now: &Now) -> bool {
-        self.epoch == now.epoch && self.resolved_ms >= now.stale_before
+        self.epoch == now.epoch && self.resolved.handle.is_live()
     }
 }
 
@@ -251,176 +226,55 @@ impl<S> ThreadCache<S> {
 /// A thread-local cache table.
 pub(crate) type ThreadTable<S> = LocalKey<RefCell<Option<ThreadCache<S>>>>;
 
-type Shard<S> = RwLock<HashTable<Arc<Entry<S>>>>;
-
-/// The layer's shared index: see the module documentation.
-pub(crate) struct SharedIndex<S> {
-    shards: Box<[Shard<S>]>,
-    len: AtomicUsize,
-    /// Most keys held.
-    cap: AtomicUsize,
-}
-
-impl<S> SharedIndex<S> {
-    pub(crate) fn new(cap: usize) -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashTable::new())).collect(),
-            len: AtomicUsize::new(0),
-            cap: AtomicUsize::new(cap),
-        }
-    }
-
-    /// Holds at most `cap` keys from now on.
-    pub(crate) fn set_cap(&self, cap: usize) {
-        self.cap.store(cap, Ordering::Relaxed);
-    }
-
-    fn shard(&self, hash: u64) -> &Shard<S> {
-        // The top bits: hashbrown uses the low ones within a shard.
-        &self.shards[(hash >> 58) as usize % SHARDS]
-    }
-
-    /// Runs `f` on the fresh entry of `probe`, under the shard's read lock.
-    #[inline]
-    fn with<P: Probe<Stored = S>, T>(
-        &self,
-        hash: u64,
-        probe: &P,
-        now: &Now,
-        f: impl FnOnce(&Arc<Entry<S>>) -> T,
-    ) -> Option<T> {
-        let shard = self
-            .shard(hash)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        shard
-            .find(hash, |e| e.hash == hash && e.is(probe))
-            .filter(|e| e.fresh(now))
-            .map(f)
-    }
-
-    /// The fresh entry of `probe`, or one made of what `resolve` gives (kept in the index if
-    /// it says so and the index is not full), resolved once however many threads ask at
-    /// once.
-    fn get_or_resolve<P: Probe<Stored = S>>(
-        &self,
-        hash: u64,
-        probe: &P,
-        now: &Now,
-        resolve: impl FnOnce() -> (Resolved, bool),
-    ) -> Arc<Entry<S>> {
-        let mut shard = self
-            .shard(hash)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let found = shard.find_entry(hash, |e| e.hash == hash && e.is(probe));
-        if let Ok(found) = &found {
-            if found.get().fresh(now) {
-                return found.get().clone();
-            }
-        }
-        let (resolved, keep) = resolve();
-        let entry = Arc::new(Entry {
-            hash,
-            kind: probe.kind(),
-            key: probe.store(),
-            resolved,
-            epoch: now.epoch,
-            resolved_ms: now.ms,
-        });
-        match found {
-            Ok(mut stale) if keep => *stale.get_mut() = entry.clone(),
-            Ok(stale) => {
-                stale.remove();
-                self.len.fetch_sub(1, Ordering::Relaxed);
-            }
-            Err(_)
-                if keep && self.len.load(Ordering::Relaxed) < self.cap.load(Ordering::Relaxed) =>
-            {
-                shard.insert_unique(hash, entry.clone(), |e| e.hash);
-                self.len.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {}
-        }
-        entry
-    }
-
-    /// Forgets keys not resolved since `before_ms` (with idle expiry only).
-    pub(crate) fn forget_before(&self, before_ms: u64) {
-        for shard in self.shards.iter() {
-            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
-            let len = shard.len();
-            shard.retain(|e| e.resolved_ms >= before_ms);
-            self.len.fetch_sub(len - shard.len(), Ordering::Relaxed);
-        }
-    }
-
-    /// Keys held.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
-    }
-}
-
-/// Finds the handle of `probe` (see the module documentation) and runs `f` on it.
-/// `resolve` applies the rules; it says whether the result may be shared.
+/// Finds what `probe` resolves to (see the module documentation) and runs `f` on it.
+/// `resolve` asks the store.
 #[inline]
 pub(crate) fn find<P: Probe, T>(
     table: &'static ThreadTable<P::Stored>,
-    index: &SharedIndex<P::Stored>,
     now: &Now,
     probe: &P,
-    resolve: impl FnOnce() -> (Resolved, bool),
+    resolve: impl FnOnce() -> Resolved,
     f: impl Fn(&Resolved) -> T,
 ) -> T {
     let tag = probe.thread_hash();
     let hit = table.try_with(|cell| {
-        // Busy: a recorder recording while it registers. Go without the cache.
+        // Busy: a recorder recording while it resolves. Go without the cache.
         let mut cache = cell.try_borrow_mut().ok()?;
         let cache = cache.get_or_insert_with(ThreadCache::new);
         cache.get(tag, probe, now).map(|e| f(&e.resolved))
     });
     match hit {
         Ok(Some(out)) => out,
-        _ => miss(table, index, now, probe, tag, resolve, &f),
+        _ => miss(table, now, probe, tag, resolve, &f),
     }
 }
 
-/// The slow path, out of line: the shared index, or the rules.
+/// The slow path, out of line: the store, then the thread's cache keeps the answer.
 #[cold]
 #[inline(never)]
 fn miss<P: Probe, T>(
     table: &'static ThreadTable<P::Stored>,
-    index: &SharedIndex<P::Stored>,
     now: &Now,
     probe: &P,
     tag: u64,
-    resolve: impl FnOnce() -> (Resolved, bool),
+    resolve: impl FnOnce() -> Resolved,
     f: &impl Fn(&Resolved) -> T,
 ) -> T {
-    let keep = |entry: &Arc<Entry<P::Stored>>| {
-        let _ = table.try_with(|cell| {
-            if let Ok(mut cache) = cell.try_borrow_mut() {
-                let cache = cache.get_or_insert_with(ThreadCache::new);
-                if cache.admit() {
-                    cache.insert(tag, probe, now, entry.clone());
-                }
-            }
-        });
-    };
-    let hash = probe.shared_hash();
-    let found = index.with(hash, probe, now, |entry| {
-        keep(entry);
-        f(&entry.resolved)
+    let entry = Arc::new(Entry {
+        kind: probe.kind(),
+        key: probe.store(),
+        resolved: resolve(),
+        epoch: now.epoch,
     });
-    match found {
-        Some(out) => out,
-        None => {
-            let entry = index.get_or_resolve(hash, probe, now, resolve);
-            keep(&entry);
-            f(&entry.resolved)
+    let _ = table.try_with(|cell| {
+        if let Ok(mut cache) = cell.try_borrow_mut() {
+            let cache = cache.get_or_insert_with(ThreadCache::new);
+            if cache.admit() {
+                cache.insert(tag, probe, now, entry.clone());
+            }
         }
-    }
+    });
+    f(&entry.resolved)
 }
 
 /// A collector call: the kind, the name and the flat label strings as given.
@@ -451,9 +305,6 @@ impl Probe for PairsProbe<'_> {
     fn thread_hash(&self) -> u64 {
         self.hash
     }
-    fn shared_hash(&self) -> u64 {
-        self.hash
-    }
     #[inline]
     fn matches(&self, stored: &PairsKey) -> bool {
         stored.matches(self.name, self.labels)
@@ -474,13 +325,10 @@ impl Probe for KeyProbe<'_> {
     fn kind(&self) -> Kind {
         self.kind
     }
-    /// The key's own hash, computed when it was built: free, and good enough to pick a set.
+    /// The key's own hash, computed when it was built: free, and good enough to pick a set
+    /// (the store's map, not this cache, is what crafted labels could aim at).
     fn thread_hash(&self) -> u64 {
         key::finish(self.key.get_hash() ^ self.kind as u64)
-    }
-    /// Seeded: the key's own hash has a fixed seed that crafted labels could aim at.
-    fn shared_hash(&self) -> u64 {
-        key::finish(key::series_hash(self.key) ^ self.kind as u64)
     }
     fn matches(&self, stored: &Key) -> bool {
         stored == self.key

@@ -1,0 +1,156 @@
+//! Exposition: one walk of the store, written out by an [`Encoder`] per format.
+//!
+//! [`walk`] visits the self-metrics, then every family in name order, then every series of
+//! each family under that family's read lock, and hands each value to the encoder as it
+//! goes: no snapshot maps, and nothing allocated per series. A format is one `Encoder`
+//! (today [`text::Text`], the Prometheus text format 0.0.4); another format is another
+//! implementation beside it.
+
+pub(crate) mod text;
+
+use std::fmt::Write as _;
+
+use crate::store::family::Family;
+use crate::store::self_metrics::{
+    DROPPED_LABELS, DROPPED_SAMPLES, METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
+};
+use crate::store::series::{Kind, Value};
+use crate::store::{labels, FamilyRef, Store};
+
+/// The labels of one series: its own (rendered, canonical) and the global ones it does
+/// not override.
+#[derive(Clone, Copy)]
+pub(crate) struct Labels<'a> {
+    pub(crate) series: &'a str,
+    /// `(key, rendered key="value")`.
+    pub(crate) global: &'a [(String, String)],
+}
+
+impl Labels<'_> {
+    /// The global labels to print beside the series' own.
+    pub(crate) fn global(&self) -> impl Iterator<Item = &str> + '_ {
+        self.global
+            .iter()
+            .filter(|(key, _)| self.series.is_empty() || !labels::has_key(self.series, key))
+            .map(|(_, pair)| pair.as_str())
+    }
+}
+
+/// Writes one format; [`walk`] calls it in exposition order.
+pub(crate) trait Encoder {
+    /// A new family; its series follow.
+    fn family(&mut self, name: &str, kind: Kind, help: Option<&str>);
+    fn counter(&mut self, name: &str, labels: Labels<'_>, value: u64);
+    fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64);
+    /// `counts` per bucket, not cumulative; the last is `+Inf`'s own.
+    fn histogram(&mut self, name: &str, labels: Labels<'_>, bounds: &[f64], counts: &[u64], sum: f64);
+}
+
+/// HELP texts of the self-metrics.
+const SELF_HELP: [(&str, &str); 5] = [
+    (DROPPED_SAMPLES, "Calls whose sample porter-metrics dropped, by reason."),
+    (DROPPED_LABELS, "Labels porter-metrics removed from a call, by reason."),
+    (
+        OVERFLOW_SAMPLES,
+        "Calls folded into a metric's otel_metric_overflow series, by metric.",
+    ),
+    (SERIES, "Series currently tracked by porter-metrics."),
+    (METRIC_NAMES, "Metric names currently tracked by porter-metrics."),
+];
+
+/// Walks `store` into `encoder` (see the module documentation).
+pub(crate) fn walk(store: &Store, encoder: &mut impl Encoder) {
+    let global: Vec<(String, String)> = store
+        .settings()
+        .map(|s| {
+            s.global
+                .iter()
+                .map(|(key, value)| {
+                    let mut pair = String::new();
+                    labels::pair(&mut pair, key, value);
+                    (key.clone(), pair)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let families = store.families();
+    self_metrics(store, &families, &global, encoder);
+    let mut counts = Vec::new();
+    for family in &families {
+        match family {
+            FamilyRef::Counter(f) => series_of(f, Kind::Counter, encoder, |e, name, s| {
+                e.counter(name, Labels { series: &s.labels, global: &global }, s.get());
+            }),
+            FamilyRef::Gauge(f) => series_of(f, Kind::Gauge, encoder, |e, name, s| {
+                e.gauge(name, Labels { series: &s.labels, global: &global }, s.get());
+            }),
+            FamilyRef::Histogram(f) => {
+                let Some(bounds) = f.bounds.get() else {
+                    continue; // not bound yet: nothing is exported before a server starts
+                };
+                series_of(f, Kind::Histogram, encoder, |e, name, s| {
+                    s.counts_into(&mut counts);
+                    if counts.len() == bounds.len() + 1 {
+                        let labels = Labels { series: &s.labels, global: &global };
+                        e.histogram(name, labels, bounds, &counts, s.sum());
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn series_of<V: Value, E: Encoder>(
+    family: &Family<V>,
+    kind: Kind,
+    encoder: &mut E,
+    mut each: impl FnMut(&mut E, &str, &crate::store::series::Series<V>),
+) {
+    if family.is_empty() {
+        return;
+    }
+    encoder.family(&family.name, kind, family.help().as_deref());
+    family.for_each(|series| each(encoder, &family.name, series));
+}
+
+fn self_metrics(
+    store: &Store,
+    families: &[FamilyRef],
+    global: &[(String, String)],
+    encoder: &mut impl Encoder,
+) {
+    let help = |name: &str| SELF_HELP.iter().find(|(n, _)| *n == name).map(|(_, h)| *h);
+    let metrics = &store.shared.self_metrics;
+    let mut set = String::new();
+    for (name, counts) in [
+        (DROPPED_SAMPLES, metrics.dropped().collect::<Vec<_>>()),
+        (DROPPED_LABELS, metrics.label_drops().collect()),
+    ] {
+        encoder.family(name, Kind::Counter, help(name));
+        for (reason, n) in counts {
+            set.clear();
+            let _ = write!(set, "reason=\"{reason}\"");
+            encoder.counter(name, Labels { series: &set, global }, n);
+        }
+    }
+    encoder.family(OVERFLOW_SAMPLES, Kind::Counter, help(OVERFLOW_SAMPLES));
+    // A zero series without `metric` keeps the metric present before any overflow.
+    encoder.counter(OVERFLOW_SAMPLES, Labels { series: "", global }, 0);
+    for family in families {
+        let (name, folded) = match family {
+            FamilyRef::Counter(f) => (&f.name, f.folded()),
+            FamilyRef::Gauge(f) => (&f.name, f.folded()),
+            FamilyRef::Histogram(f) => (&f.name, f.folded()),
+        };
+        if let Some(folded) = folded {
+            set.clear();
+            labels::pair(&mut set, "metric", name);
+            encoder.counter(OVERFLOW_SAMPLES, Labels { series: &set, global }, folded);
+        }
+    }
+    let (series, names) = store.counts();
+    for (name, value) in [(SERIES, series), (METRIC_NAMES, names)] {
+        encoder.family(name, Kind::Gauge, help(name));
+        encoder.gauge(name, Labels { series: "", global }, value as f64);
+    }
+}

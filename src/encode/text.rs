@@ -1,0 +1,160 @@
+//! The Prometheus text format 0.0.4, as client_golang writes it.
+
+use std::fmt::Write as _;
+
+use super::{Encoder, Labels};
+use crate::store::series::Kind;
+
+/// The text format's content type.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Writes the text format into a `String`.
+pub(crate) struct Text<'a> {
+    out: &'a mut String,
+    /// The current histogram family's `le` values, rendered once per family.
+    les: Vec<String>,
+    les_of: Vec<f64>,
+}
+
+impl<'a> Text<'a> {
+    pub(crate) fn new(out: &'a mut String) -> Self {
+        Self {
+            out,
+            les: Vec::new(),
+            les_of: Vec::new(),
+        }
+    }
+
+    /// `name{labels[,extra]} ` (braces only when there is a label).
+    fn series(&mut self, name: &str, suffix: &str, labels: Labels<'_>, extra: Option<&str>) {
+        let out = &mut *self.out;
+        out.push_str(name);
+        out.push_str(suffix);
+        let mut first = true;
+        let mut put = |out: &mut String, part: &str| {
+            out.push(if first { '{' } else { ',' });
+            first = false;
+            out.push_str(part);
+        };
+        if !labels.series.is_empty() {
+            put(out, labels.series);
+        }
+        for pair in labels.global() {
+            put(out, pair);
+        }
+        if let Some(extra) = extra {
+            put(out, extra);
+        }
+        if !first {
+            out.push('}');
+        }
+        out.push(' ');
+    }
+}
+
+/// Writes an f64 as Prometheus parses it: `NaN`, `+Inf`, `-Inf`, or the shortest decimal
+/// that reads back exactly (with an exponent only at extreme magnitudes).
+pub(crate) fn write_f64(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else if value != 0.0 && !(1e-9..1e15).contains(&value.abs()) {
+        let _ = write!(out, "{value:e}");
+    } else {
+        let _ = write!(out, "{value}");
+    }
+}
+
+/// Escapes a HELP text: `\` → `\\`, newline → `\n`.
+fn escape_help(out: &mut String, help: &str) {
+    let mut rest = help;
+    while let Some(at) = rest.find(['\\', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(if rest.as_bytes()[at] == b'\\' { "\\\\" } else { "\\n" });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
+impl Encoder for Text<'_> {
+    fn family(&mut self, name: &str, kind: Kind, help: Option<&str>) {
+        if let Some(help) = help {
+            self.out.push_str("# HELP ");
+            self.out.push_str(name);
+            self.out.push(' ');
+            escape_help(self.out, help);
+            self.out.push('\n');
+        }
+        let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
+    }
+
+    fn counter(&mut self, name: &str, labels: Labels<'_>, value: u64) {
+        self.series(name, "", labels, None);
+        let _ = writeln!(self.out, "{value}");
+    }
+
+    fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64) {
+        self.series(name, "", labels, None);
+        write_f64(self.out, value);
+        self.out.push('\n');
+    }
+
+    fn histogram(&mut self, name: &str, labels: Labels<'_>, bounds: &[f64], counts: &[u64], sum: f64) {
+        if self.les_of != bounds {
+            self.les_of.clear();
+            self.les_of.extend_from_slice(bounds);
+            self.les.clear();
+            for bound in bounds.iter().copied().chain([f64::INFINITY]) {
+                let mut le = String::from("le=\"");
+                write_f64(&mut le, bound);
+                le.push('"');
+                self.les.push(le);
+            }
+        }
+        let mut total = 0u64;
+        for (i, count) in counts.iter().enumerate() {
+            total = total.wrapping_add(*count);
+            let le = std::mem::take(&mut self.les[i]);
+            self.series(name, "_bucket", labels, Some(&le));
+            self.les[i] = le;
+            let _ = writeln!(self.out, "{total}");
+        }
+        self.series(name, "_sum", labels, None);
+        write_f64(self.out, sum);
+        self.out.push('\n');
+        self.series(name, "_count", labels, None);
+        let _ = writeln!(self.out, "{total}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_are_written_as_prometheus_reads_them() {
+        let text = |v: f64| {
+            let mut out = String::new();
+            write_f64(&mut out, v);
+            out
+        };
+        assert_eq!(text(f64::NAN), "NaN");
+        assert_eq!(text(f64::INFINITY), "+Inf");
+        assert_eq!(text(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(text(0.25), "0.25");
+        assert_eq!(text(42.0), "42");
+        assert_eq!(text(1e300), "1e300");
+        assert_eq!(text(-2.5e-12), "-2.5e-12");
+        for v in [0.1, 1e-9, 123456.789, f64::MAX, f64::MIN_POSITIVE] {
+            assert_eq!(text(v).parse::<f64>().ok(), Some(v));
+        }
+    }
+
+    #[test]
+    fn help_is_escaped() {
+        let mut out = String::new();
+        Text::new(&mut out).family("m", Kind::Gauge, Some("a\\b\nc"));
+        assert_eq!(out, "# HELP m a\\\\b\\nc\n# TYPE m gauge\n");
+    }
+}

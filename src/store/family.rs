@@ -1,0 +1,256 @@
+//! A family: every series of one metric name, in one map from canonical label set to
+//! series, as `prometheus-client`'s `Family` keeps them.
+//!
+//! The map decides everything about a series in one place: whether a label set is new,
+//! whether it fits the limits or folds into the overflow series, and when it expires.
+//! Expired series that somebody still holds (a thread cache, a kept `metrics` handle) wait
+//! in `limbo` until they are written again (and come back) or let go.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+
+use hashbrown::HashTable;
+
+use super::series::{HistogramValue, Series, Value};
+use super::Shared;
+
+/// What a label set resolved to.
+pub(crate) enum Outcome<V> {
+    /// Its series (known, or new and counted).
+    Series(Arc<Series<V>>),
+    /// Past a limit: the family's overflow series.
+    Overflow(Arc<Series<V>>),
+}
+
+/// See the module documentation.
+pub(crate) struct Family<V> {
+    /// The name the exposition prints (sanitized; `NAME_histogram` for a histogram whose
+    /// name ends like one of its series).
+    pub(crate) name: Box<str>,
+    pub(crate) shared: Arc<Shared>,
+    /// The HELP text, unescaped: the user's description, or the collector's default.
+    help: Mutex<Option<Arc<str>>>,
+    /// A histogram family's bucket bounds (without `+Inf`), once the pipeline is bound.
+    pub(crate) bounds: OnceLock<Arc<[f64]>>,
+    series: RwLock<HashTable<Arc<Series<V>>>>,
+    limbo: Mutex<Vec<Arc<Series<V>>>>,
+    overflow: OnceLock<Arc<Series<V>>>,
+    /// Samples folded into the overflow series.
+    overflowed: AtomicU64,
+}
+
+/// The label set of the overflow series, as OpenTelemetry SDKs name it.
+pub(crate) const OVERFLOW_LABELS: &str = "otel_metric_overflow=\"true\"";
+
+impl<V: Value> Family<V> {
+    pub(crate) fn new(name: String, shared: Arc<Shared>, help: Option<Arc<str>>) -> Self {
+        Self {
+            name: name.into_boxed_str(),
+            shared,
+            help: Mutex::new(help),
+            bounds: OnceLock::new(),
+            series: RwLock::new(HashTable::new()),
+            limbo: Mutex::new(Vec::new()),
+            overflow: OnceLock::new(),
+            overflowed: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn help(&self) -> Option<Arc<str>> {
+        self.help
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets the HELP text; `default` only where there is none yet.
+    pub(crate) fn set_help(&self, text: Arc<str>, default: bool) {
+        let mut help = self.help.lock().unwrap_or_else(PoisonError::into_inner);
+        if !default || help.is_none() {
+            *help = Some(text);
+        }
+    }
+
+    fn hash(&self, labels: &str) -> u64 {
+        self.shared.hash(labels)
+    }
+
+    /// The series of the canonical label set `labels`, creating it if the limits allow.
+    pub(crate) fn resolve(self: &Arc<Self>, labels: &str) -> Outcome<V> {
+        let hash = self.hash(labels);
+        let found = self
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .find(hash, |s| *s.labels == *labels)
+            .cloned();
+        if let Some(series) = found {
+            return Outcome::Series(series);
+        }
+        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(series) = map.find(hash, |s| *s.labels == *labels) {
+            return Outcome::Series(series.clone());
+        }
+        if !self.shared.admit_series(map.len()) {
+            drop(map);
+            return Outcome::Overflow(self.overflow_series());
+        }
+        let series = Arc::new(Series::new(self.clone(), labels.into(), self.shared.now()));
+        map.insert_unique(hash, series.clone(), |s| self.hash(&s.labels));
+        Outcome::Series(series)
+    }
+
+    /// The series collecting label sets past the limits (made on first use).
+    pub(crate) fn overflow_series(self: &Arc<Self>) -> Arc<Series<V>> {
+        self.overflow
+            .get_or_init(|| {
+                Arc::new(Series::new(
+                    self.clone(),
+                    OVERFLOW_LABELS.into(),
+                    self.shared.now(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Counts `n` samples folded into the overflow series.
+    pub(crate) fn count_folded(&self, n: u64) {
+        self.overflowed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Samples folded so far, if the overflow series exists.
+    pub(crate) fn folded(&self) -> Option<u64> {
+        self.overflow
+            .get()
+            .map(|_| self.overflowed.load(Ordering::Relaxed))
+    }
+
+    /// Puts back an expired series that was written to (see `Series::updated`): into the
+    /// map if its label set is free, else into the series that took its place.
+    #[cold]
+    pub(crate) fn revive(&self, series: &Series<V>) {
+        let hash = self.hash(&series.labels);
+        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = map.find(hash, |s| *s.labels == *series.labels) {
+            if !std::ptr::eq(&**current, series) {
+                current.value.absorb(&series.value);
+                current.touched.store(self.shared.now(), Ordering::SeqCst);
+            }
+            return;
+        }
+        let kept = {
+            let mut limbo = self.limbo.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = limbo.iter().position(|s| std::ptr::eq(&**s, series));
+            at.map(|at| limbo.swap_remove(at))
+        };
+        let Some(kept) = kept else {
+            return; // the store is being dropped
+        };
+        if self.shared.admit_series(map.len()) {
+            kept.live.store(true, Ordering::SeqCst);
+            map.insert_unique(hash, kept, |s| self.hash(&s.labels));
+        } else {
+            drop(map);
+            kept.family.overflow_series().value.absorb(&series.value);
+            self.count_folded(1);
+            // Stays dead: later writes through it are folded the same way.
+            self.limbo
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(kept);
+        }
+    }
+
+    /// Removes the series not updated for `idle_ms` (see the `series` module on why no
+    /// update is lost); lets go of expired series nobody holds any more. Allocates nothing
+    /// per series. Returns how many series were removed.
+    pub(crate) fn expire(&self, now: u32, idle_ms: u32) -> usize {
+        let idle = |touched: u32| now.wrapping_sub(touched) > idle_ms;
+        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let mut limbo = self.limbo.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = map.len();
+        map.retain(|series| {
+            if !idle(series.touched.load(Ordering::Relaxed)) {
+                return true;
+            }
+            series.live.store(false, Ordering::SeqCst);
+            if !idle(series.touched.load(Ordering::SeqCst)) {
+                series.live.store(true, Ordering::SeqCst);
+                return true;
+            }
+            if Arc::strong_count(series) > 1 {
+                limbo.push(series.clone());
+            }
+            false
+        });
+        limbo.retain(|series| Arc::strong_count(series) > 1);
+        before - map.len()
+    }
+
+    /// Runs `f` on every exported series, under the map's read lock (`f` is the encoder's,
+    /// never user code); the overflow series last.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Series<V>)) {
+        {
+            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            map.iter().for_each(|s| f(s));
+        }
+        if let Some(overflow) = self.overflow.get() {
+            f(overflow);
+        }
+    }
+
+    /// Whether the family has anything to export.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.overflow.get().is_none()
+            && self
+                .series
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+    }
+
+    /// Lets every series go (the store is dropped): breaks the series → family cycle.
+    pub(crate) fn clear(&self) {
+        self.series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.limbo
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+impl Family<HistogramValue> {
+    /// Gives the family its buckets, and every series it has so far its counts: when the
+    /// pipeline binds. Returns the series, by address, to replay early observations into.
+    pub(crate) fn bind_buckets(
+        &self,
+        bounds: Arc<[f64]>,
+        out: &mut Vec<(usize, Arc<Series<HistogramValue>>)>,
+    ) {
+        let map = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let bounds = self.bounds.get_or_init(|| bounds).clone();
+        let limbo = self.limbo.lock().unwrap_or_else(PoisonError::into_inner);
+        for series in map.iter().chain(limbo.iter()).chain(self.overflow.get()) {
+            series.value.with_buckets(&bounds);
+            out.push((address(series), series.clone()));
+        }
+    }
+
+    /// Keeps an observation made before the buckets were known (see `Shared::keep_early`).
+    #[cold]
+    pub(crate) fn early(&self, series: &Series<HistogramValue>, value: f64, n: u64) {
+        let ready = || series.value.counts.get().is_some() && self.bounds.get().is_some();
+        if self.shared.keep_early(address(series), value, n, ready) {
+            series.replay(value, n);
+            series.updated();
+        }
+    }
+}
+
+/// A series' identity while it lives: its address.
+pub(crate) fn address<V>(series: &Series<V>) -> usize {
+    series as *const Series<V> as usize
+}

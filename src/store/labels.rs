@@ -1,0 +1,96 @@
+//! Canonical label sets: any label pairs, in any order, to the one text that names their
+//! series, rendered as the text format prints it (`a="1",b="2"`, keys sorted, values
+//! escaped). The same pairs in another order give the same text, so the text is the key
+//! of a family's map and what the encoder copies out.
+
+use super::rules;
+use super::series::Kind;
+
+/// Appends `value` escaped for a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub(crate) fn escape_into(out: &mut String, value: &str) {
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '"', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
+/// Renders one `key="value"` pair.
+pub(crate) fn pair(out: &mut String, key: &str, value: &str) {
+    out.push_str(key);
+    out.push_str("=\"");
+    escape_into(out, value);
+    out.push('"');
+}
+
+/// The canonical label set of `pairs` on a metric of `kind`, and how many keys had to be
+/// renamed (see [`rules::rewrite_labels`]). Empty values are dropped.
+pub(crate) fn canonical<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    kind: Kind,
+) -> (String, usize) {
+    let mut out = String::new();
+    if rules::pairs_are_clean(pairs.clone(), kind) {
+        let mut sorted: Vec<(&str, &str)> = pairs.collect();
+        sorted.sort_unstable_by_key(|(key, _)| *key);
+        for (i, (key, value)) in sorted.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            pair(&mut out, key, value);
+        }
+        return (out, 0);
+    }
+    let (labels, renamed) = rules::rewrite_labels(pairs, kind);
+    for (i, (key, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        pair(&mut out, key, value);
+    }
+    (out, renamed)
+}
+
+/// Whether a rendered label set has a label `key`. Values are escaped, so `key="` after a
+/// comma cannot appear inside one. Allocates nothing.
+pub(crate) fn has_key(labels: &str, key: &str) -> bool {
+    labels.match_indices(key).any(|(at, _)| {
+        (at == 0 || labels.as_bytes()[at - 1] == b',')
+            && labels[at + key.len()..].starts_with("=\"")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped_exactly() {
+        let mut out = String::new();
+        escape_into(&mut out, "a\\b\"c\nd\\");
+        assert_eq!(out, r#"a\\b\"c\nd\\"#);
+        let mut plain = String::new();
+        escape_into(&mut plain, "GET");
+        assert_eq!(plain, "GET");
+    }
+
+    #[test]
+    fn the_same_pairs_in_any_order_are_one_label_set() {
+        let a = canonical([("b", "2"), ("a", "1")].into_iter(), Kind::Counter);
+        let b = canonical([("a", "1"), ("b", "2")].into_iter(), Kind::Counter);
+        assert_eq!(a, b);
+        assert_eq!(a.0, r#"a="1",b="2""#);
+        let (dirty, renamed) = canonical(
+            [("a-b", "1"), ("a_b", "2"), ("e", "")].into_iter(),
+            Kind::Counter,
+        );
+        assert_eq!((dirty.as_str(), renamed), (r#"a_b="2",a_b_1="1""#, 1));
+        assert!(has_key(&dirty, "a_b_1") && has_key(&dirty, "a_b") && !has_key(&dirty, "b"));
+    }
+}
