@@ -290,3 +290,64 @@ fn idle_connections_from_outside_the_allowlist_never_stop_a_scrape() {
 fn half_sent_heads_from_outside_the_allowlist_never_stop_a_scrape() {
     outsiders_are_answered_at_once_and_take_no_slot(300, HALF_HEAD);
 }
+
+#[test]
+fn a_response_still_being_written_is_never_evicted() {
+    const FLOOD: usize = 600;
+    raise_fd_limit(descriptors_for(FLOOD));
+    let (server, addr) = running(None);
+    // An exposition of about 6 MB: more than the kernel buffers between the server and a
+    // client that reads nothing, so the server is still writing it during the flood.
+    let collector = server.collector();
+    let padding = "p".repeat(120);
+    for metric in 0..30 {
+        for series in 0..1500 {
+            collector.increment_counter(
+                &format!("big_{metric}_total"),
+                &["k", &format!("{padding}{series}")],
+            );
+        }
+    }
+    let runtime = client_runtime();
+    let mut slow = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_recv_buffer_size(4096)?;
+            socket.bind(SocketAddrV4::new(loopback(1), 0).into())?;
+            let stream = socket.connect(addr).await?.into_std()?;
+            stream.set_nonblocking(false)?;
+            Ok::<_, std::io::Error>(stream)
+        })
+        .expect("the slow client connects");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: porter\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    // The response has begun: the request is in flight.
+    slow.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut first = [0u8; 1];
+    assert_eq!(slow.peek(&mut first).expect("the response begins"), 1);
+
+    // From the slow client's own address: it is that address's oldest connection, first in
+    // line for eviction were its request not in flight.
+    let _held = flood(addr, &[loopback(1)], FLOOD, b"");
+    let scrape = scrape_from(loopback(3), addr);
+    assert_eq!(
+        evicted(&scrape, "per_peer"),
+        (FLOOD + 1 - MAX_PER_PEER) as f64
+    );
+
+    let mut raw = Vec::new();
+    slow.read_to_end(&mut raw).expect("the whole response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content length");
+    assert!(length > 5_000_000, "the exposition is {length} bytes");
+    assert_eq!(raw.len() - split - 4, length, "the response is whole");
+}
