@@ -596,7 +596,7 @@ async fn answer_forbidden(mut stream: TcpStream) {
             return;
         }
         match stream.try_write(rest) {
-            Ok(written) => rest = &rest[written..],
+            Ok(written) => rest = rest.get(written..).unwrap_or_default(),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return,
         }
