@@ -153,7 +153,8 @@ impl Builder {
     }
 
     /// Allows scrapes from this IP address or CIDR network only (repeat to allow several);
-    /// other clients get `403 Forbidden`. Everyone is allowed by default.
+    /// other clients get `403 Forbidden` as soon as they connect, and never take one of the
+    /// listener's connection slots. Everyone is allowed by default.
     ///
     /// ```
     /// use porter_metrics::{Builder, Error};

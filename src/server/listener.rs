@@ -3,7 +3,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | a client outside the allowlist | `403 Forbidden` |
+//! | a client outside the allowlist | `403 Forbidden` at once, without reading its request, then the connection closes; it never takes a slot |
 //! | `GET /metrics` | the text exposition, `text/plain; version=0.0.4; charset=utf-8`, gzipped when `Accept-Encoding` allows it |
 //! | `HEAD /metrics` | the same headers, no body (nothing is rendered) |
 //! | `GET` or `HEAD /health` | `200 OK` |
@@ -14,14 +14,25 @@
 //!
 //! The listener runs on a thread of its own with a single-threaded tokio runtime, so it works
 //! whether or not the application uses tokio; renders run on that runtime's blocking pool,
-//! so a slow scrape delays no other connection. At most [`MAX_CONNECTIONS`] connections are
-//! served at once; further ones are closed as soon as they are accepted.
+//! so a slow scrape delays no other connection.
+//!
+//! No client can lock a scraper out by holding connections: at most [`MAX_CONNECTIONS`] are
+//! served at once, and at that cap a newcomer is served while the connection idle the longest
+//! (no request in flight: idle keep-alive, or a head not yet complete) is closed. One client
+//! address holds at most [`MAX_PER_PEER`]; past it, its own longest-idle connection is closed.
+//! A connection with a request in flight (until its response is flushed) is never closed for
+//! a newcomer; when every candidate has one, the newcomer is closed instead. Refusals and
+//! evictions are counted in [`ConnectionStats`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -34,14 +45,31 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use ipnet::IpNet;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 use crate::Error;
 
 pub(crate) use crate::encode::text::CONTENT_TYPE;
 
-/// Connections served at once; more are closed on accept.
+/// Connections served at once; at the cap the longest-idle one makes room for a newcomer.
 pub(crate) const MAX_CONNECTIONS: usize = 512;
+
+/// Connections one client address may hold: half the slots, so one address can never hold
+/// them all (as nginx's `limit_conn` bounds one address).
+pub(crate) const MAX_PER_PEER: usize = MAX_CONNECTIONS / 2;
+
+/// `403` answers to clients outside the allowlist being written at once; past it such a
+/// client is closed without one. Bounds the sockets a flood of outsiders keeps open.
+const MAX_FORBIDDEN_WRITERS: usize = 64;
+
+/// Longest time spent answering a client outside the allowlist.
+const FORBIDDEN_LINGER: Duration = Duration::from_secs(1);
+
+/// The whole answer to a client outside the allowlist.
+const FORBIDDEN: &[u8] =
+    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// Most bytes of a request head (hyper answers `431` past it).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -61,6 +89,46 @@ pub(crate) struct Settings {
     pub(crate) header_read_timeout: Duration,
 }
 
+/// Connections the listener refused or closed to make room, for the self-metrics. One per
+/// server, so the counts survive a stop and a start.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionStats {
+    /// Clients outside the allowlist.
+    refused_forbidden: AtomicU64,
+    /// Newcomers closed because every slot they could take had a request in flight.
+    refused_full: AtomicU64,
+    /// Idle connections closed to make room at the cap.
+    evicted_idle: AtomicU64,
+    /// Idle connections closed because their address held [`MAX_PER_PEER`].
+    evicted_per_peer: AtomicU64,
+}
+
+impl ConnectionStats {
+    /// Appends the counts as Prometheus text-format families, zeros included.
+    pub(crate) fn write_text(&self, out: &mut String) {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        // Writing to a `String` cannot fail.
+        let _ = write!(
+            out,
+            "# HELP porter_metrics_connections_refused_total Connections the metrics listener refused, by reason.\n\
+             # TYPE porter_metrics_connections_refused_total counter\n\
+             porter_metrics_connections_refused_total{{reason=\"forbidden\"}} {}\n\
+             porter_metrics_connections_refused_total{{reason=\"full\"}} {}\n\
+             # HELP porter_metrics_connections_evicted_total Idle connections the metrics listener closed to make room, by reason.\n\
+             # TYPE porter_metrics_connections_evicted_total counter\n\
+             porter_metrics_connections_evicted_total{{reason=\"idle\"}} {}\n\
+             porter_metrics_connections_evicted_total{{reason=\"per_peer\"}} {}\n",
+            count(&self.refused_forbidden),
+            count(&self.refused_full),
+            count(&self.evicted_idle),
+            count(&self.evicted_per_peer),
+        );
+    }
+}
+
 /// A running listener; [`stop`](Listener::stop) ends it.
 pub(crate) struct Listener {
     addr: SocketAddr,
@@ -74,6 +142,7 @@ impl Listener {
         addr: SocketAddr,
         settings: Settings,
         render: Render,
+        stats: Arc<ConnectionStats>,
     ) -> Result<Self, Error> {
         let bind_error = move |source| Error::Bind {
             address: addr.to_string(),
@@ -84,7 +153,11 @@ impl Listener {
         socket.set_nonblocking(true).map_err(bind_error)?;
         let (stop, stopped) = oneshot::channel();
         let (ready, started) = std::sync::mpsc::sync_channel(1);
-        let shared = Arc::new(Shared { settings, render });
+        let shared = Arc::new(Shared {
+            settings,
+            render,
+            stats,
+        });
         // The runtime is built, and dropped, on the listener's own thread: dropping one is
         // not allowed inside the caller's async code.
         let thread = thread::Builder::new()
@@ -143,6 +216,7 @@ impl Listener {
 struct Shared {
     settings: Settings,
     render: Render,
+    stats: Arc<ConnectionStats>,
 }
 
 impl Shared {
@@ -153,6 +227,244 @@ impl Shared {
     }
 }
 
+/// A served connection's state, as the slot table sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum State {
+    /// No request in flight: a head not yet complete, or idle keep-alive. Evictable.
+    Idle = 0,
+    /// A request is being answered.
+    Busy = 1,
+    /// The response is returned and not yet flushed to the socket.
+    Responded = 2,
+}
+
+/// One served connection in the slot table.
+struct Conn {
+    peer: IpAddr,
+    state: AtomicU8,
+    /// When it last became idle (accepted, or its last response flushed), in nanoseconds
+    /// since the table's epoch.
+    idle_since: AtomicU64,
+    /// Told to close when evicted.
+    evict: Notify,
+    epoch: Instant,
+}
+
+impl Conn {
+    fn state(&self) -> u8 {
+        self.state.load(Ordering::Relaxed)
+    }
+
+    /// Moves `from` → `to`; `false` when it was in another state.
+    fn advance(&self, from: State, to: State) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn request_started(&self) {
+        self.advance(State::Idle, State::Busy);
+    }
+
+    fn response_returned(&self) {
+        self.advance(State::Busy, State::Responded);
+    }
+
+    /// The socket accepted every byte written so far: a returned response is out.
+    fn flushed(&self) {
+        if self.state() == State::Responded as u8 {
+            self.idle_since
+                .store(nanos_since(self.epoch), Ordering::Relaxed);
+            self.advance(State::Responded, State::Idle);
+        }
+    }
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Why a connection was closed to make room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Eviction {
+    /// The cap was reached.
+    Idle,
+    /// Its address held [`MAX_PER_PEER`] connections.
+    PerPeer,
+}
+
+/// The served connections: at most [`MAX_CONNECTIONS`], at most [`MAX_PER_PEER`] per address.
+struct Slots {
+    epoch: Instant,
+    table: Mutex<Table>,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            table: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    conns: HashMap<u64, Arc<Conn>>,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+impl Table {
+    /// The connection idle the longest among those `of` selects.
+    fn longest_idle(&self, of: impl Fn(&Conn) -> bool) -> Option<u64> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.state() == State::Idle as u8 && of(c))
+            .min_by_key(|(id, c)| (c.idle_since.load(Ordering::Relaxed), **id))
+            .map(|(id, _)| *id)
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Arc<Conn>> {
+        let conn = self.conns.remove(&id)?;
+        if let Some(held) = self.per_peer.get_mut(&conn.peer) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.per_peer.remove(&conn.peer);
+            }
+        }
+        Some(conn)
+    }
+}
+
+/// What [`Slots::admit`] decided.
+struct Admission {
+    /// The newcomer's slot; `None` when it is refused.
+    slot: Option<Slot>,
+    /// A connection closed to make room for it.
+    evicted: Option<Eviction>,
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives `peer` a slot, closing the longest-idle connection of that address (at its
+    /// limit) or of anyone (at the cap) if needed.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Admission {
+        let mut table = self.lock();
+        let held = table.per_peer.get(&peer).copied().unwrap_or(0);
+        let (victim, reason) = if held >= MAX_PER_PEER {
+            (table.longest_idle(|c| c.peer == peer), Eviction::PerPeer)
+        } else if table.conns.len() >= MAX_CONNECTIONS {
+            (table.longest_idle(|_| true), Eviction::Idle)
+        } else {
+            return Admission {
+                slot: Some(self.insert(&mut table, peer)),
+                evicted: None,
+            };
+        };
+        let Some(victim) = victim.and_then(|id| table.remove(id)) else {
+            return Admission {
+                slot: None,
+                evicted: None,
+            };
+        };
+        // Its task drops the connection, closing the socket, when next polled.
+        victim.evict.notify_one();
+        Admission {
+            slot: Some(self.insert(&mut table, peer)),
+            evicted: Some(reason),
+        }
+    }
+
+    fn insert(self: &Arc<Self>, table: &mut Table, peer: IpAddr) -> Slot {
+        let id = table.next_id;
+        table.next_id += 1;
+        let conn = Arc::new(Conn {
+            peer,
+            state: AtomicU8::new(State::Idle as u8),
+            idle_since: AtomicU64::new(nanos_since(self.epoch)),
+            evict: Notify::new(),
+            epoch: self.epoch,
+        });
+        table.conns.insert(id, conn.clone());
+        *table.per_peer.entry(peer).or_default() += 1;
+        Slot {
+            slots: self.clone(),
+            id,
+            conn,
+        }
+    }
+}
+
+/// A served connection's place in the table; freed on drop (unless it was evicted).
+struct Slot {
+    slots: Arc<Slots>,
+    id: u64,
+    conn: Arc<Conn>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let _ = self.slots.lock().remove(self.id);
+    }
+}
+
+/// The socket of a served connection, telling its slot when a response is flushed.
+struct Tracked {
+    stream: TcpStream,
+    conn: Arc<Conn>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // hyper flushes the socket once its own buffer is empty: a response returned before
+        // is then wholly in the kernel, and closing the socket no longer cuts it.
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            self.conn.flushed();
+        }
+        flushed
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// Accepts until told to stop; returns the deadline for the connections still open.
 async fn serve(
     socket: tokio::net::TcpListener,
@@ -160,8 +472,10 @@ async fn serve(
     mut stopped: oneshot::Receiver<()>,
 ) -> Instant {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let warned = AtomicBool::new(false);
+    let slots = Arc::new(Slots::default());
+    let forbidden_writers = Arc::new(Semaphore::new(MAX_FORBIDDEN_WRITERS));
+    let accept_warned = AtomicBool::new(false);
+    let flood_warned = AtomicBool::new(false);
     loop {
         let accepted = tokio::select! {
             _ = &mut stopped => break,
@@ -171,38 +485,132 @@ async fn serve(
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: back off a little instead of spinning.
-                if !warned.swap(true, Ordering::Relaxed) {
+                if !accept_warned.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "porter-metrics: cannot accept a connection");
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            continue; // too many connections: this one closes now
+        let peer = peer.ip().to_canonical();
+        if !shared.allows(peer) {
+            shared
+                .stats
+                .refused_forbidden
+                .fetch_add(1, Ordering::Relaxed);
+            forbid(stream, &forbidden_writers);
+            continue;
+        }
+        let admission = slots.admit(peer);
+        let counter = match (admission.evicted, &admission.slot) {
+            (Some(Eviction::Idle), _) => Some(&shared.stats.evicted_idle),
+            (Some(Eviction::PerPeer), _) => Some(&shared.stats.evicted_per_peer),
+            (None, None) => Some(&shared.stats.refused_full),
+            (None, Some(_)) => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if counter.is_some() && !flood_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                max_connections = MAX_CONNECTIONS,
+                max_per_peer = MAX_PER_PEER,
+                "porter-metrics: the listener is at its connection limit, closing idle \
+                 connections (counted in porter_metrics_connections_evicted_total and \
+                 porter_metrics_connections_refused_total; logged once)"
+            );
+        }
+        let Some(slot) = admission.slot else {
+            continue; // every candidate has a request in flight: this one closes now
         };
         let _ = stream.set_nodelay(true);
-        let allowed = shared.allows(peer.ip());
+        let conn = slot.conn.clone();
         let timeout = shared.settings.header_read_timeout;
         let shared = shared.clone();
-        let service = service_fn(move |request| respond(shared.clone(), allowed, request));
+        let service = service_fn(move |request| {
+            let shared = shared.clone();
+            let conn = conn.clone();
+            async move {
+                conn.request_started();
+                let answer = respond(shared, request).await;
+                conn.response_returned();
+                answer
+            }
+        });
+        let io = Tracked {
+            stream,
+            conn: slot.conn.clone(),
+        };
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(timeout)
             .max_buf_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(TokioIo::new(io), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "porter-metrics: connection ended with an error");
+            tokio::select! {
+                // Evicted: dropping the connection closes the socket.
+                () = slot.conn.evict.notified() => {}
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "porter-metrics: connection ended with an error");
+                }
             }
             drop(slot);
         });
+        if admission.evicted.is_some() {
+            // Let the evicted connection's task close its socket before the next accept:
+            // open sockets stay within the cap under a flood.
+            tokio::task::yield_now().await;
+        }
     }
     drop(socket); // the port is free from here on
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
     deadline
+}
+
+/// Answers a client outside the allowlist `403` and closes its connection, without waiting
+/// for its request; past [`MAX_FORBIDDEN_WRITERS`] answers at once, just closes it.
+fn forbid(stream: TcpStream, writers: &Arc<Semaphore>) {
+    let Ok(writer) = writers.clone().try_acquire_owned() else {
+        // A fresh socket's send buffer is empty: the answer goes out without waiting.
+        let _ = stream.try_write(FORBIDDEN);
+        return;
+    };
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(FORBIDDEN_LINGER, answer_forbidden(stream)).await;
+        drop(writer);
+    });
+}
+
+async fn answer_forbidden(mut stream: TcpStream) {
+    let mut rest = FORBIDDEN;
+    while !rest.is_empty() {
+        if stream.writable().await.is_err() {
+            return;
+        }
+        match stream.try_write(rest) {
+            Ok(written) => rest = rest.get(written..).unwrap_or_default(),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+    // The end of the answer; then read what the client sent until it closes: closing with
+    // unread bytes would send a reset, which can destroy the answer before it is read.
+    let _ = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_shutdown(cx)).await;
+    let mut sink = [0u8; 4096];
+    let mut budget = MAX_HEAD_BYTES;
+    while budget > 0 {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(read) => budget = budget.saturating_sub(read),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -221,14 +629,7 @@ fn not_allowed() -> Answer {
     response
 }
 
-async fn respond(
-    shared: Arc<Shared>,
-    allowed: bool,
-    request: Request<Incoming>,
-) -> Result<Answer, Infallible> {
-    if !allowed {
-        return Ok(status(StatusCode::FORBIDDEN));
-    }
+async fn respond(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let readable = matches!(*request.method(), Method::GET | Method::HEAD);
     Ok(match request.uri().path() {
         "/metrics" if readable => metrics(shared, &request).await,
@@ -329,9 +730,80 @@ mod tests {
                 header_read_timeout: Duration::from_secs(1),
             },
             render,
+            stats: Arc::default(),
         };
         assert!(shared.allows("10.1.2.3".parse().unwrap()));
         assert!(shared.allows("::ffff:10.1.2.3".parse().unwrap()));
         assert!(!shared.allows("127.0.0.1".parse().unwrap()));
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn at_the_cap_the_longest_idle_connection_makes_room_never_a_busy_one() {
+        let slots = Arc::new(Slots::default());
+        // Spread over addresses so that no one reaches its own limit.
+        let mut held: Vec<Slot> = (0..MAX_CONNECTIONS)
+            .map(|i| slots.admit(ip((i % 4) as u8)).slot.expect("a free slot"))
+            .collect();
+        // The oldest one has a request in flight, the second one's response is not flushed.
+        held[0].conn.request_started();
+        held[1].conn.request_started();
+        held[1].conn.response_returned();
+        let admitted = slots.admit(ip(9));
+        assert_eq!(admitted.evicted, Some(Eviction::Idle));
+        assert!(admitted.slot.is_some());
+        assert_eq!(slots.lock().conns.len(), MAX_CONNECTIONS);
+        // The third oldest went: the two before it were not idle.
+        assert!(!slots.lock().conns.contains_key(&held[2].id));
+        assert!(slots.lock().conns.contains_key(&held[0].id));
+        assert!(slots.lock().conns.contains_key(&held[1].id));
+        // Once flushed, the second one is idle again, since now.
+        held[1].conn.flushed();
+        assert_eq!(held[1].conn.state(), State::Idle as u8);
+
+        // Every one busy: the newcomer is refused.
+        for slot in slots.lock().conns.values() {
+            slot.request_started();
+        }
+        let refused = slots.admit(ip(9));
+        assert!(refused.slot.is_none() && refused.evicted.is_none());
+        // A slot freed by its connection ending is taken without evicting anyone.
+        drop(held.pop());
+        let admitted = slots.admit(ip(9));
+        assert!(admitted.slot.is_some() && admitted.evicted.is_none());
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_and_evicts_its_own() {
+        let slots = Arc::new(Slots::default());
+        let other = slots.admit(ip(2)).slot.expect("a free slot");
+        let held: Vec<Slot> = (0..MAX_PER_PEER)
+            .map(|_| slots.admit(ip(1)).slot.expect("a free slot"))
+            .collect();
+        let admitted = slots.admit(ip(1));
+        assert_eq!(admitted.evicted, Some(Eviction::PerPeer));
+        // Its own oldest went, not the other address's older connection.
+        assert!(!slots.lock().conns.contains_key(&held[0].id));
+        assert!(slots.lock().conns.contains_key(&other.id));
+        assert_eq!(slots.lock().per_peer.get(&ip(1)), Some(&MAX_PER_PEER));
+        // Another address is served at once.
+        assert_eq!(slots.admit(ip(3)).evicted, None);
+    }
+
+    #[test]
+    fn the_counts_are_valid_text_format_zeros_included() {
+        let stats = ConnectionStats::default();
+        stats.evicted_idle.fetch_add(3, Ordering::Relaxed);
+        let mut text = String::from("x 1");
+        stats.write_text(&mut text);
+        assert!(text.starts_with("x 1\n# HELP porter_metrics_connections_refused_total "));
+        assert!(text.contains("porter_metrics_connections_refused_total{reason=\"forbidden\"} 0\n"));
+        assert!(text.contains("porter_metrics_connections_refused_total{reason=\"full\"} 0\n"));
+        assert!(text.contains("porter_metrics_connections_evicted_total{reason=\"idle\"} 3\n"));
+        assert!(text.contains("porter_metrics_connections_evicted_total{reason=\"per_peer\"} 0\n"));
+        assert!(text.contains("# TYPE porter_metrics_connections_evicted_total counter\n"));
     }
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::config::Config;
 use crate::pipeline::{self, ExportClaim, Pipeline};
 use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
-use listener::{Listener, Render};
+use listener::{ConnectionStats, Listener, Render};
 #[cfg(feature = "push")]
 pub use push::Pusher;
 
@@ -91,6 +91,8 @@ impl Exported {
 pub struct MetricsServer {
     address: String,
     exported: Exported,
+    /// The listener's refusals and evictions, kept across a stop and a start.
+    connections: Arc<ConnectionStats>,
     running: Mutex<Option<(ExportClaim, Listener)>>,
 }
 
@@ -135,6 +137,7 @@ impl MetricsServer {
         Self {
             address: address.to_owned(),
             exported: Exported::new(config),
+            connections: Arc::default(),
             running: Mutex::new(None),
         }
     }
@@ -173,12 +176,21 @@ impl MetricsServer {
         // Checked first: a server that cannot start leaves the pipeline as it was.
         let addr = resolve(&self.address)?;
         let (claim, render) = self.exported.claim()?;
+        // The listener's refusals and evictions follow the pipeline's families.
+        let render: Render = {
+            let connections = self.connections.clone();
+            Arc::new(move || {
+                let mut text = render();
+                connections.write_text(&mut text);
+                text
+            })
+        };
         let config = &self.exported.config;
         let settings = listener::Settings {
             allowed: config.allowed.clone(),
             header_read_timeout: config.header_read_timeout,
         };
-        let listener = Listener::start(addr, settings, render)?;
+        let listener = Listener::start(addr, settings, render, self.connections.clone())?;
         tracing::info!(address = %listener.local_addr(), "porter-metrics: serving");
         *running = Some((claim, listener));
         Ok(())

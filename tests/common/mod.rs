@@ -15,7 +15,12 @@ pub struct Response {
 
 /// `GET path` on `addr` with `Connection: close`; bounded by a 10 s timeout.
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    get_on(stream, addr, path)
+}
+
+/// `GET path` with `Connection: close` on a connected `stream`; bounded by a 10 s timeout.
+pub fn get_on(mut stream: TcpStream, addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     write!(
