@@ -16,7 +16,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::encode::{self, text::Text};
+use crate::encode::{self, text::Text, CounterFamily};
 use crate::recorder::PorterRecorder;
 use crate::store::{Limits, Settings};
 use crate::Error;
@@ -95,11 +95,11 @@ impl Pipeline {
         Ok(claim)
     }
 
-    /// The text exposition of everything recorded so far.
-    pub(crate) fn render(&self) -> String {
+    /// The text exposition of everything recorded so far, with `extra` families.
+    pub(crate) fn render(&self, extra: &[CounterFamily]) -> String {
         let hint = self.last_size.load(Ordering::Relaxed) as usize;
         let mut out = String::with_capacity(hint + hint / 8);
-        encode::walk(self.recorder.store(), &mut Text::new(&mut out));
+        encode::walk(self.recorder.store(), extra, &mut Text::new(&mut out));
         self.last_size.store(out.len() as u64, Ordering::Relaxed);
         out
     }

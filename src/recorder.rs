@@ -284,9 +284,7 @@ impl PorterRecorder {
                 Outcome::Series(s) => Handle::Histogram(s),
                 Outcome::Overflow(s) => {
                     warn_overflow(&f.name);
-                    Handle::Counted(Counted::Histogram(Histogram::from_arc(Arc::new(Folded(
-                        s,
-                    )))))
+                    Handle::Counted(Counted::Histogram(Histogram::from_arc(Arc::new(Folded(s)))))
                 }
             },
         }

@@ -175,7 +175,10 @@ fn warm_histogram_calls_allocate_nothing() {
     });
     let exporter = exporter_histogram_allocations();
     eprintln!("{CALLS} warm record_histogram: ours {ours} allocations, exporter handle {exporter}");
-    assert_eq!(ours, 0, "{CALLS} warm record_histogram calls allocated {ours} times");
+    assert_eq!(
+        ours, 0,
+        "{CALLS} warm record_histogram calls allocated {ours} times"
+    );
 }
 
 #[test]
@@ -228,7 +231,10 @@ fn warm_timers_allocate_nothing() {
     eprintln!(
         "{CALLS} warm start_timer + stop: ours {ours} allocations, exporter handle {exporter}"
     );
-    assert_eq!(ours, 0, "{CALLS} warm start_timer + stop allocated {ours} times");
+    assert_eq!(
+        ours, 0,
+        "{CALLS} warm start_timer + stop allocated {ours} times"
+    );
     let scrape = Exposition::parse(&recorder.render()).expect("the exposition parses");
     assert_eq!(
         scrape.value("op_seconds_count", &[]),
@@ -267,5 +273,8 @@ fn warm_static_macros_allocate_nothing() {
     let exporter = run(&PrometheusBuilder::new().build_recorder());
     let ours = run(&local());
     eprintln!("{CALLS} warm static counter!: ours {ours} allocations, exporter alone {exporter}");
-    assert_eq!(ours, 0, "{CALLS} warm static counter! calls allocated {ours} times");
+    assert_eq!(
+        ours, 0,
+        "{CALLS} warm static counter! calls allocated {ours} times"
+    );
 }

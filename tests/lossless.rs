@@ -198,7 +198,11 @@ fn a_series_expired_for_idleness_and_written_again_loses_nothing() {
     // brings its series back with everything it held.
     for (name, count, sum) in [
         ("idle_values", 10_000, sum_of_values(10_000)),
-        ("idle_held", 11_000, sum_of_values(1_000) + sum_of_values(10_000)),
+        (
+            "idle_held",
+            11_000,
+            sum_of_values(1_000) + sum_of_values(10_000),
+        ),
     ] {
         let h = again
             .histogram(name, &[])

@@ -43,23 +43,48 @@ pub(crate) trait Encoder {
     fn counter(&mut self, name: &str, labels: Labels<'_>, value: u64);
     fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64);
     /// `counts` per bucket, not cumulative; the last is `+Inf`'s own.
-    fn histogram(&mut self, name: &str, labels: Labels<'_>, bounds: &[f64], counts: &[u64], sum: f64);
+    fn histogram(
+        &mut self,
+        name: &str,
+        labels: Labels<'_>,
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+    );
+}
+
+/// A counter family kept outside the store (the listener's connection counts), printed
+/// with the self-metrics.
+pub(crate) struct CounterFamily {
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    /// `(rendered label set, value)`.
+    pub(crate) samples: Vec<(&'static str, u64)>,
 }
 
 /// HELP texts of the self-metrics.
 const SELF_HELP: [(&str, &str); 5] = [
-    (DROPPED_SAMPLES, "Calls whose sample porter-metrics dropped, by reason."),
-    (DROPPED_LABELS, "Labels porter-metrics removed from a call, by reason."),
+    (
+        DROPPED_SAMPLES,
+        "Calls whose sample porter-metrics dropped, by reason.",
+    ),
+    (
+        DROPPED_LABELS,
+        "Labels porter-metrics removed from a call, by reason.",
+    ),
     (
         OVERFLOW_SAMPLES,
         "Calls folded into a metric's otel_metric_overflow series, by metric.",
     ),
     (SERIES, "Series currently tracked by porter-metrics."),
-    (METRIC_NAMES, "Metric names currently tracked by porter-metrics."),
+    (
+        METRIC_NAMES,
+        "Metric names currently tracked by porter-metrics.",
+    ),
 ];
 
-/// Walks `store` into `encoder` (see the module documentation).
-pub(crate) fn walk(store: &Store, encoder: &mut impl Encoder) {
+/// Walks `store`, with `extra` families, into `encoder` (see the module documentation).
+pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl Encoder) {
     let global: Vec<(String, String)> = store
         .settings()
         .map(|s| {
@@ -75,14 +100,41 @@ pub(crate) fn walk(store: &Store, encoder: &mut impl Encoder) {
         .unwrap_or_default();
     let families = store.families();
     self_metrics(store, &families, &global, encoder);
+    for family in extra {
+        encoder.family(family.name, Kind::Counter, Some(family.help));
+        for (labels, value) in &family.samples {
+            encoder.counter(
+                family.name,
+                Labels {
+                    series: labels,
+                    global: &global,
+                },
+                *value,
+            );
+        }
+    }
     let mut counts = Vec::new();
     for family in &families {
         match family {
             FamilyRef::Counter(f) => series_of(f, Kind::Counter, encoder, |e, name, s| {
-                e.counter(name, Labels { series: &s.labels, global: &global }, s.get());
+                e.counter(
+                    name,
+                    Labels {
+                        series: &s.labels,
+                        global: &global,
+                    },
+                    s.get(),
+                );
             }),
             FamilyRef::Gauge(f) => series_of(f, Kind::Gauge, encoder, |e, name, s| {
-                e.gauge(name, Labels { series: &s.labels, global: &global }, s.get());
+                e.gauge(
+                    name,
+                    Labels {
+                        series: &s.labels,
+                        global: &global,
+                    },
+                    s.get(),
+                );
             }),
             FamilyRef::Histogram(f) => {
                 let Some(bounds) = f.bounds.get() else {
@@ -91,7 +143,10 @@ pub(crate) fn walk(store: &Store, encoder: &mut impl Encoder) {
                 series_of(f, Kind::Histogram, encoder, |e, name, s| {
                     s.counts_into(&mut counts);
                     if counts.len() == bounds.len() + 1 {
-                        let labels = Labels { series: &s.labels, global: &global };
+                        let labels = Labels {
+                            series: &s.labels,
+                            global: &global,
+                        };
                         e.histogram(name, labels, bounds, &counts, s.sum());
                     }
                 });
@@ -130,7 +185,14 @@ fn self_metrics(
         for (reason, n) in counts {
             set.clear();
             let _ = write!(set, "reason=\"{reason}\"");
-            encoder.counter(name, Labels { series: &set, global }, n);
+            encoder.counter(
+                name,
+                Labels {
+                    series: &set,
+                    global,
+                },
+                n,
+            );
         }
     }
     encoder.family(OVERFLOW_SAMPLES, Kind::Counter, help(OVERFLOW_SAMPLES));
@@ -145,7 +207,14 @@ fn self_metrics(
         if let Some(folded) = folded {
             set.clear();
             labels::pair(&mut set, "metric", name);
-            encoder.counter(OVERFLOW_SAMPLES, Labels { series: &set, global }, folded);
+            encoder.counter(
+                OVERFLOW_SAMPLES,
+                Labels {
+                    series: &set,
+                    global,
+                },
+                folded,
+            );
         }
     }
     let (series, names) = store.counts();

@@ -71,7 +71,11 @@ fn escape_help(out: &mut String, help: &str) {
     let mut rest = help;
     while let Some(at) = rest.find(['\\', '\n']) {
         out.push_str(&rest[..at]);
-        out.push_str(if rest.as_bytes()[at] == b'\\' { "\\\\" } else { "\\n" });
+        out.push_str(if rest.as_bytes()[at] == b'\\' {
+            "\\\\"
+        } else {
+            "\\n"
+        });
         rest = &rest[at + 1..];
     }
     out.push_str(rest);
@@ -100,7 +104,14 @@ impl Encoder for Text<'_> {
         self.out.push('\n');
     }
 
-    fn histogram(&mut self, name: &str, labels: Labels<'_>, bounds: &[f64], counts: &[u64], sum: f64) {
+    fn histogram(
+        &mut self,
+        name: &str,
+        labels: Labels<'_>,
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+    ) {
         if self.les_of != bounds {
             self.les_of.clear();
             self.les_of.extend_from_slice(bounds);

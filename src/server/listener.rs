@@ -24,9 +24,9 @@
 //! a newcomer; when every candidate has one, the newcomer is closed instead. Refusals and
 //! evictions are counted in [`ConnectionStats`].
 
+use crate::encode::CounterFamily;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
 use std::pin::Pin;
@@ -104,28 +104,27 @@ pub(crate) struct ConnectionStats {
 }
 
 impl ConnectionStats {
-    /// Appends the counts as Prometheus text-format families, zeros included.
-    pub(crate) fn write_text(&self, out: &mut String) {
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
+    /// The counts as counter families, zeros included.
+    pub(crate) fn families(&self) -> [CounterFamily; 2] {
         let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        // Writing to a `String` cannot fail.
-        let _ = write!(
-            out,
-            "# HELP porter_metrics_connections_refused_total Connections the metrics listener refused, by reason.\n\
-             # TYPE porter_metrics_connections_refused_total counter\n\
-             porter_metrics_connections_refused_total{{reason=\"forbidden\"}} {}\n\
-             porter_metrics_connections_refused_total{{reason=\"full\"}} {}\n\
-             # HELP porter_metrics_connections_evicted_total Idle connections the metrics listener closed to make room, by reason.\n\
-             # TYPE porter_metrics_connections_evicted_total counter\n\
-             porter_metrics_connections_evicted_total{{reason=\"idle\"}} {}\n\
-             porter_metrics_connections_evicted_total{{reason=\"per_peer\"}} {}\n",
-            count(&self.refused_forbidden),
-            count(&self.refused_full),
-            count(&self.evicted_idle),
-            count(&self.evicted_per_peer),
-        );
+        [
+            CounterFamily {
+                name: "porter_metrics_connections_refused_total",
+                help: "Connections the metrics listener refused, by reason.",
+                samples: vec![
+                    ("reason=\"forbidden\"", count(&self.refused_forbidden)),
+                    ("reason=\"full\"", count(&self.refused_full)),
+                ],
+            },
+            CounterFamily {
+                name: "porter_metrics_connections_evicted_total",
+                help: "Idle connections the metrics listener closed to make room, by reason.",
+                samples: vec![
+                    ("reason=\"idle\"", count(&self.evicted_idle)),
+                    ("reason=\"per_peer\"", count(&self.evicted_per_peer)),
+                ],
+            },
+        ]
     }
 }
 
@@ -794,16 +793,19 @@ mod tests {
     }
 
     #[test]
-    fn the_counts_are_valid_text_format_zeros_included() {
+    fn the_counts_are_families_zeros_included() {
         let stats = ConnectionStats::default();
         stats.evicted_idle.fetch_add(3, Ordering::Relaxed);
-        let mut text = String::from("x 1");
-        stats.write_text(&mut text);
-        assert!(text.starts_with("x 1\n# HELP porter_metrics_connections_refused_total "));
-        assert!(text.contains("porter_metrics_connections_refused_total{reason=\"forbidden\"} 0\n"));
-        assert!(text.contains("porter_metrics_connections_refused_total{reason=\"full\"} 0\n"));
-        assert!(text.contains("porter_metrics_connections_evicted_total{reason=\"idle\"} 3\n"));
-        assert!(text.contains("porter_metrics_connections_evicted_total{reason=\"per_peer\"} 0\n"));
-        assert!(text.contains("# TYPE porter_metrics_connections_evicted_total counter\n"));
+        let [refused, evicted] = stats.families();
+        assert_eq!(refused.name, "porter_metrics_connections_refused_total");
+        assert_eq!(
+            refused.samples,
+            [("reason=\"forbidden\"", 0), ("reason=\"full\"", 0)]
+        );
+        assert_eq!(evicted.name, "porter_metrics_connections_evicted_total");
+        assert_eq!(
+            evicted.samples,
+            [("reason=\"idle\"", 3), ("reason=\"per_peer\"", 0)]
+        );
     }
 }

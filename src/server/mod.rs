@@ -27,6 +27,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::Config;
+use crate::encode::CounterFamily;
 use crate::pipeline::{self, ExportClaim, Pipeline};
 use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
 use listener::{ConnectionStats, Listener, Render};
@@ -46,8 +47,12 @@ impl Exported {
         Self { config, own }
     }
 
-    /// Claims the pipeline (binding it if needed) and gives what renders it.
-    fn claim(&self) -> Result<(ExportClaim, Render), Error> {
+    /// Claims the pipeline (binding it if needed) and gives what renders it, with the
+    /// families `extra` gives at each render.
+    fn claim(
+        &self,
+        extra: impl Fn() -> Vec<CounterFamily> + Send + Sync + 'static,
+    ) -> Result<(ExportClaim, Render), Error> {
         let pipeline = match &self.own {
             Some(own) => own,
             None => pipeline::global()?,
@@ -55,7 +60,7 @@ impl Exported {
         let claim = pipeline.export(&self.config)?;
         let render: Render = {
             let pipeline = pipeline.clone();
-            Arc::new(move || pipeline.render())
+            Arc::new(move || pipeline.render(&extra()))
         };
         Ok((claim, render))
     }
@@ -175,16 +180,9 @@ impl MetricsServer {
         }
         // Checked first: a server that cannot start leaves the pipeline as it was.
         let addr = resolve(&self.address)?;
-        let (claim, render) = self.exported.claim()?;
-        // The listener's refusals and evictions follow the pipeline's families.
-        let render: Render = {
-            let connections = self.connections.clone();
-            Arc::new(move || {
-                let mut text = render();
-                connections.write_text(&mut text);
-                text
-            })
-        };
+        let connections = self.connections.clone();
+        // The listener's refusals and evictions are printed with the self-metrics.
+        let (claim, render) = self.exported.claim(move || connections.families().into())?;
         let config = &self.exported.config;
         let settings = listener::Settings {
             allowed: config.allowed.clone(),

@@ -105,7 +105,7 @@ impl Pusher {
             });
         }
         let client = client()?;
-        let (claim, render) = self.exported.claim()?;
+        let (claim, render) = self.exported.claim(Vec::new)?;
         let pushing = Pushing::start(self, client, render)?;
         tracing::info!(endpoint = %self.endpoint, "porter-metrics: pushing");
         *running = Some((claim, pushing));

@@ -214,7 +214,10 @@ impl Settings {
             .iter()
             .filter(|(m, _)| m.matches(name))
             .min_by_key(|(m, _)| rank(m))
-            .map_or_else(|| self.buckets.as_slice().into(), |(_, b)| b.as_slice().into())
+            .map_or_else(
+                || self.buckets.as_slice().into(),
+                |(_, b)| b.as_slice().into(),
+            )
     }
 }
 
@@ -489,11 +492,7 @@ impl Store {
         if idle_ms == 0 {
             return;
         }
-        let removed: usize = self
-            .families()
-            .iter()
-            .map(|f| f.expire(now, idle_ms))
-            .sum();
+        let removed: usize = self.families().iter().map(|f| f.expire(now, idle_ms)).sum();
         self.shared.series.fetch_sub(removed, Ordering::Relaxed);
     }
 }

@@ -212,7 +212,10 @@ mod tests {
         assert!(pairs_are_clean([("le", "1")].into_iter(), Kind::Counter));
         assert!(!pairs_are_clean([("le", "1")].into_iter(), Kind::Histogram));
         for bad in [("a-b", "1"), ("__name__", "1"), ("a", ""), ("", "v")] {
-            assert!(!pairs_are_clean([bad].into_iter(), Kind::Counter), "{bad:?}");
+            assert!(
+                !pairs_are_clean([bad].into_iter(), Kind::Counter),
+                "{bad:?}"
+            );
         }
         assert!(pairs_are_clean([("a", "x\\y")].into_iter(), Kind::Counter));
         let dup = [("a", "1"), ("a", "2")];

@@ -191,9 +191,12 @@ impl SelfMetrics {
 
     /// Samples dropped so far, by reason.
     pub(crate) fn dropped(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        DropReason::ALL
-            .iter()
-            .map(|r| (r.as_str(), self.dropped[*r as usize].load(Ordering::Relaxed)))
+        DropReason::ALL.iter().map(|r| {
+            (
+                r.as_str(),
+                self.dropped[*r as usize].load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Counts one label removed for `reason`.

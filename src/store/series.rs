@@ -93,7 +93,8 @@ impl Value for CounterValue {
         Self::default()
     }
     fn absorb(&self, from: &Self) {
-        self.0.fetch_add(from.0.swap(0, Ordering::AcqRel), Ordering::AcqRel);
+        self.0
+            .fetch_add(from.0.swap(0, Ordering::AcqRel), Ordering::AcqRel);
     }
 }
 
@@ -118,7 +119,8 @@ impl Value for GaugeValue {
     }
     fn absorb(&self, from: &Self) {
         // A gauge's last value wins: the handle's write is the newest.
-        self.0.store(from.0.load(Ordering::Acquire), Ordering::Release);
+        self.0
+            .store(from.0.load(Ordering::Acquire), Ordering::Release);
     }
 }
 
@@ -267,7 +269,9 @@ impl HistogramFn for Series<HistogramValue> {
         if value.is_finite() {
             self.observe(value, count as u64);
         } else {
-            self.family.shared.count_dropped(DropReason::NonFinite, count as u64);
+            self.family
+                .shared
+                .count_dropped(DropReason::NonFinite, count as u64);
         }
     }
 }
