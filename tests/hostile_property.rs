@@ -4,7 +4,7 @@
 //!
 //! The check is post hoc, because which kind wins a name depends on the interleaving: the
 //! rendered TYPE of each family says which calls landed, and the label rules of
-//! `porter_metrics::layer` (re-stated below as a model) say which series each call landed in.
+//! porter-metrics (re-stated below as a model) say which series each call landed in.
 
 use std::collections::HashMap;
 
@@ -131,6 +131,8 @@ fn canonical_labels(call: &Call) -> Vec<(String, String)> {
         pending.push((target != *key, key.clone(), value.clone(), target));
     }
     pending.sort_by(|a, b| (a.0, &a.1, &a.2).cmp(&(b.0, &b.1, &b.2)));
+    // The same pair given twice is one label.
+    pending.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
     let mut out: Vec<(String, String)> = Vec::new();
     for (_, _, value, target) in pending {
         let mut n = 0;

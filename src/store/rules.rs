@@ -7,8 +7,10 @@
 //!   becomes `_`): our names are the names the exporter would print.
 //! * Reserved label keys (`__` prefix), `le` on histograms and the empty key get the
 //!   `exported_` prefix, as Prometheus does for clashing labels.
-//! * Keys that collide after that are resolved deterministically: keys that needed no change
-//!   keep their name, the others take the first free name among `key`, `key_1`, `key_2`, ...
+//! * The same pair given twice is one label. Keys that collide after that are resolved
+//!   deterministically: keys that needed no change keep their name, the others take the
+//!   first free name among `key`, `key_1`, `key_2`, ... (the exporter would keep only the
+//!   last value and lose the others).
 //! * An empty label value means "no label" in Prometheus, so the label is removed.
 
 use std::borrow::Cow;
@@ -129,6 +131,8 @@ pub(crate) fn rewrite_labels<'a>(
     }
     // Unchanged keys first, so a valid key keeps its name against a sanitized look-alike.
     pending.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    // The same pair given twice is one label.
+    pending.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
 
     let mut renamed = 0;
     let mut out: Vec<(String, &str)> = Vec::with_capacity(pending.len());

@@ -12,7 +12,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::call::{grpc_code, Call, Frames};
+use super::call::{grpc_code, Call, Direction, Frames};
 use crate::collector::Collector;
 
 /// Feeds the bytes of `data` to `frames` without consuming them. A frame's buffer is read
@@ -58,7 +58,8 @@ impl<B: Body, C: Collector> Body for RequestBody<B, C> {
         if let Some(Ok(frame)) = &frame {
             if let Some(data) = frame.data_ref() {
                 if this.call.counts_messages() {
-                    this.call.received(count_messages(this.frames, data));
+                    this.call
+                        .messages(Direction::Received, count_messages(this.frames, data));
                 }
             }
         }
@@ -144,7 +145,7 @@ impl<B: Body, C: Collector> Body for ResponseBody<B, C> {
                 if let Some(call) = this.call.as_ref() {
                     if let Some(data) = frame.data_ref() {
                         if call.counts_messages() {
-                            call.sent(count_messages(this.frames, data));
+                            call.messages(Direction::Sent, count_messages(this.frames, data));
                         }
                         // The last frame: the server may not poll again.
                         if this.inner.is_end_stream() {

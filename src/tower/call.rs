@@ -6,11 +6,10 @@
 //! `grpc-status`, from the HTTP status a router answered with, or `Canceled` when the body
 //! is dropped before its end. The end is recorded once, whichever comes first.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use hashbrown::HashTable;
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::collector::Collector;
@@ -176,45 +175,8 @@ pub(crate) type RouteOf = Box<dyn Fn(&http::request::Parts) -> Option<String> + 
 
 /// What the layer records for: gRPC or HTTP, and how it labels a request.
 pub(crate) enum Protocol {
-    Grpc {
-        types: Option<TypeOf>,
-    },
-    Http {
-        route: Option<RouteOf>,
-        active: ActiveRequests,
-    },
-}
-
-/// `http_server_active_requests` per method and route: the collector can only set a
-/// gauge, so the layer keeps the counts and sets the gauge under the same lock (in order).
-#[derive(Default)]
-pub(crate) struct ActiveRequests {
-    table: Mutex<HashTable<(&'static str, Box<str>, i64)>>,
-    hasher: hashbrown::DefaultHashBuilder,
-}
-
-impl ActiveRequests {
-    fn add(&self, collector: &dyn Collector, method: &'static str, route: &str, delta: i64) {
-        use std::hash::BuildHasher;
-        let hash = self.hasher.hash_one((method, route));
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = table.find_mut(hash, |(m, r, _)| *m == method && &**r == route);
-        let count = match entry {
-            Some((_, _, count)) => {
-                *count += delta;
-                *count
-            }
-            None => {
-                let hasher = &self.hasher;
-                table.insert_unique(hash, (method, route.into(), delta), |(m, r, _)| {
-                    hasher.hash_one((*m, &**r))
-                });
-                delta
-            }
-        };
-        let labels = ["http_request_method", method, "http_route", route];
-        collector.record_gauge(HTTP_ACTIVE, count as f64, &labels);
-    }
+    Grpc { types: Option<TypeOf> },
+    Http { route: Option<RouteOf> },
 }
 
 /// The state shared by a layer and every call it watches.
@@ -237,12 +199,37 @@ enum Labels {
     },
 }
 
+/// Messages counted but not yet recorded are flushed at this many, or after this long.
+const FLUSH_MESSAGES: u64 = 64;
+const FLUSH_AFTER_MS: u64 = 1000;
+
 /// One request being watched; see the module documentation.
 pub(crate) struct Call<C: Collector> {
     shared: Arc<Shared<C>>,
     labels: Labels,
     started: Instant,
     ended: AtomicBool,
+    /// Messages received and sent, not yet recorded: a call records them in batches, not
+    /// with one collector lookup per message.
+    pending: [AtomicU64; 2],
+    /// When messages were last recorded (ms since `started`).
+    flushed_ms: AtomicU64,
+}
+
+/// Which of a call's message counts.
+#[derive(Clone, Copy)]
+pub(crate) enum Direction {
+    Received = 0,
+    Sent = 1,
+}
+
+impl Direction {
+    fn metric(self) -> &'static str {
+        match self {
+            Direction::Received => GRPC_RECEIVED,
+            Direction::Sent => GRPC_SENT,
+        }
+    }
 }
 
 impl<C: Collector> Call<C> {
@@ -268,16 +255,24 @@ impl<C: Collector> Call<C> {
             labels,
             started: Instant::now(),
             ended: AtomicBool::new(false),
+            pending: [AtomicU64::new(0), AtomicU64::new(0)],
+            flushed_ms: AtomicU64::new(0),
         };
         call.with_grpc_labels(|labels| {
             call.shared
                 .collector
                 .increment_counter(GRPC_STARTED, labels)
         });
-        if let (Protocol::Http { active, .. }, Labels::Http { method, route, .. }) =
-            (&call.shared.protocol, &call.labels)
-        {
-            active.add(&call.shared.collector, method, route_label(route), 1);
+        if let Labels::Http { method, route, .. } = &call.labels {
+            let labels = [
+                "http_request_method",
+                method,
+                "http_route",
+                route_label(route),
+            ];
+            call.shared
+                .collector
+                .add_to_gauge(HTTP_ACTIVE, 1.0, &labels);
         }
         call
     }
@@ -301,17 +296,29 @@ impl<C: Collector> Call<C> {
         }
     }
 
-    /// Counts messages the client sent.
-    pub(crate) fn received(&self, messages: u64) {
-        for _ in 0..messages {
-            self.with_grpc_labels(|l| self.shared.collector.increment_counter(GRPC_RECEIVED, l));
+    /// Counts `messages` more in `direction`, recording them once enough have waited.
+    pub(crate) fn messages(&self, direction: Direction, messages: u64) {
+        if messages == 0 {
+            return;
+        }
+        let pending = self.pending[direction as usize].fetch_add(messages, Ordering::Relaxed);
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.flushed_ms.load(Ordering::Relaxed);
+        if pending + messages >= FLUSH_MESSAGES || now.saturating_sub(last) >= FLUSH_AFTER_MS {
+            self.flushed_ms.store(now, Ordering::Relaxed);
+            self.flush(direction);
         }
     }
 
-    /// Counts messages the server sent.
-    pub(crate) fn sent(&self, messages: u64) {
-        for _ in 0..messages {
-            self.with_grpc_labels(|l| self.shared.collector.increment_counter(GRPC_SENT, l));
+    /// Records the messages waiting in `direction`.
+    fn flush(&self, direction: Direction) {
+        let n = self.pending[direction as usize].swap(0, Ordering::AcqRel);
+        if n > 0 {
+            self.with_grpc_labels(|l| {
+                self.shared
+                    .collector
+                    .add_to_counter(direction.metric(), n, l)
+            });
         }
     }
 
@@ -330,6 +337,8 @@ impl<C: Collector> Call<C> {
         }
         let seconds = self.started.elapsed().as_secs_f64();
         let collector = &self.shared.collector;
+        self.flush(Direction::Received);
+        self.flush(Direction::Sent);
         match &self.labels {
             Labels::Grpc { .. } => self.with_grpc_labels(|labels| {
                 let [_, t, _, s, _, m] = labels else { return };
@@ -364,9 +373,8 @@ impl<C: Collector> Call<C> {
                     status,
                 ];
                 collector.record_histogram(HTTP_SECONDS, seconds, &labels);
-                if let Protocol::Http { active, .. } = &self.shared.protocol {
-                    active.add(collector, method, route, -1);
-                }
+                let active = ["http_request_method", method, "http_route", route];
+                collector.add_to_gauge(HTTP_ACTIVE, -1.0, &active);
             }
         }
     }

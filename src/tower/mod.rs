@@ -66,7 +66,7 @@ pub use future::ResponseFuture;
 pub use service::MetricsService;
 
 use crate::collector::Collector;
-use call::{ActiveRequests, Protocol, Shared};
+use call::{Protocol, Shared};
 
 /// A tower [`Layer`](tower_layer::Layer) recording request metrics; see the module
 /// documentation.
@@ -112,13 +112,7 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
     /// # let _ = layer;
     /// ```
     pub fn http(collector: C) -> Self {
-        Self::with(
-            collector,
-            Protocol::Http {
-                route: None,
-                active: ActiveRequests::default(),
-            },
-        )
+        Self::with(collector, Protocol::Http { route: None })
     }
 
     fn with(collector: C, protocol: Protocol) -> Self {
@@ -171,9 +165,8 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
         route: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.map_protocol(|protocol| match protocol {
-            Protocol::Http { active, .. } => Protocol::Http {
+            Protocol::Http { .. } => Protocol::Http {
                 route: Some(Box::new(route)),
-                active,
             },
             grpc => grpc,
         })
