@@ -1,6 +1,6 @@
 //! Decorators: collectors that wrap any collector to add behaviour.
 //!
-//! The design's integration examples, as real types. Each wraps any [`Collector`], including
+//! The design's integration examples, as real types. Each wraps any [`Collector`](crate::Collector), including
 //! `Arc<dyn Collector>`, and is one itself, so they compose:
 //! `FilteringCollector::deny(AggregatingCollector::new(PrometheusCollector::new()))`.
 //!
@@ -10,7 +10,7 @@
 //! * [`AggregatingCollector`]: keeps running aggregates (count, sum, min, max, last) per name
 //!   and label set, exact under any number of threads, readable while recording goes on.
 //!
-//! Writing your own is a matter of implementing [`Collector`] and forwarding:
+//! Writing your own is a matter of implementing [`Collector`](crate::Collector) and forwarding:
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU64, Ordering};
