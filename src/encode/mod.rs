@@ -26,31 +26,76 @@ pub(crate) struct Labels<'a> {
     pub(crate) global: &'a [(String, String)],
 }
 
-impl Labels<'_> {
-    /// The global labels to print beside the series' own.
-    pub(crate) fn global(&self) -> impl Iterator<Item = &str> + '_ {
+impl<'a> Labels<'a> {
+    /// The global labels to print beside the series' own (rendered `key="value"`).
+    pub(crate) fn global(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let series = self.series;
         self.global
             .iter()
-            .filter(|(key, _)| self.series.is_empty() || !labels::has_key(self.series, key))
+            .filter(move |(key, _)| series.is_empty() || !labels::has_key(series, key))
             .map(|(_, pair)| pair.as_str())
     }
+
+    /// Every label, the series' own then the global ones, as `(key, value)` with the value
+    /// unescaped (for formats that do not print the text form).
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&'a str, std::borrow::Cow<'a, str>)> + 'a {
+        labels::parse(self.series).chain(self.global().flat_map(labels::parse))
+    }
+}
+
+/// An exemplar: a label set (rendered, canonical, at most 128 characters of names and
+/// values), the value it was recorded with, and when (seconds since the Unix epoch).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Exemplar<'a> {
+    pub(crate) labels: &'a str,
+    pub(crate) value: f64,
+    pub(crate) timestamp: f64,
+}
+
+/// The native (sparse, exponential) buckets of a histogram: bucket `i` of schema `s`
+/// counts observations in `(2^((i-1)/2^s), 2^(i/2^s)]`, negative ones mirrored.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Native<'a> {
+    pub(crate) schema: i32,
+    pub(crate) zero_threshold: f64,
+    /// Observations with `|v| <= zero_threshold`.
+    pub(crate) zero_count: u64,
+    /// `(index, count)`, ascending index, no zero count.
+    pub(crate) positive: &'a [(i32, u64)],
+    pub(crate) negative: &'a [(i32, u64)],
+}
+
+/// One histogram series as the encoders see it: a consistent snapshot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HistogramPoint<'a> {
+    /// Classic bucket bounds, without `+Inf`.
+    pub(crate) bounds: &'a [f64],
+    /// Per classic bucket, not cumulative; the last is `+Inf`'s own.
+    pub(crate) counts: &'a [u64],
+    /// Every observation: the classic counts' total (and the native buckets').
+    pub(crate) count: u64,
+    pub(crate) sum: f64,
+    /// The most recent exemplar of each classic bucket (as long as `counts`), or empty.
+    pub(crate) exemplars: &'a [Option<Exemplar<'a>>],
+    /// The native buckets of a histogram configured native, beside the classic ones.
+    pub(crate) native: Option<Native<'a>>,
 }
 
 /// Writes one format; [`walk`] calls it in exposition order.
 pub(crate) trait Encoder {
     /// A new family; its series follow.
     fn family(&mut self, name: &str, kind: Kind, help: Option<&str>);
-    fn counter(&mut self, name: &str, labels: Labels<'_>, value: u64);
-    fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64);
-    /// `counts` per bucket, not cumulative; the last is `+Inf`'s own.
-    fn histogram(
+    fn counter(
         &mut self,
         name: &str,
         labels: Labels<'_>,
-        bounds: &[f64],
-        counts: &[u64],
-        sum: f64,
+        value: u64,
+        exemplar: Option<Exemplar<'_>>,
     );
+    fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64);
+    fn histogram(&mut self, name: &str, labels: Labels<'_>, point: &HistogramPoint<'_>);
+    /// After the last family.
+    fn finish(&mut self) {}
 }
 
 /// A counter family kept outside the store (the listener's connection counts), printed
@@ -98,40 +143,31 @@ pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl En
                 .collect()
         })
         .unwrap_or_default();
+    let global = global.as_slice();
     let families = store.families();
-    self_metrics(store, &families, &global, encoder);
+    self_metrics(store, &families, global, encoder);
     for family in extra {
         encoder.family(family.name, Kind::Counter, Some(family.help));
-        for (labels, value) in &family.samples {
-            encoder.counter(
-                family.name,
-                Labels {
-                    series: labels,
-                    global: &global,
-                },
-                *value,
-            );
+        for (series, value) in &family.samples {
+            encoder.counter(family.name, Labels { series, global }, *value, None);
         }
     }
     let mut counts = Vec::new();
     for family in &families {
         match family {
             FamilyRef::Counter(f) => series_of(f, Kind::Counter, encoder, |e, name, s| {
-                e.counter(
-                    name,
-                    Labels {
-                        series: &s.labels,
-                        global: &global,
-                    },
-                    s.get(),
-                );
+                let labels = Labels {
+                    series: &s.labels,
+                    global,
+                };
+                e.counter(name, labels, s.get(), None);
             }),
             FamilyRef::Gauge(f) => series_of(f, Kind::Gauge, encoder, |e, name, s| {
                 e.gauge(
                     name,
                     Labels {
                         series: &s.labels,
-                        global: &global,
+                        global,
                     },
                     s.get(),
                 );
@@ -143,16 +179,28 @@ pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl En
                 series_of(f, Kind::Histogram, encoder, |e, name, s| {
                     s.counts_into(&mut counts);
                     if counts.len() == bounds.len() + 1 {
-                        let labels = Labels {
-                            series: &s.labels,
-                            global: &global,
+                        let point = HistogramPoint {
+                            bounds,
+                            counts: &counts,
+                            count: counts.iter().fold(0u64, |a, c| a.wrapping_add(*c)),
+                            sum: s.sum(),
+                            exemplars: &[],
+                            native: None,
                         };
-                        e.histogram(name, labels, bounds, &counts, s.sum());
+                        e.histogram(
+                            name,
+                            Labels {
+                                series: &s.labels,
+                                global,
+                            },
+                            &point,
+                        );
                     }
                 });
             }
         }
     }
+    encoder.finish();
 }
 
 fn series_of<V: Value, E: Encoder>(
@@ -192,12 +240,13 @@ fn self_metrics(
                     global,
                 },
                 n,
+                None,
             );
         }
     }
     encoder.family(OVERFLOW_SAMPLES, Kind::Counter, help(OVERFLOW_SAMPLES));
     // A zero series without `metric` keeps the metric present before any overflow.
-    encoder.counter(OVERFLOW_SAMPLES, Labels { series: "", global }, 0);
+    encoder.counter(OVERFLOW_SAMPLES, Labels { series: "", global }, 0, None);
     for family in families {
         let (name, folded) = match family {
             FamilyRef::Counter(f) => (&f.name, f.folded()),
@@ -214,6 +263,7 @@ fn self_metrics(
                     global,
                 },
                 folded,
+                None,
             );
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Encoder, Labels};
+use super::{Encoder, Exemplar, HistogramPoint, Labels};
 use crate::store::series::Kind;
 
 /// The text format's content type.
@@ -93,7 +93,8 @@ impl Encoder for Text<'_> {
         let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
     }
 
-    fn counter(&mut self, name: &str, labels: Labels<'_>, value: u64) {
+    /// Exemplars are an OpenMetrics feature: the text format 0.0.4 has none.
+    fn counter(&mut self, name: &str, labels: Labels<'_>, value: u64, _: Option<Exemplar<'_>>) {
         self.series(name, "", labels, None);
         let _ = writeln!(self.out, "{value}");
     }
@@ -104,14 +105,9 @@ impl Encoder for Text<'_> {
         self.out.push('\n');
     }
 
-    fn histogram(
-        &mut self,
-        name: &str,
-        labels: Labels<'_>,
-        bounds: &[f64],
-        counts: &[u64],
-        sum: f64,
-    ) {
+    /// The classic buckets only (native ones need protobuf).
+    fn histogram(&mut self, name: &str, labels: Labels<'_>, point: &HistogramPoint<'_>) {
+        let (bounds, counts, sum) = (point.bounds, point.counts, point.sum);
         if self.les_of != bounds {
             self.les_of.clear();
             self.les_of.extend_from_slice(bounds);

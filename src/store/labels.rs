@@ -3,6 +3,8 @@
 //! escaped). The same pairs in another order give the same text, so the text is the key
 //! of a family's map and what the encoder copies out.
 
+use std::borrow::Cow;
+
 use super::rules;
 use super::series::Kind;
 
@@ -66,6 +68,41 @@ pub(crate) fn has_key(labels: &str, key: &str) -> bool {
     })
 }
 
+/// The `(key, value)` pairs of a rendered label set, values unescaped. The text is one this
+/// module rendered, so it is well formed; anything else ends the iteration.
+pub(crate) fn parse(rendered: &str) -> impl Iterator<Item = (&str, Cow<'_, str>)> + '_ {
+    let mut rest = rendered;
+    std::iter::from_fn(move || {
+        let (key, after) = rest.split_once("=\"")?;
+        let bytes = after.as_bytes();
+        let (mut at, mut escaped) = (0, false);
+        while at < bytes.len() && !(bytes[at] == b'"' && !escaped) {
+            escaped = bytes[at] == b'\\' && !escaped;
+            at += 1;
+        }
+        let raw = after.get(..at)?;
+        rest = after.get(at + 1..)?.strip_prefix(',').unwrap_or_default();
+        let value = if raw.contains('\\') {
+            let mut out = String::with_capacity(raw.len());
+            let mut chars = raw.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '\\') {
+                    (_, true) => match chars.next() {
+                        Some('n') => out.push('\n'),
+                        Some(other) => out.push(other),
+                        None => {}
+                    },
+                    (c, false) => out.push(c),
+                }
+            }
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(raw)
+        };
+        Some((key, value))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +129,22 @@ mod tests {
         );
         assert_eq!((dirty.as_str(), renamed), (r#"a_b="2",a_b_1="1""#, 1));
         assert!(has_key(&dirty, "a_b_1") && has_key(&dirty, "a_b") && !has_key(&dirty, "b"));
+    }
+
+    #[test]
+    fn rendered_sets_parse_back() {
+        let pairs = [("a", "x\\y\"z\nw"), ("b", ""), ("c", "a,b=\"c\"")];
+        let mut rendered = String::new();
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                rendered.push(',');
+            }
+            pair(&mut rendered, k, v);
+        }
+        let back: Vec<(&str, String)> =
+            parse(&rendered).map(|(k, v)| (k, v.into_owned())).collect();
+        let want: Vec<(&str, String)> = pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        assert_eq!(back, want);
+        assert_eq!(parse("").count(), 0);
     }
 }
