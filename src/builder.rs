@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::{self, Config};
 use crate::store::Limits;
-use crate::{Error, LocalRecorder, Matcher, MetricsServer};
+use crate::{Error, LocalRecorder, Matcher, MetricsServer, NativeHistograms};
 
 /// Configures a [`MetricsServer`] or a [`LocalRecorder`].
 ///
@@ -97,6 +97,59 @@ impl Builder {
     pub fn buckets_for_metric(mut self, matcher: Matcher, values: &[f64]) -> Result<Self, Error> {
         let buckets = config::buckets(values)?;
         self.config.bucket_overrides.push((matcher, buckets));
+        Ok(self)
+    }
+
+    /// Makes every histogram native as well (sparse exponential buckets, as client_golang's
+    /// `HistogramOpts` sets them), beside its classic buckets. Protobuf scrapes carry both in
+    /// one message; the text formats carry the classic buckets, so a Prometheus without
+    /// native histograms loses nothing.
+    ///
+    /// ```
+    /// use porter_metrics::{Builder, NativeHistograms};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = Builder::new()
+    ///     .native_histograms(NativeHistograms::default().with_max_buckets(100))?
+    ///     .build("127.0.0.1:0");
+    /// # let _ = server;
+    /// assert!(Builder::new().native_histograms(NativeHistograms::default().with_bucket_factor(1.0)).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidNativeHistograms`] unless the factor is finite and above 1, the zero
+    /// threshold finite and at least 0, and `max_buckets` at least 1.
+    pub fn native_histograms(mut self, settings: NativeHistograms) -> Result<Self, Error> {
+        self.config.native = Some(config::native(settings)?);
+        Ok(self)
+    }
+
+    /// Makes the histograms `matcher` matches native as well (see
+    /// [`native_histograms`](Self::native_histograms)); a full match wins over a prefix,
+    /// and a prefix over a suffix.
+    ///
+    /// ```
+    /// use porter_metrics::{Builder, Matcher, NativeHistograms};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let builder = Builder::new()
+    ///     .native_histograms_for_metric(Matcher::Suffix("_seconds".into()), NativeHistograms::default())?;
+    /// # let _ = builder;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidNativeHistograms`] as for [`native_histograms`](Self::native_histograms).
+    pub fn native_histograms_for_metric(
+        mut self,
+        matcher: Matcher,
+        settings: NativeHistograms,
+    ) -> Result<Self, Error> {
+        let settings = config::native(settings)?;
+        self.config.native_overrides.push((matcher, settings));
         Ok(self)
     }
 

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use crate::matcher::Matcher;
 use crate::store::series::Kind;
-use crate::store::{rules, Limits};
+use crate::store::{rules, Limits, NativeHistograms};
 use crate::Error;
 
 /// Prometheus' default histogram buckets, in seconds.
@@ -36,6 +36,8 @@ const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Config {
     pub(crate) buckets: Vec<f64>,
     pub(crate) bucket_overrides: Vec<(Matcher, Vec<f64>)>,
+    pub(crate) native: Option<NativeHistograms>,
+    pub(crate) native_overrides: Vec<(Matcher, NativeHistograms)>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) global_labels: Vec<(String, String)>,
     pub(crate) allowed: Vec<IpNet>,
@@ -52,6 +54,8 @@ impl Default for Config {
         Self {
             buckets: DEFAULT_BUCKETS.to_vec(),
             bucket_overrides: Vec::new(),
+            native: None,
+            native_overrides: Vec::new(),
             idle_timeout: None,
             global_labels: Vec::new(),
             allowed: Vec::new(),
@@ -85,6 +89,15 @@ pub(crate) fn buckets(values: &[f64]) -> Result<Vec<f64>, Error> {
     buckets.sort_by(f64::total_cmp);
     buckets.dedup();
     Ok(buckets)
+}
+
+/// Native histogram settings, checked.
+pub(crate) fn native(settings: NativeHistograms) -> Result<NativeHistograms, Error> {
+    if settings.is_valid() {
+        Ok(settings)
+    } else {
+        Err(Error::InvalidNativeHistograms { settings })
+    }
 }
 
 /// A global label key, checked: valid, not reserved, not `le` or `quantile`.

@@ -65,6 +65,14 @@ pub enum Error {
         buckets: Vec<f64>,
     },
 
+    /// Native histogram settings need a finite bucket factor above 1, a finite zero
+    /// threshold of at least 0, and at least one bucket.
+    #[error("unusable native histogram settings {settings:?}")]
+    InvalidNativeHistograms {
+        /// The settings as given.
+        settings: crate::NativeHistograms,
+    },
+
     /// A global label key must match `[a-zA-Z_][a-zA-Z0-9_]*`, not start with `__`, and not
     /// be `le` or `quantile`.
     #[error("{key:?} is not a usable label key")]

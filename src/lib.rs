@@ -31,4 +31,4 @@ pub use matcher::Matcher;
 pub use server::MetricsServer;
 #[cfg(feature = "push")]
 pub use server::Pusher;
-pub use store::{self_metrics, Limits};
+pub use store::{self_metrics, Limits, NativeHistograms};

@@ -66,6 +66,8 @@ impl Pipeline {
         self.recorder.store().bind(Settings {
             buckets: config.buckets.clone(),
             overrides: config.bucket_overrides.clone(),
+            native: config.native,
+            native_overrides: config.native_overrides.clone(),
             global: config.global_labels.clone(),
         });
         #[cfg(feature = "process")]

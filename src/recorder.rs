@@ -111,6 +111,23 @@ impl Handle {
         }
     }
 
+    /// Adds `n`, with an exemplar when the handle is a series (a folded or dropped call has
+    /// no series to keep it in).
+    pub(crate) fn increment_with_exemplar(&self, n: u64, exemplar: &[&str]) {
+        match self {
+            Handle::Counter(s) => s.add_with_exemplar(n, exemplar),
+            other => other.increment(n),
+        }
+    }
+
+    /// Observes `value`, with an exemplar when the handle is a series.
+    pub(crate) fn record_with_exemplar(&self, value: f64, exemplar: &[&str]) {
+        match self {
+            Handle::Histogram(s) if value.is_finite() => s.observe_with_exemplar(value, exemplar),
+            other => other.record(value),
+        }
+    }
+
     pub(crate) fn into_counter(self) -> Counter {
         match self {
             Handle::Counter(s) => Counter::from_arc(s),

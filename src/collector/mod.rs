@@ -99,6 +99,50 @@ pub trait Collector: Send + Sync {
         }
     }
 
+    /// Adds 1 to the counter `name`, keeping `exemplar` (flat label pairs, such as
+    /// `["trace_id", id]`) as its exemplar: OpenMetrics and protobuf scrapes show the most
+    /// recent one. An exemplar over OpenMetrics' 128 characters, or with an invalid label
+    /// name, is dropped (the increment is kept) and counted in
+    /// `porter_metrics_dropped_exemplars_total`.
+    ///
+    /// Provided: the increment without the exemplar, so every collector supports it.
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// collector.increment_counter_with_exemplar("requests_total", &["code", "200"], &["trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"]);
+    /// # assert_eq!(capture.exposition().unwrap().value("requests_total", &["code", "200"]), Some(1.0));
+    /// ```
+    fn increment_counter_with_exemplar(&self, name: &str, labels: &[&str], exemplar: &[&str]) {
+        let _ = exemplar;
+        self.increment_counter(name, labels);
+    }
+
+    /// Observes `value` in the histogram `name`, keeping `exemplar` (flat label pairs) as
+    /// the exemplar of the bucket it falls in (the most recent one per bucket), with the
+    /// same rules as [`increment_counter_with_exemplar`](Self::increment_counter_with_exemplar).
+    ///
+    /// Provided: the observation without the exemplar.
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// collector.record_histogram_with_exemplar("latency_seconds", 0.2, &[], &["trace_id", "abc"]);
+    /// # assert_eq!(capture.exposition().unwrap().histogram("latency_seconds", &[]).map(|h| h.count), Some(1));
+    /// ```
+    fn record_histogram_with_exemplar(
+        &self,
+        name: &str,
+        value: f64,
+        labels: &[&str],
+        exemplar: &[&str],
+    ) {
+        let _ = exemplar;
+        self.record_histogram(name, value, labels);
+    }
+
     /// Adds `delta` (negative to subtract) to the gauge `name` with these label pairs.
     ///
     /// Provided: a gauge can only be *set* through the design's four methods, so the
@@ -148,6 +192,12 @@ macro_rules! forward_collector {
             }
             fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
                 (**self).add_to_gauge(name, delta, labels)
+            }
+            fn increment_counter_with_exemplar(&self, name: &str, labels: &[&str], exemplar: &[&str]) {
+                (**self).increment_counter_with_exemplar(name, labels, exemplar)
+            }
+            fn record_histogram_with_exemplar(&self, name: &str, value: f64, labels: &[&str], exemplar: &[&str]) {
+                (**self).record_histogram_with_exemplar(name, value, labels, exemplar)
             }
         }
     )*};

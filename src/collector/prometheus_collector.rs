@@ -161,4 +161,22 @@ impl Collector for PrometheusCollector {
     fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
         self.with_handle(Kind::Gauge, name, labels, |handle| handle.add(delta));
     }
+
+    fn increment_counter_with_exemplar(&self, name: &str, labels: &[&str], exemplar: &[&str]) {
+        self.with_handle(Kind::Counter, name, labels, |handle| {
+            handle.increment_with_exemplar(1, exemplar)
+        });
+    }
+
+    fn record_histogram_with_exemplar(
+        &self,
+        name: &str,
+        value: f64,
+        labels: &[&str],
+        exemplar: &[&str],
+    ) {
+        self.with_handle(Kind::Histogram, name, labels, |handle| {
+            handle.record_with_exemplar(value, exemplar)
+        });
+    }
 }

@@ -319,4 +319,22 @@ impl<C: Collector> Collector for AggregatingCollector<C> {
         self.aggregate(name, delta, labels);
         self.inner.add_to_gauge(name, delta, labels);
     }
+
+    fn increment_counter_with_exemplar(&self, name: &str, labels: &[&str], exemplar: &[&str]) {
+        self.aggregate(name, 1.0, labels);
+        self.inner
+            .increment_counter_with_exemplar(name, labels, exemplar);
+    }
+
+    fn record_histogram_with_exemplar(
+        &self,
+        name: &str,
+        value: f64,
+        labels: &[&str],
+        exemplar: &[&str],
+    ) {
+        self.aggregate(name, value, labels);
+        self.inner
+            .record_histogram_with_exemplar(name, value, labels, exemplar);
+    }
 }

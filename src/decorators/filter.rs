@@ -192,4 +192,24 @@ impl<C: Collector> Collector for FilteringCollector<C> {
             self.inner.add_to_gauge(name, delta, labels);
         }
     }
+
+    fn increment_counter_with_exemplar(&self, name: &str, labels: &[&str], exemplar: &[&str]) {
+        if self.permits(name) {
+            self.inner
+                .increment_counter_with_exemplar(name, labels, exemplar);
+        }
+    }
+
+    fn record_histogram_with_exemplar(
+        &self,
+        name: &str,
+        value: f64,
+        labels: &[&str],
+        exemplar: &[&str],
+    ) {
+        if self.permits(name) {
+            self.inner
+                .record_histogram_with_exemplar(name, value, labels, exemplar);
+        }
+    }
 }

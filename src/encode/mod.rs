@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 
 use crate::store::family::Family;
 use crate::store::self_metrics::{
-    DROPPED_LABELS, DROPPED_SAMPLES, METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
+    DROPPED_EXEMPLARS, DROPPED_LABELS, DROPPED_SAMPLES, METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
 };
-use crate::store::series::{Kind, Value};
+use crate::store::series::{Kind, Snapshot, Value};
 use crate::store::{labels, FamilyRef, Store};
 
 /// The labels of one series: its own (rendered, canonical) and the global ones it does
@@ -96,6 +96,14 @@ pub(crate) trait Encoder {
     fn histogram(&mut self, name: &str, labels: Labels<'_>, point: &HistogramPoint<'_>);
     /// After the last family.
     fn finish(&mut self) {}
+    /// Whether the format carries exemplars (the walk reads them only then).
+    fn wants_exemplars(&self) -> bool {
+        false
+    }
+    /// Whether the format carries native buckets (the walk copies them only then).
+    fn wants_native(&self) -> bool {
+        false
+    }
 }
 
 /// A counter family kept outside the store (the listener's connection counts), printed
@@ -108,7 +116,11 @@ pub(crate) struct CounterFamily {
 }
 
 /// HELP texts of the self-metrics.
-const SELF_HELP: [(&str, &str); 5] = [
+const SELF_HELP: [(&str, &str); 6] = [
+    (
+        DROPPED_EXEMPLARS,
+        "Exemplars porter-metrics dropped (their samples kept), by reason.",
+    ),
     (
         DROPPED_SAMPLES,
         "Calls whose sample porter-metrics dropped, by reason.",
@@ -152,7 +164,12 @@ pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl En
             encoder.counter(family.name, Labels { series, global }, *value, None);
         }
     }
-    let mut counts = Vec::new();
+    let (exemplars, native) = (encoder.wants_exemplars(), encoder.wants_native());
+    let mut snapshot = Snapshot::default();
+    // Exemplar label sets, copied out of their slots: one buffer per bucket, reused.
+    let mut texts: Vec<String> = Vec::new();
+    let mut found: Vec<Option<(f64, f64)>> = Vec::new();
+    let mut counter_text = String::new();
     for family in &families {
         match family {
             FamilyRef::Counter(f) => series_of(f, Kind::Counter, encoder, |e, name, s| {
@@ -160,7 +177,15 @@ pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl En
                     series: &s.labels,
                     global,
                 };
-                e.counter(name, labels, s.get(), None);
+                let exemplar = exemplars
+                    .then(|| s.value.1.read(0, &mut counter_text))
+                    .flatten()
+                    .map(|(value, timestamp)| Exemplar {
+                        labels: &counter_text,
+                        value,
+                        timestamp,
+                    });
+                e.counter(name, labels, s.get(), exemplar);
             }),
             FamilyRef::Gauge(f) => series_of(f, Kind::Gauge, encoder, |e, name, s| {
                 e.gauge(
@@ -173,29 +198,59 @@ pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl En
                 );
             }),
             FamilyRef::Histogram(f) => {
-                let Some(bounds) = f.bounds.get() else {
+                let Some(layout) = f.layout.get() else {
                     continue; // not bound yet: nothing is exported before a server starts
                 };
                 series_of(f, Kind::Histogram, encoder, |e, name, s| {
-                    s.counts_into(&mut counts);
-                    if counts.len() == bounds.len() + 1 {
-                        let point = HistogramPoint {
-                            bounds,
-                            counts: &counts,
-                            count: counts.iter().fold(0u64, |a, c| a.wrapping_add(*c)),
-                            sum: s.sum(),
-                            exemplars: &[],
-                            native: None,
-                        };
-                        e.histogram(
-                            name,
-                            Labels {
-                                series: &s.labels,
-                                global,
-                            },
-                            &point,
-                        );
+                    if !s.snapshot(&mut snapshot, native)
+                        || snapshot.counts.len() != layout.bounds.len() + 1
+                    {
+                        return;
                     }
+                    found.clear();
+                    if exemplars && s.value.exemplars.any() {
+                        texts.resize_with(snapshot.counts.len(), String::new);
+                        for (at, text) in texts.iter_mut().enumerate() {
+                            found.push(s.value.exemplars.read(at, text));
+                        }
+                    }
+                    // Allocated only for a series with exemplars, in a format that has them.
+                    let bucket_exemplars: Vec<Option<Exemplar<'_>>> = found
+                        .iter()
+                        .zip(&texts)
+                        .map(|(f, labels)| {
+                            f.map(|(value, timestamp)| Exemplar {
+                                labels,
+                                value,
+                                timestamp,
+                            })
+                        })
+                        .collect();
+                    let native = snapshot.native.zip(layout.native).map(
+                        |((schema, zero_count), settings)| Native {
+                            schema,
+                            zero_threshold: settings.zero_threshold,
+                            zero_count,
+                            positive: &snapshot.positive,
+                            negative: &snapshot.negative,
+                        },
+                    );
+                    let point = HistogramPoint {
+                        bounds: &layout.bounds,
+                        counts: &snapshot.counts,
+                        count: snapshot.counts.iter().fold(0u64, |a, c| a.wrapping_add(*c)),
+                        sum: snapshot.sum,
+                        exemplars: &bucket_exemplars,
+                        native,
+                    };
+                    e.histogram(
+                        name,
+                        Labels {
+                            series: &s.labels,
+                            global,
+                        },
+                        &point,
+                    );
                 });
             }
         }
@@ -228,6 +283,7 @@ fn self_metrics(
     for (name, counts) in [
         (DROPPED_SAMPLES, metrics.dropped().collect::<Vec<_>>()),
         (DROPPED_LABELS, metrics.label_drops().collect()),
+        (DROPPED_EXEMPLARS, metrics.exemplar_drops().collect()),
     ] {
         encoder.family(name, Kind::Counter, help(name));
         for (reason, n) in counts {

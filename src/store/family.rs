@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use hashbrown::HashTable;
 
-use super::series::{HistogramValue, Series, Value};
+use super::series::{HistogramValue, Layout, Series, Value};
 use super::Shared;
 
 /// What a label set resolved to.
@@ -30,8 +30,8 @@ pub(crate) struct Family<V> {
     pub(crate) shared: Arc<Shared>,
     /// The HELP text, unescaped: the user's description, or the collector's default.
     help: Mutex<Option<Arc<str>>>,
-    /// A histogram family's bucket bounds (without `+Inf`), once the pipeline is bound.
-    pub(crate) bounds: OnceLock<Arc<[f64]>>,
+    /// A histogram family's buckets, once the pipeline is bound.
+    pub(crate) layout: OnceLock<Layout>,
     series: RwLock<HashTable<Arc<Series<V>>>>,
     limbo: Mutex<Vec<Arc<Series<V>>>>,
     overflow: OnceLock<Arc<Series<V>>>,
@@ -48,7 +48,7 @@ impl<V: Value> Family<V> {
             name: name.into_boxed_str(),
             shared,
             help: Mutex::new(help),
-            bounds: OnceLock::new(),
+            layout: OnceLock::new(),
             series: RwLock::new(HashTable::new()),
             limbo: Mutex::new(Vec::new()),
             overflow: OnceLock::new(),
@@ -227,14 +227,14 @@ impl Family<HistogramValue> {
     /// pipeline binds. Returns the series, by address, to replay early observations into.
     pub(crate) fn bind_buckets(
         &self,
-        bounds: Arc<[f64]>,
+        layout: Layout,
         out: &mut Vec<(usize, Arc<Series<HistogramValue>>)>,
     ) {
         let map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        let bounds = self.bounds.get_or_init(|| bounds).clone();
+        let layout = self.layout.get_or_init(|| layout);
         let limbo = self.limbo.lock().unwrap_or_else(PoisonError::into_inner);
         for series in map.iter().chain(limbo.iter()).chain(self.overflow.get()) {
-            series.value.with_buckets(&bounds);
+            series.value.with_buckets(layout);
             out.push((address(series), series.clone()));
         }
     }
@@ -242,7 +242,7 @@ impl Family<HistogramValue> {
     /// Keeps an observation made before the buckets were known (see `Shared::keep_early`).
     #[cold]
     pub(crate) fn early(&self, series: &Series<HistogramValue>, value: f64, n: u64) {
-        let ready = || series.value.counts.get().is_some() && self.bounds.get().is_some();
+        let ready = || series.value.counts.get().is_some() && self.layout.get().is_some();
         if self.shared.keep_early(address(series), value, n, ready) {
             series.replay(value, n);
             series.updated();

@@ -11,9 +11,11 @@
 //! server starts). Observations made before that wait in a bounded buffer here and are
 //! counted into their buckets at bind; nothing else is ever buffered.
 
+mod exemplar;
 pub(crate) mod family;
 pub(crate) mod labels;
 mod limits;
+mod native;
 pub(crate) mod rules;
 pub mod self_metrics;
 pub(crate) mod series;
@@ -25,12 +27,13 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 pub use limits::Limits;
+pub use native::NativeHistograms;
 
 use crate::matcher::Matcher;
 use family::Family;
 use rules::{claimed_names, family_name, histogram_export_name, SELF_PREFIX};
 use self_metrics::{DropReason, SelfMetrics};
-use series::{CounterValue, GaugeValue, HistogramValue, Kind, Series};
+use series::{CounterValue, GaugeValue, HistogramValue, Kind, Layout, Series};
 
 /// Histogram observations kept, across all series, before the pipeline is bound.
 pub(crate) const MAX_EARLY_OBSERVATIONS: usize = 100_000;
@@ -197,27 +200,38 @@ pub(crate) enum Origin {
 pub(crate) struct Settings {
     pub(crate) buckets: Vec<f64>,
     pub(crate) overrides: Vec<(Matcher, Vec<f64>)>,
+    /// Native buckets for every histogram, if set.
+    pub(crate) native: Option<NativeHistograms>,
+    /// Native buckets for the histograms a matcher matches.
+    pub(crate) native_overrides: Vec<(Matcher, NativeHistograms)>,
     /// Global labels, `(key, value)`, printed on every series without that key.
     pub(crate) global: Vec<(String, String)>,
 }
 
+/// The setting of the best match for `name`: a full match, else a prefix, else a suffix.
+fn best_match<'a, T>(overrides: &'a [(Matcher, T)], name: &str) -> Option<&'a T> {
+    let rank = |m: &Matcher| match m {
+        Matcher::Full(_) => 0,
+        Matcher::Prefix(_) => 1,
+        Matcher::Suffix(_) => 2,
+    };
+    overrides
+        .iter()
+        .filter(|(m, _)| m.matches(name))
+        .min_by_key(|(m, _)| rank(m))
+        .map(|(_, setting)| setting)
+}
+
 impl Settings {
-    /// The buckets of the histogram family `name`: a full match, else a prefix, else a
-    /// suffix, else the default.
-    fn buckets_for(&self, name: &str) -> Arc<[f64]> {
-        let rank = |m: &Matcher| match m {
-            Matcher::Full(_) => 0,
-            Matcher::Prefix(_) => 1,
-            Matcher::Suffix(_) => 2,
-        };
-        self.overrides
-            .iter()
-            .filter(|(m, _)| m.matches(name))
-            .min_by_key(|(m, _)| rank(m))
-            .map_or_else(
-                || self.buckets.as_slice().into(),
-                |(_, b)| b.as_slice().into(),
-            )
+    /// The buckets of the histogram family `name`: its matcher's, else the defaults.
+    fn layout_for(&self, name: &str) -> Layout {
+        let bounds = best_match(&self.overrides, name).unwrap_or(&self.buckets);
+        Layout {
+            bounds: bounds.as_slice().into(),
+            native: best_match(&self.native_overrides, name)
+                .copied()
+                .or(self.native),
+        }
     }
 }
 
@@ -296,7 +310,7 @@ impl Store {
         let mut bound = Vec::new();
         for family in self.families() {
             if let FamilyRef::Histogram(f) = family {
-                f.bind_buckets(settings.buckets_for(&f.name), &mut bound);
+                f.bind_buckets(settings.layout_for(&f.name), &mut bound);
             }
         }
         let early = self
@@ -426,7 +440,7 @@ impl Store {
                 let export = histogram_export_name(name).unwrap_or_else(|| name.to_owned());
                 let family = Family::new(export, shared, help);
                 if let Some(settings) = self.settings.get() {
-                    let _ = family.bounds.set(settings.buckets_for(&family.name));
+                    let _ = family.layout.set(settings.layout_for(&family.name));
                 }
                 FamilyRef::Histogram(Arc::new(family))
             }

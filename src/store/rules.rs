@@ -65,12 +65,18 @@ pub(crate) fn histogram_export_name(family: &str) -> Option<String> {
         .then(|| format!("{family}_histogram"))
 }
 
-/// Every name a family of `kind` occupies in the exposition: its own name and, for a
-/// histogram, its export name and the `_bucket`, `_sum` and `_count` series. Two families
-/// may not share any.
+/// Every name a family of `kind` occupies in any format: its own name; for a counter, the
+/// name with or without `_total`; for a histogram, its export name and the `_bucket`,
+/// `_sum` and `_count` series. Two families may not share any.
 pub(crate) fn claimed_names(family: &str, kind: Kind) -> Vec<String> {
     match kind {
-        Kind::Counter | Kind::Gauge => vec![family.to_owned()],
+        // OpenMetrics prints a counter as family `x` with samples `x_total`, whichever of
+        // the two it was named: both names are its.
+        Kind::Counter => match family.strip_suffix("_total") {
+            Some(base) if !base.is_empty() => vec![family.to_owned(), base.to_owned()],
+            _ => vec![family.to_owned(), format!("{family}_total")],
+        },
+        Kind::Gauge => vec![family.to_owned()],
         Kind::Histogram => {
             let base = histogram_export_name(family).unwrap_or_else(|| family.to_owned());
             let mut names = vec![family.to_owned()];
@@ -191,7 +197,9 @@ mod tests {
             claimed_names("lat", Kind::Histogram),
             ["lat", "lat_bucket", "lat_sum", "lat_count"]
         );
-        assert_eq!(claimed_names("c", Kind::Counter), ["c"]);
+        assert_eq!(claimed_names("c", Kind::Counter), ["c", "c_total"]);
+        assert_eq!(claimed_names("c_total", Kind::Counter), ["c_total", "c"]);
+        assert_eq!(claimed_names("g", Kind::Gauge), ["g"]);
         assert_eq!(
             claimed_names("req_count", Kind::Histogram),
             [

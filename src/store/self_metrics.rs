@@ -85,6 +85,20 @@ pub const SERIES: &str = "porter_metrics_series";
 /// ```
 pub const METRIC_NAMES: &str = "porter_metrics_metric_names";
 
+/// Name of the counter of dropped exemplars.
+///
+/// ```
+/// use porter_metrics::{self_metrics::DROPPED_EXEMPLARS, testing::Capture, Collector};
+///
+/// let capture = Capture::new();
+/// let long = "x".repeat(200); // over OpenMetrics' 128 characters
+/// capture.collector().increment_counter_with_exemplar("jobs_total", &[], &["trace_id", &long]);
+/// let scrape = capture.exposition().unwrap();
+/// assert_eq!(scrape.value("jobs_total", &[]), Some(1.0)); // the sample is kept
+/// assert_eq!(scrape.value(DROPPED_EXEMPLARS, &["reason", "too_long"]), Some(1.0));
+/// ```
+pub const DROPPED_EXEMPLARS: &str = "porter_metrics_dropped_exemplars_total";
+
 /// How many distinct problems are logged before further warnings are suppressed.
 const MAX_WARNINGS: usize = 1024;
 
@@ -160,11 +174,32 @@ impl LabelDrop {
     }
 }
 
+/// Why an exemplar was dropped: the `reason` label of `porter_metrics_dropped_exemplars_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ExemplarDrop {
+    /// Its label names and values exceed OpenMetrics' 128 characters.
+    TooLong,
+    /// An odd number of strings, or a label name that is not valid.
+    InvalidLabel,
+}
+
+impl ExemplarDrop {
+    const ALL: [ExemplarDrop; 2] = [ExemplarDrop::TooLong, ExemplarDrop::InvalidLabel];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ExemplarDrop::TooLong => "too_long",
+            ExemplarDrop::InvalidLabel => "invalid_label",
+        }
+    }
+}
+
 /// The self-metrics' counts and the warn-once log of one store. The encoder prints them
 /// (zeros included, so alerts have a baseline).
 pub(crate) struct SelfMetrics {
     dropped: [AtomicU64; DropReason::ALL.len()],
     labels: [AtomicU64; LabelDrop::ALL.len()],
+    exemplars: [AtomicU64; ExemplarDrop::ALL.len()],
     /// Hashes of (problem, metric) already logged; a collision only skips a warning.
     warned: Mutex<HashSet<u64>>,
     hasher: hashbrown::DefaultHashBuilder,
@@ -176,6 +211,7 @@ impl Default for SelfMetrics {
         Self {
             dropped: Default::default(),
             labels: Default::default(),
+            exemplars: Default::default(),
             warned: Mutex::new(HashSet::new()),
             hasher: hashbrown::DefaultHashBuilder::default(),
             suppressed: AtomicBool::new(false),
@@ -209,6 +245,21 @@ impl SelfMetrics {
         LabelDrop::ALL
             .iter()
             .map(|r| (r.as_str(), self.labels[*r as usize].load(Ordering::Relaxed)))
+    }
+
+    /// Counts one exemplar dropped for `reason` (the sample itself is kept).
+    pub(crate) fn count_exemplar_drop(&self, reason: ExemplarDrop) {
+        self.exemplars[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Exemplars dropped so far, by reason.
+    pub(crate) fn exemplar_drops(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ExemplarDrop::ALL.iter().map(|r| {
+            (
+                r.as_str(),
+                self.exemplars[*r as usize].load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Logs `message` the first time `problem` is seen for `metric`. Takes the log's own

@@ -11,11 +11,13 @@
 //! update can land in a series nobody will export again.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use metrics::{CounterFn, GaugeFn, HistogramFn};
 
+use super::exemplar::{self, Exemplars};
 use super::family::Family;
+use super::native::{NativeHistograms, NativeState};
 use super::self_metrics::DropReason;
 
 /// The three kinds of metric.
@@ -84,9 +86,9 @@ impl<V: Value> Series<V> {
     }
 }
 
-/// A counter's value.
+/// A counter's value, and its exemplar.
 #[derive(Default)]
-pub(crate) struct CounterValue(pub(crate) AtomicU64);
+pub(crate) struct CounterValue(pub(crate) AtomicU64, pub(crate) Exemplars);
 
 impl Value for CounterValue {
     fn new(_: &Family<Self>) -> Self {
@@ -107,6 +109,15 @@ impl Series<CounterValue> {
 
     pub(crate) fn get(&self) -> u64 {
         self.value.0.load(Ordering::Relaxed)
+    }
+
+    /// Adds `n`, keeping `exemplar` (flat pairs) as the counter's exemplar.
+    pub(crate) fn add_with_exemplar(&self, n: u64, exemplar: &[&str]) {
+        match exemplar::check(exemplar) {
+            Ok(()) => self.value.1.record(1, 0, exemplar, n as f64),
+            Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
+        }
+        self.add(n);
     }
 }
 
@@ -162,14 +173,58 @@ pub(crate) struct HistogramValue {
     /// otherwise when it binds (observations wait in the store until then).
     pub(crate) counts: OnceLock<Box<[AtomicU64]>>,
     pub(crate) sum: AtomicU64,
+    /// The native buckets of a family configured native. Its lock also covers the classic
+    /// counts and the sum, so a scrape reads all of them as of one moment.
+    native: OnceLock<Box<Mutex<NativeState>>>,
+    pub(crate) exemplars: Exemplars,
 }
 
 impl HistogramValue {
-    pub(crate) fn with_buckets(&self, bounds: &[f64]) {
-        let _ = self
-            .counts
-            .set((0..=bounds.len()).map(|_| AtomicU64::new(0)).collect());
+    /// Gives the series its buckets (once): `layout`'s classic ones, and native ones if
+    /// the family is configured native.
+    pub(crate) fn with_buckets(&self, layout: &Layout) {
+        let _ = self.counts.set(
+            (0..=layout.bounds.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        );
+        if let Some(native) = &layout.native {
+            let _ = self
+                .native
+                .set(Box::new(Mutex::new(NativeState::new(native))));
+        }
     }
+
+    fn classic(&self, bounds: &[f64], value: f64, n: u64) {
+        if let Some(counts) = self.counts.get() {
+            // The first bucket whose bound is at least `value` (`le` is inclusive).
+            let at = bounds.partition_point(|bound| *bound < value);
+            if let Some(count) = counts.get(at) {
+                count.fetch_add(n, Ordering::Relaxed);
+            }
+            add_f64(&self.sum, value * n as f64);
+        }
+    }
+
+    /// Counts `value` `n` times, classic and native.
+    fn count(&self, layout: &Layout, value: f64, n: u64) {
+        match (&layout.native, self.native.get()) {
+            (Some(settings), Some(native)) => {
+                let mut native = native.lock().unwrap_or_else(PoisonError::into_inner);
+                native.observe(value, n, settings);
+                self.classic(&layout.bounds, value, n);
+            }
+            _ => self.classic(&layout.bounds, value, n),
+        }
+    }
+}
+
+/// A histogram family's buckets: the classic bounds (without `+Inf`) and, if configured,
+/// the native ones' settings.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    pub(crate) bounds: Arc<[f64]>,
+    pub(crate) native: Option<NativeHistograms>,
 }
 
 impl Value for HistogramValue {
@@ -177,13 +232,19 @@ impl Value for HistogramValue {
         let value = Self {
             counts: OnceLock::new(),
             sum: AtomicU64::new(0f64.to_bits()),
+            native: OnceLock::new(),
+            exemplars: Exemplars::default(),
         };
-        if let Some(bounds) = family.bounds.get() {
-            value.with_buckets(bounds);
+        if let Some(layout) = family.layout.get() {
+            value.with_buckets(layout);
         }
         value
     }
     fn absorb(&self, from: &Self) {
+        let _native = from
+            .native
+            .get()
+            .map(|n| n.lock().unwrap_or_else(PoisonError::into_inner));
         if let (Some(to), Some(counts)) = (self.counts.get(), from.counts.get()) {
             for (to, from) in to.iter().zip(counts.iter()) {
                 to.fetch_add(from.swap(0, Ordering::AcqRel), Ordering::AcqRel);
@@ -191,6 +252,11 @@ impl Value for HistogramValue {
         }
         let sum = f64::from_bits(from.sum.swap(0f64.to_bits(), Ordering::AcqRel));
         add_f64(&self.sum, sum);
+        // Native buckets move too (same schema: one family, one layout).
+        if let (Some(to), Some(mut from)) = (self.native.get(), _native) {
+            let mut to = to.lock().unwrap_or_else(PoisonError::into_inner);
+            to.absorb(&mut from);
+        }
     }
 }
 
@@ -198,43 +264,76 @@ impl Series<HistogramValue> {
     /// Observes `value` `n` times. Non-finite values are the caller's to filter.
     #[inline]
     pub(crate) fn observe(&self, value: f64, n: u64) {
-        match (self.value.counts.get(), self.family.bounds.get()) {
-            (Some(counts), Some(bounds)) => {
-                // The first bucket whose bound is at least `value` (`le` is inclusive).
-                let at = bounds.partition_point(|bound| *bound < value);
-                if let Some(count) = counts.get(at) {
-                    count.fetch_add(n, Ordering::Relaxed);
-                }
-                add_f64(&self.value.sum, value * n as f64);
+        match (self.value.counts.get(), self.family.layout.get()) {
+            (Some(_), Some(layout)) => {
+                self.value.count(layout, value, n);
                 self.updated();
             }
             _ => self.family.early(self, value, n),
         }
     }
 
+    /// Observes `value` once, keeping `exemplar` (flat pairs) for its bucket.
+    pub(crate) fn observe_with_exemplar(&self, value: f64, exemplar: &[&str]) {
+        if let Some(layout) = self.family.layout.get() {
+            match exemplar::check(exemplar) {
+                Ok(()) => {
+                    let at = layout.bounds.partition_point(|bound| *bound < value);
+                    let slots = layout.bounds.len() + 1;
+                    self.value.exemplars.record(slots, at, exemplar, value);
+                }
+                Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
+            }
+        }
+        self.observe(value, 1);
+    }
+
     /// Applies observations kept from before the buckets were known.
     pub(crate) fn replay(&self, value: f64, n: u64) {
-        if let (Some(counts), Some(bounds)) = (self.value.counts.get(), self.family.bounds.get()) {
-            let at = bounds.partition_point(|bound| *bound < value);
-            if let Some(count) = counts.get(at) {
-                count.fetch_add(n, Ordering::Relaxed);
-            }
-            add_f64(&self.value.sum, value * n as f64);
+        if let Some(layout) = self.family.layout.get() {
+            self.value.count(layout, value, n);
         }
     }
 
-    /// The sum of every observation.
-    pub(crate) fn sum(&self) -> f64 {
-        f64::from_bits(self.value.sum.load(Ordering::Relaxed))
-    }
-
-    /// Copies the per-bucket counts (not cumulative) into `out`.
-    pub(crate) fn counts_into(&self, out: &mut Vec<u64>) {
-        out.clear();
-        if let Some(counts) = self.value.counts.get() {
-            out.extend(counts.iter().map(|c| c.load(Ordering::Relaxed)));
+    /// A consistent snapshot into `out`: classic counts (per bucket), the sum, and the
+    /// native buckets when `native` is asked for and the family has them. `false` before
+    /// the buckets are known.
+    pub(crate) fn snapshot(&self, out: &mut Snapshot, native: bool) -> bool {
+        let Some(counts) = self.value.counts.get() else {
+            return false;
+        };
+        let state = self
+            .value
+            .native
+            .get()
+            .map(|n| n.lock().unwrap_or_else(PoisonError::into_inner));
+        out.counts.clear();
+        out.counts
+            .extend(counts.iter().map(|c| c.load(Ordering::Relaxed)));
+        out.sum = f64::from_bits(self.value.sum.load(Ordering::Relaxed));
+        out.native = None;
+        if let (Some(state), true) = (state, native) {
+            out.positive.clear();
+            out.positive
+                .extend(state.positive.iter().map(|(i, c)| (*i, *c)));
+            out.negative.clear();
+            out.negative
+                .extend(state.negative.iter().map(|(i, c)| (*i, *c)));
+            out.native = Some((state.schema, state.zero_count));
         }
+        true
     }
+}
+
+/// Where a histogram series is copied for the encoder; reused from series to series.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub(crate) counts: Vec<u64>,
+    pub(crate) sum: f64,
+    /// `(schema, zero count)` when native buckets were copied.
+    pub(crate) native: Option<(i32, u64)>,
+    pub(crate) positive: Vec<(i32, u64)>,
+    pub(crate) negative: Vec<(i32, u64)>,
 }
 
 // The `metrics` handles of the macros are the series themselves: no allocation per handle.

@@ -66,7 +66,7 @@ pub use future::ResponseFuture;
 pub use service::MetricsService;
 
 use crate::collector::Collector;
-use call::{Protocol, Shared};
+use call::{Protocol, Shared, Traces};
 
 /// A tower [`Layer`](tower_layer::Layer) recording request metrics; see the module
 /// documentation.
@@ -120,6 +120,7 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
             shared: Arc::new(Shared {
                 collector,
                 protocol,
+                traces: Traces::W3c,
             }),
         }
     }
@@ -172,10 +173,57 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
         })
     }
 
+    /// Where the trace id of a request's exemplars comes from: by default the W3C
+    /// `traceparent` header; here a function of the request (`None`: no exemplar). The
+    /// trace id becomes the `trace_id` exemplar of `grpc_server_handled_total`,
+    /// `grpc_server_handling_seconds` and `http_server_request_duration_seconds`.
+    ///
+    /// ```
+    /// use porter_metrics::tower::MetricsLayer;
+    /// let layer = MetricsLayer::grpc(porter_metrics::NoopCollector).exemplars(|request| {
+    ///     request.headers.get("x-request-id")?.to_str().ok().map(str::to_owned)
+    /// });
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn exemplars(
+        self,
+        trace_id: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.map_shared(|shared| Shared {
+            traces: Traces::Custom(Box::new(trace_id)),
+            ..shared
+        })
+    }
+
+    /// Records no exemplars.
+    ///
+    /// ```
+    /// let layer = porter_metrics::tower::MetricsLayer::http(porter_metrics::NoopCollector)
+    ///     .without_exemplars();
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn without_exemplars(self) -> Self {
+        self.map_shared(|shared| Shared {
+            traces: Traces::Off,
+            ..shared
+        })
+    }
+
     fn map_protocol(self, f: impl FnOnce(Protocol) -> Protocol) -> Self {
+        self.map_shared(|shared| Shared {
+            protocol: f(shared.protocol),
+            ..shared
+        })
+    }
+
+    fn map_shared(self, f: impl FnOnce(Shared<C>) -> Shared<C>) -> Self {
         // Configured before the layer is cloned into services: the layer is the only owner.
         match Arc::try_unwrap(self.shared) {
-            Ok(shared) => Self::with(shared.collector, f(shared.protocol)),
+            Ok(shared) => Self {
+                shared: Arc::new(f(shared)),
+            },
             Err(shared) => Self { shared },
         }
     }
