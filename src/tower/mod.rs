@@ -2,38 +2,9 @@
 //! names, HTTP with OpenTelemetry's, recorded through any [`Collector`].
 //!
 //! [`MetricsLayer`] wraps any `Service<http::Request<B>>` returning `http::Response<B2>`,
-//! the shape of tonic and axum services alike, and watches each response to its end:
-//!
-//! | `MetricsLayer::grpc` | type | labels |
-//! |---|---|---|
-//! | `grpc_server_started_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
-//! | `grpc_server_handled_total` | counter | the same and `grpc_code` (`OK`, `NotFound`, ... as the Go provider spells them) |
-//! | `grpc_server_msg_received_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
-//! | `grpc_server_msg_sent_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
-//! | `grpc_server_handling_seconds` | histogram | `grpc_type`, `grpc_service`, `grpc_method` |
-//!
-//! | `MetricsLayer::http` | type | labels |
-//! |---|---|---|
-//! | `http_server_request_duration_seconds` | histogram | `http_request_method`, `http_route`, `http_response_status_code` |
-//! | `http_server_active_requests` | gauge | `http_request_method`, `http_route` |
-//!
-//! * The gRPC code and the duration are taken at the end of the response: from the
-//!   trailers after the last body frame, or from the `grpc-status` header of a
-//!   trailers-only response, never when the headers are sent (a server stream's status
-//!   comes last). A missing or garbled `grpc-status` is `Unknown`; a response body dropped
-//!   before its end (the client cancelled) is `Canceled`; an HTTP error answered before any
-//!   gRPC response (a router's `404`) is the code gRPC maps it to (`Unimplemented`).
-//! * Messages are the length-prefixed gRPC frames of the request and response bodies,
-//!   counted as they pass, without copying them.
-//! * `grpc_type` comes from [`MetricsLayer::grpc_types`] (the wire does not tell); without
-//!   it, `unknown`.
-//! * `http_route` is a template given by [`MetricsLayer::route`] (axum's `MatchedPath`,
-//!   say), never the raw path; a request it does not match, and every request without one,
-//!   is `unmatched`. Methods outside the standard set are `_OTHER`, as OpenTelemetry does,
-//!   so a client cannot explode the label's cardinality.
-//! * Per request, the layer allocates the label values it must keep until the response
-//!   ends: the gRPC method path (or the HTTP route the route function returns), and the
-//!   `Arc` sharing them between the request and response bodies.
+//! the shape of tonic and axum services alike, and watches each response to its end. The
+//! series it records, and how it labels them, are the tables of *Request metrics for tonic
+//! and axum* in the crate documentation (one copy, in the README).
 //!
 //! ```
 //! use porter_metrics::tower::{GrpcType, MetricsLayer};
