@@ -272,13 +272,15 @@ fn median_ms(reps: usize, mut f: impl FnMut() -> usize) -> (f64, usize) {
     (times[times.len() / 2], size)
 }
 
-/// One `GET /metrics` over HTTP/1.0, no gzip, read to the end: the response's bytes.
-fn http_get(addr: SocketAddr) -> usize {
+/// One `GET /metrics` over HTTP/1.0, no gzip, read to the end into a buffer of `capacity`
+/// (the previous response's size: the client's buffer growth is not the server's time):
+/// the response's bytes.
+fn http_get(addr: SocketAddr, capacity: usize) -> usize {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("request");
-    let mut response = Vec::new();
+    let mut response = Vec::with_capacity(capacity + 4096);
     stream.read_to_end(&mut response).expect("response");
     assert!(
         response.starts_with(b"HTTP/1.0 200") || response.starts_with(b"HTTP/1.1 200"),
@@ -320,7 +322,8 @@ fn scrape_counters(users: &Users, plan: &Plan) -> Scrape {
     let addr = server.local_addr().expect("running");
     let recorder = server.recorder().expect("standalone");
     assert_eq!(samples(&recorder.render(), COUNTER), users.0.len());
-    let ours = median_ms(plan.reps, || http_get(addr));
+    let size = http_get(addr, 0);
+    let ours = median_ms(plan.reps, || http_get(addr, size));
     let ours_render = median_ms(plan.reps, || recorder.render().len());
     server.stop().expect("stop");
     drop((recorder, server));
@@ -374,7 +377,8 @@ fn scrape_histograms(users: &Users, plan: &Plan) -> Scrape {
     let bucket = format!("{HISTOGRAM}_bucket");
     let buckets = users.0.len() * (BUCKETS + 1);
     assert_eq!(samples(&recorder.render(), &bucket), buckets);
-    let ours = median_ms(plan.reps, || http_get(addr));
+    let size = http_get(addr, 0);
+    let ours = median_ms(plan.reps, || http_get(addr, size));
     let ours_render = median_ms(plan.reps, || recorder.render().len());
     server.stop().expect("stop");
     drop((recorder, server));
@@ -465,7 +469,7 @@ fn idle_cpu(users: &Users, plan: &Plan) -> Idle {
         users.each(|user, v| {
             collector.record_histogram(HISTOGRAM, v, &["user", user, "method", "GET"])
         });
-        http_get(server.local_addr().expect("running")); // one scrape: a server in use
+        http_get(server.local_addr().expect("running"), 0); // one scrape: a server in use
         std::thread::sleep(Duration::from_millis(100)); // settle
         let (wall, cpu) = (Instant::now(), cpu_time());
         std::thread::sleep(plan.idle);
