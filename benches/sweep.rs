@@ -134,18 +134,22 @@ const CALLS_2T: u64 = 1024;
 
 /// Times `iters` calls of `f(i)` on each of 2 threads over the same `n` series (starting
 /// half-way apart), released together per chunk: wall time, drains untimed between chunks.
+/// Timing starts once both threads have warmed their caches over the `n` series (criterion
+/// calls this once per sample: the warm-up is never in a timed chunk).
 fn cycle_2t(b: &mut criterion::Bencher, n: usize, drain: &dyn Fn(), f: &(dyn Fn(usize) + Sync)) {
     let start = Barrier::new(3);
     let end = Barrier::new(3);
+    let ready = Barrier::new(3);
     let chunk_len = AtomicU64::new(0);
     (0..n).for_each(f);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..2)
             .map(|t| {
-                let (start, end, chunk_len) = (&start, &end, &chunk_len);
+                let (start, end, ready, chunk_len) = (&start, &end, &ready, &chunk_len);
                 s.spawn(move || {
                     let mut i = t * n / 2;
                     (0..n).for_each(f); // this thread's caches, warm
+                    ready.wait();
                     loop {
                         start.wait();
                         let len = chunk_len.load(Ordering::Acquire);
@@ -164,6 +168,7 @@ fn cycle_2t(b: &mut criterion::Bencher, n: usize, drain: &dyn Fn(), f: &(dyn Fn(
                 })
             })
             .collect();
+        ready.wait();
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             let mut done = 0;
