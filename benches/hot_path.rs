@@ -14,7 +14,7 @@
 //! | `ours_global` | `PrometheusCollector::new()` through the global pipeline, exported by a running `MetricsServer` on `127.0.0.1:0` |
 //! | `macro_static_exporter` | `metrics` macros, `'static` name and labels, through the exporter's `PrometheusRecorder` alone |
 //! | `macro_runtime_exporter` | `metrics` macros, owned `String` name and labels, through the exporter's `PrometheusRecorder` alone |
-//! | `macro_runtime_porter` | the same macros through our `LocalRecorder` (our layer, then the exporter) |
+//! | `macro_runtime_porter` | the same macros through our `LocalRecorder` (our recorder and store) |
 //! | `prometheus_shape` | `prometheus` 0.14: `RwLock<HashMap<String, *Vec>>` by name, then `with_label_values(&[v1, v2])` with the values already split by the caller |
 //! | `prometheus_design` | the same, from the design's flat pairs: names and values split on every call, as the Go design's `parseLabels` does |
 //! | `prometheus_client` | `prometheus-client` 0.26: `Family::get_or_create(&owned labels)` |
@@ -24,9 +24,10 @@
 //! Timers (`hot_timer`) take a name only: ours is `start_timer(name).stop()`, the peers take
 //! `std::time::Instant` around the same lookup and record the elapsed seconds.
 //!
-//! Histogram observations are buffered by the exporter until drained, so histogram and timer
-//! benchmarks run in chunks of at most `CHUNK` calls and drain (upkeep or scrape) between
-//! chunks, outside the timed region, for every peer.
+//! Our histograms need no drain (an observation goes straight into atomic bucket counts).
+//! The exporter buffers histogram observations until its upkeep drains them, so every
+//! benchmark runs in chunks of at most `CHUNK` calls, and the exporter's rows run its
+//! `run_upkeep` between chunks, outside the timed region.
 //!
 //! `hot_threads` times `iters` counter calls on each of 1 or 2 threads started behind a
 //! barrier (wall time from the first start to the last end, divided by `iters`: ns per call
@@ -39,7 +40,6 @@ mod estimates;
 mod peers;
 
 use std::hint::black_box;
-use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant, SystemTime};
@@ -57,7 +57,7 @@ use porter_metrics::{
 
 /// Series each benchmark cycles over.
 const SERIES: usize = 4;
-/// Most calls between two drains of buffered histogram observations.
+/// Most calls between two drains of the exporter's buffered histogram observations.
 const CHUNK: u64 = 1 << 20;
 
 static META: Metadata<'static> = Metadata::new("hot_path", Level::INFO, None);
@@ -211,11 +211,11 @@ fn threaded<F: Fn(usize) + Sync>(b: &mut Bencher, threads: usize, f: &F) {
 
 const PROM_LABELS: [&str; 2] = ["method", "endpoint"];
 
-/// The global pipeline, exported by a running server (so it records as in production), and
-/// a way to drain it: a scrape.
+/// The global pipeline, exported by a running server (so it records as in production).
 struct Global {
     collector: PrometheusCollector,
-    server: MetricsServer,
+    /// Keeps the export running.
+    _server: MetricsServer,
 }
 
 impl Global {
@@ -228,19 +228,7 @@ impl Global {
         }
         Self {
             collector: PrometheusCollector::new(),
-            server,
-        }
-    }
-
-    /// Scrapes the server: drains buffered histogram observations.
-    fn drain(&self) {
-        let Some(addr) = self.server.local_addr() else {
-            return;
-        };
-        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
-            let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-            let mut sink = Vec::new();
-            let _ = stream.read_to_end(&mut sink);
+            _server: server,
         }
     }
 }
@@ -431,18 +419,16 @@ fn bench_histogram(c: &mut Criterion, fx: &Fixture, global: &Global) {
     let prom = PromShape::new(prom_histogram);
     let client = client_histograms();
     let name = fx.histogram.as_str();
-    let drain_local = || local.run_upkeep();
     let drain_exporter = || handle.run_upkeep();
-    let drain_global = || global.drain();
 
     let mut g = configure(c, "hot_histogram");
     g.bench_function("ours_local", |b| {
-        calls(b, None, &drain_local, |i| {
+        calls(b, None, &no_drain, |i| {
             ours.record_histogram(name, value(i), &fx.labels(i))
         })
     });
     g.bench_function("ours_global", |b| {
-        calls(b, None, &drain_global, |i| {
+        calls(b, None, &no_drain, |i| {
             global
                 .collector
                 .record_histogram(name, value(i), &fx.labels(i))
@@ -472,7 +458,7 @@ fn bench_histogram(c: &mut Criterion, fx: &Fixture, global: &Global) {
         calls(b, Some(&exporter), &drain_exporter, runtime_macro)
     });
     g.bench_function("macro_runtime_porter", |b| {
-        calls(b, Some(&local), &drain_local, runtime_macro)
+        calls(b, Some(&local), &no_drain, runtime_macro)
     });
     g.bench_function("prometheus_shape", |b| {
         calls(b, None, &no_drain, |i| {
@@ -513,9 +499,7 @@ fn bench_timer(c: &mut Criterion, fx: &Fixture, global: &Global) {
     let prom = PromShape::new(prom_histogram);
     let client = client_histograms();
     let timer_key = black_box("timer").to_owned();
-    let drain_local = || local.run_upkeep();
     let drain_exporter = || handle.run_upkeep();
-    let drain_global = || global.drain();
 
     let mut g = configure(c, "hot_timer");
     g.bench_function("noop_collector", |b| {
@@ -525,12 +509,12 @@ fn bench_timer(c: &mut Criterion, fx: &Fixture, global: &Global) {
         })
     });
     g.bench_function("ours_local", |b| {
-        calls(b, None, &drain_local, |i| {
+        calls(b, None, &no_drain, |i| {
             black_box(ours.start_timer(&fx.timers[i]).stop());
         })
     });
     g.bench_function("ours_global", |b| {
-        calls(b, None, &drain_global, |i| {
+        calls(b, None, &no_drain, |i| {
             black_box(global.collector.start_timer(&fx.timers[i]).stop());
         })
     });
@@ -554,7 +538,7 @@ fn bench_timer(c: &mut Criterion, fx: &Fixture, global: &Global) {
         calls(b, Some(&exporter), &drain_exporter, runtime_macro)
     });
     g.bench_function("macro_runtime_porter", |b| {
-        calls(b, Some(&local), &drain_local, runtime_macro)
+        calls(b, Some(&local), &no_drain, runtime_macro)
     });
     g.bench_function("prometheus_shape", |b| {
         calls(b, None, &no_drain, |i| {

@@ -1,21 +1,22 @@
-//! The recorder layer's cost on the macro path.
+//! Our recorder's cost on the macro path, beside the exporter's.
 //!
 //! Run with `cargo bench --bench macro_path`. Every benchmark runs the `metrics` macros inside
 //! `metrics::with_local_recorder`, with either the exporter's `PrometheusRecorder` alone
-//! (`exporter_*`) or `PorterLayer` over it (`layer_*`, a `PorterRecorder<PrometheusRecorder>`):
+//! (`exporter_*`) or our pipeline (`ours_*`, a [`LocalRecorder`], which implements
+//! `metrics::Recorder`):
 //!
 //! | group / id | what is timed |
 //! |---|---|
-//! | `macro_static/{exporter,layer}_1label` | `counter!("macro_static_total", "method" => "GET").increment(1)` (a warm, static key) |
-//! | `macro_static/{exporter,layer}_2labels` | `counter!("macro_static2_total", "method" => "GET", "status" => "200").increment(1)` |
-//! | `macro_static/{exporter,layer}_0labels` | `counter!("macro_static_plain_total").increment(1)` |
-//! | `macro_new_series/{exporter,layer}` | `counter!("macro_new_total", "id" => value)` where every call's value is a new runtime `String` (registration of a new series); limits raised to `usize::MAX` |
+//! | `macro_static/{exporter,ours}_1label` | `counter!("macro_static_total", "method" => "GET").increment(1)` (a warm, static key) |
+//! | `macro_static/{exporter,ours}_2labels` | `counter!("macro_static2_total", "method" => "GET", "status" => "200").increment(1)` |
+//! | `macro_static/{exporter,ours}_0labels` | `counter!("macro_static_plain_total").increment(1)` |
+//! | `macro_new_series/{exporter,ours}` | `counter!("macro_new_total", "id" => value)` where every call's value is a new runtime `String` (registration of a new series); limits raised to `usize::MAX` |
 //! | `macro_new_series/collector` | the same through `LocalRecorder::collector().increment_counter` (limits raised) |
 //!
 //! New-series benchmarks build a fresh recorder for every sample (untimed) and move a
 //! pre-built value `String` into each call, so only registration is timed.
 //!
-//! After criterion finishes, prints layer / exporter ratios (target: at most 1.20 on the
+//! After criterion finishes, prints ours / exporter ratios (target: at most 1.20 on the
 //! static path).
 
 #[path = "support/estimates.rs"]
@@ -27,8 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{Bencher, Criterion, SamplingMode};
 use metrics::Recorder;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use metrics_util::layers::Layer;
-use porter_metrics::{Builder, Collector, Limits, PorterLayer};
+use porter_metrics::{Builder, Collector, Limits, LocalRecorder};
 
 /// Times `iters` calls of `f` inside `with_local_recorder(recorder)`.
 fn static_calls(b: &mut Bencher, recorder: &dyn Recorder, f: impl Fn()) {
@@ -67,7 +67,7 @@ fn new_series<R: Recorder>(b: &mut Bencher, recorder: impl Fn() -> R) {
 
 fn bench(c: &mut Criterion) {
     let exporter = PrometheusBuilder::new().build_recorder();
-    let layered = PorterLayer::default().layer(PrometheusBuilder::new().build_recorder());
+    let ours = LocalRecorder::new();
 
     let mut g = c.benchmark_group("macro_static");
     g.warm_up_time(Duration::from_secs(1))
@@ -79,11 +79,11 @@ fn bench(c: &mut Criterion) {
     };
     let zero = || metrics::counter!("macro_static_plain_total").increment(1);
     g.bench_function("exporter_1label", |b| static_calls(b, &exporter, one));
-    g.bench_function("layer_1label", |b| static_calls(b, &layered, one));
+    g.bench_function("ours_1label", |b| static_calls(b, &ours, one));
     g.bench_function("exporter_2labels", |b| static_calls(b, &exporter, two));
-    g.bench_function("layer_2labels", |b| static_calls(b, &layered, two));
+    g.bench_function("ours_2labels", |b| static_calls(b, &ours, two));
     g.bench_function("exporter_0labels", |b| static_calls(b, &exporter, zero));
-    g.bench_function("layer_0labels", |b| static_calls(b, &layered, zero));
+    g.bench_function("ours_0labels", |b| static_calls(b, &ours, zero));
     g.finish();
 
     let mut g = c.benchmark_group("macro_new_series");
@@ -94,9 +94,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("exporter", |b| {
         new_series(b, || PrometheusBuilder::new().build_recorder())
     });
-    g.bench_function("layer", |b| {
+    g.bench_function("ours", |b| {
         new_series(b, || {
-            PorterLayer::new(Limits::unlimited()).layer(PrometheusBuilder::new().build_recorder())
+            Builder::new()
+                .limits(Limits::unlimited())
+                .upkeep_interval(Duration::from_secs(3600))
+                .build_local()
         })
     });
     g.bench_function("collector", |b| {
@@ -127,9 +130,9 @@ fn median(since: SystemTime, group: &str, bench: &str) -> Option<f64> {
 
 fn report(since: SystemTime) {
     println!();
-    println!("=== macro_path: layer / exporter (median ns per call) ===");
-    let line = |label: &str, group: &str, layer: &str, exporter: &str, target: Option<f64>| match (
-        median(since, group, layer),
+    println!("=== macro_path: ours / exporter (median ns per call) ===");
+    let line = |label: &str, group: &str, ours: &str, exporter: &str, target: Option<f64>| match (
+        median(since, group, ours),
         median(since, group, exporter),
     ) {
         (Some(l), Some(e)) => {
@@ -139,35 +142,35 @@ fn report(since: SystemTime) {
                 Some(t) => format!("(target <= {t}) FAIL"),
                 None => "(info)".to_owned(),
             };
-            println!("{label}: layer / exporter = {r:.2} {verdict} [{l:.1} ns / {e:.1} ns]");
+            println!("{label}: ours / exporter = {r:.2} {verdict} [{l:.1} ns / {e:.1} ns]");
         }
         _ => println!("{label}: n/a (not run)"),
     };
     line(
         "static counter!, 1 label pair",
         "macro_static",
-        "layer_1label",
+        "ours_1label",
         "exporter_1label",
         Some(1.2),
     );
     line(
         "static counter!, 2 label pairs",
         "macro_static",
-        "layer_2labels",
+        "ours_2labels",
         "exporter_2labels",
         Some(1.2),
     );
     line(
         "static counter!, no labels",
         "macro_static",
-        "layer_0labels",
+        "ours_0labels",
         "exporter_0labels",
         Some(1.2),
     );
     line(
         "new series (registration)",
         "macro_new_series",
-        "layer",
+        "ours",
         "exporter",
         None,
     );

@@ -8,10 +8,10 @@
 //! * (a) the exporter alone: `PrometheusRecorder::register_counter(&key) + increment`, each
 //!   key built from owned `String`s;
 //! * (b) ours: `LocalRecorder` (limits raised) and `collector().increment_counter(name,
-//!   &["method", m, "path", p])`; this includes the exporter below our layer, the layer's
-//!   series tracking and this thread's handle cache (bounded: at most 1024 entries);
+//!   &["method", m, "path", p])`; this includes our series store (one map per family,
+//!   values inline) and this thread's lookup cache (bounded: at most 16k slots per table);
 //! * (c) for information, the `metrics` macros with owned runtime keys through the same
-//!   kind of `LocalRecorder` (the layer's per-thread key cache is bounded the same way).
+//!   kind of `LocalRecorder` (the per-thread key cache is bounded the same way).
 //!
 //! The name and label strings of each series are built inside the measured region in every
 //! case, and dropped by the caller when the recorder does not keep them. Each case is
@@ -189,7 +189,7 @@ fn main() {
         if ratio <= 1.3 { "PASS" } else { "FAIL" }
     );
     println!(
-        "memory per series, macros via our layer: ours / exporter = {:.2} (info)",
+        "memory per series, macros via our recorder: ours / exporter = {:.2} (info)",
         per(macros.recorded) / per(exporter.recorded)
     );
 }

@@ -1,4 +1,4 @@
-//! Scrape render time with our layer against the exporter alone.
+//! Scrape render time with our store and encoder against the exporter alone.
 //!
 //! Run with `cargo bench --bench render`. For 1k, 10k and 100k counter series (10 metric
 //! names, 2 label pairs each, every series incremented once):
