@@ -260,18 +260,29 @@ fn miss<P: Probe, T>(
     resolve: impl FnOnce() -> Resolved,
     f: &impl Fn(&Resolved) -> T,
 ) -> T {
+    let resolved = resolve();
+    // Decide first: a thread that keeps only one miss in eight builds no entry for the
+    // other seven (the key's copy is most of a miss's cost).
+    let keep = table
+        .try_with(|cell| {
+            cell.try_borrow_mut()
+                .map(|mut cache| cache.get_or_insert_with(ThreadCache::new).admit())
+                .unwrap_or(false)
+        })
+        .unwrap_or(false);
+    if !keep {
+        return f(&resolved);
+    }
     let entry = Arc::new(Entry {
         kind: probe.kind(),
         key: probe.store(),
-        resolved: resolve(),
+        resolved,
         epoch: now.epoch,
     });
     let _ = table.try_with(|cell| {
         if let Ok(mut cache) = cell.try_borrow_mut() {
             let cache = cache.get_or_insert_with(ThreadCache::new);
-            if cache.admit() {
-                cache.insert(tag, probe, now, entry.clone());
-            }
+            cache.insert(tag, probe, now, entry.clone());
         }
     });
     f(&entry.resolved)

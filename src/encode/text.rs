@@ -66,6 +66,23 @@ pub(crate) fn write_f64(out: &mut String, value: f64) {
     }
 }
 
+/// Writes a `u64` in decimal, without the formatting machinery (a scrape writes one per
+/// sample).
+pub(crate) fn write_u64(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+}
+
 /// Escapes a HELP text: `\` → `\\`, newline → `\n`.
 fn escape_help(out: &mut String, help: &str) {
     let mut rest = help;
@@ -96,7 +113,8 @@ impl Encoder for Text<'_> {
     /// Exemplars are an OpenMetrics feature: the text format 0.0.4 has none.
     fn counter(&mut self, name: &str, labels: Labels<'_>, value: u64, _: Option<Exemplar<'_>>) {
         self.series(name, "", labels, None);
-        let _ = writeln!(self.out, "{value}");
+        write_u64(self.out, value);
+        self.out.push('\n');
     }
 
     fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64) {
@@ -125,13 +143,15 @@ impl Encoder for Text<'_> {
             let le = std::mem::take(&mut self.les[i]);
             self.series(name, "_bucket", labels, Some(&le));
             self.les[i] = le;
-            let _ = writeln!(self.out, "{total}");
+            write_u64(self.out, total);
+            self.out.push('\n');
         }
         self.series(name, "_sum", labels, None);
         write_f64(self.out, sum);
         self.out.push('\n');
         self.series(name, "_count", labels, None);
-        let _ = writeln!(self.out, "{total}");
+        write_u64(self.out, total);
+        self.out.push('\n');
     }
 }
 
@@ -153,6 +173,11 @@ mod tests {
         assert_eq!(text(42.0), "42");
         assert_eq!(text(1e300), "1e300");
         assert_eq!(text(-2.5e-12), "-2.5e-12");
+        for v in [0, 7, 10, 1234567890, u64::MAX] {
+            let mut out = String::new();
+            write_u64(&mut out, v);
+            assert_eq!(out, v.to_string());
+        }
         for v in [0.1, 1e-9, 123456.789, f64::MAX, f64::MIN_POSITIVE] {
             assert_eq!(text(v).parse::<f64>().ok(), Some(v));
         }

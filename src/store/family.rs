@@ -6,7 +6,7 @@
 //! Expired series that somebody still holds (a thread cache, a kept `metrics` handle) wait
 //! in `limbo` until they are written again (and come back) or let go.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use hashbrown::HashTable;
@@ -28,6 +28,9 @@ pub(crate) struct Family<V> {
     /// name ends like one of its series).
     pub(crate) name: Box<str>,
     pub(crate) shared: Arc<Shared>,
+    /// A copy of `shared.expiring()`, read on every update: the family's cache line is
+    /// already at hand there, the store's is one more miss.
+    pub(crate) expiring: AtomicBool,
     /// The HELP text, unescaped: the user's description, or the collector's default.
     help: Mutex<Option<Arc<str>>>,
     /// A histogram family's buckets, once the pipeline is bound.
@@ -46,6 +49,7 @@ impl<V: Value> Family<V> {
     pub(crate) fn new(name: String, shared: Arc<Shared>, help: Option<Arc<str>>) -> Self {
         Self {
             name: name.into_boxed_str(),
+            expiring: AtomicBool::new(shared.expiring()),
             shared,
             help: Mutex::new(help),
             layout: OnceLock::new(),

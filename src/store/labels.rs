@@ -37,7 +37,8 @@ pub(crate) fn canonical<'a>(
     pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
     kind: Kind,
 ) -> (String, usize) {
-    let mut out = String::new();
+    let size: usize = pairs.clone().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let mut out = String::with_capacity(size);
     if rules::pairs_are_clean(pairs.clone(), kind) {
         let mut sorted: Vec<(&str, &str)> = pairs.collect();
         sorted.sort_unstable_by_key(|(key, _)| *key);

@@ -179,6 +179,14 @@ impl FamilyRef {
         }
     }
 
+    fn set_expiring(&self, on: bool) {
+        match self {
+            FamilyRef::Counter(f) => f.expiring.store(on, Ordering::Relaxed),
+            FamilyRef::Gauge(f) => f.expiring.store(on, Ordering::Relaxed),
+            FamilyRef::Histogram(f) => f.expiring.store(on, Ordering::Relaxed),
+        }
+    }
+
     fn clear(&self) {
         match self {
             FamilyRef::Counter(f) => f.clear(),
@@ -295,7 +303,12 @@ impl Store {
                 .clamp(1, u32::MAX / 2)
         });
         self.shared.tick();
+        // Under the table's lock: a family created meanwhile copies the new flag.
+        let table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         self.shared.idle_ms.store(idle_ms, Ordering::Relaxed);
+        for family in table.families.values() {
+            family.set_expiring(idle_ms != 0);
+        }
     }
 
     /// Binds the store's histogram buckets and global labels, once; replays the

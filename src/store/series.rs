@@ -76,9 +76,9 @@ impl<V: Value> Series<V> {
     /// exported (see the module documentation).
     #[inline]
     pub(crate) fn updated(&self) {
-        let shared = &self.family.shared;
-        if shared.expiring() {
-            self.touched.store(shared.now(), Ordering::SeqCst);
+        if self.family.expiring.load(Ordering::Relaxed) {
+            self.touched
+                .store(self.family.shared.now(), Ordering::SeqCst);
             if !self.live.load(Ordering::SeqCst) {
                 self.family.revive(self);
             }

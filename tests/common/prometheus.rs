@@ -74,6 +74,11 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (job `porter`) every second; waits (at most
     /// 60 s) until it is ready.
     pub fn start(targets: &[SocketAddr]) -> Self {
+        Self::start_with(targets, &[])
+    }
+
+    /// The same, with feature flags (`--enable-feature=...`).
+    pub fn start_with(targets: &[SocketAddr], features: &[&str]) -> Self {
         let binary = require_binary("prometheus", "prometheus");
         let dir = std::env::temp_dir().join(format!(
             "porter-metrics-prometheus-{}-{}",
@@ -93,6 +98,11 @@ impl Prometheus {
                 format!("--storage.tsdb.path={}", dir.join("data").display()),
                 format!("--web.listen-address={addr}"),
             ]
+            .into_iter()
+            .chain(
+                (!features.is_empty()).then(|| format!("--enable-feature={}", features.join(","))),
+            )
+            .collect()
         });
         Prometheus { child, dir, addr }
     }
@@ -117,6 +127,24 @@ impl Prometheus {
                     })
                     .collect()
             })
+            .unwrap_or_default()
+    }
+
+    /// Runs `/api/v1/query_exemplars` over the last `seconds`; returns the JSON `data`.
+    pub fn exemplars(&self, promql: &str, seconds: u64) -> serde_json::Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let path = format!(
+            "/api/v1/query_exemplars?query={}&start={}&end={}",
+            encode(promql),
+            now.saturating_sub(seconds),
+            now + 5
+        );
+        get(self.addr, &path)
+            .ok()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .map(|json| json["data"].clone())
             .unwrap_or_default()
     }
 
