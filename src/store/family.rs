@@ -9,8 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
-use hashbrown::HashTable;
-
+use super::map::SeriesMap;
 use super::series::{HistogramValue, Layout, Series, Value};
 use super::Shared;
 
@@ -35,7 +34,7 @@ pub(crate) struct Family<V> {
     help: Mutex<Option<Arc<str>>>,
     /// A histogram family's buckets, once the pipeline is bound.
     pub(crate) layout: OnceLock<Layout>,
-    series: RwLock<HashTable<Arc<Series<V>>>>,
+    series: RwLock<SeriesMap<V>>,
     limbo: Mutex<Vec<Arc<Series<V>>>>,
     overflow: OnceLock<Arc<Series<V>>>,
     /// Samples folded into the overflow series.
@@ -53,7 +52,7 @@ impl<V: Value> Family<V> {
             shared,
             help: Mutex::new(help),
             layout: OnceLock::new(),
-            series: RwLock::new(HashTable::new()),
+            series: RwLock::new(SeriesMap::default()),
             limbo: Mutex::new(Vec::new()),
             overflow: OnceLock::new(),
             overflowed: AtomicU64::new(0),
@@ -86,13 +85,13 @@ impl<V: Value> Family<V> {
             .series
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .find(hash, |s| *s.labels == *labels)
+            .find(hash, labels)
             .cloned();
         if let Some(series) = found {
             return Outcome::Series(series);
         }
         let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(series) = map.find(hash, |s| *s.labels == *labels) {
+        if let Some(series) = map.find(hash, labels) {
             return Outcome::Series(series.clone());
         }
         if !self.shared.admit_series(map.len()) {
@@ -100,7 +99,7 @@ impl<V: Value> Family<V> {
             return Outcome::Overflow(self.overflow_series());
         }
         let series = Arc::new(Series::new(self.clone(), labels.into(), self.shared.now()));
-        map.insert_unique(hash, series.clone(), |s| self.hash(&s.labels));
+        map.insert(series.clone(), |l| self.hash(l));
         Outcome::Series(series)
     }
 
@@ -135,7 +134,7 @@ impl<V: Value> Family<V> {
     pub(crate) fn revive(&self, series: &Series<V>) {
         let hash = self.hash(&series.labels);
         let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = map.find(hash, |s| *s.labels == *series.labels) {
+        if let Some(current) = map.find(hash, &series.labels) {
             if !std::ptr::eq(&**current, series) {
                 current.value.absorb(&series.value);
                 current.touched.store(self.shared.now(), Ordering::SeqCst);
@@ -152,7 +151,7 @@ impl<V: Value> Family<V> {
         };
         if self.shared.admit_series(map.len()) {
             kept.live.store(true, Ordering::SeqCst);
-            map.insert_unique(hash, kept, |s| self.hash(&s.labels));
+            map.insert(kept, |l| self.hash(l));
         } else {
             drop(map);
             kept.family.overflow_series().value.absorb(&series.value);
@@ -173,20 +172,23 @@ impl<V: Value> Family<V> {
         let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
         let mut limbo = self.limbo.lock().unwrap_or_else(PoisonError::into_inner);
         let before = map.len();
-        map.retain(|series| {
-            if !idle(series.touched.load(Ordering::Relaxed)) {
-                return true;
-            }
-            series.live.store(false, Ordering::SeqCst);
-            if !idle(series.touched.load(Ordering::SeqCst)) {
-                series.live.store(true, Ordering::SeqCst);
-                return true;
-            }
-            if Arc::strong_count(series) > 1 {
-                limbo.push(series.clone());
-            }
-            false
-        });
+        map.retain(
+            |series| {
+                if !idle(series.touched.load(Ordering::Relaxed)) {
+                    return true;
+                }
+                series.live.store(false, Ordering::SeqCst);
+                if !idle(series.touched.load(Ordering::SeqCst)) {
+                    series.live.store(true, Ordering::SeqCst);
+                    return true;
+                }
+                if Arc::strong_count(series) > 1 {
+                    limbo.push(series.clone());
+                }
+                false
+            },
+            |l| self.hash(l),
+        );
         limbo.retain(|series| Arc::strong_count(series) > 1);
         before - map.len()
     }

@@ -75,11 +75,15 @@ pub(crate) fn parse(rendered: &str) -> impl Iterator<Item = (&str, Cow<'_, str>)
     let mut rest = rendered;
     std::iter::from_fn(move || {
         let (key, after) = rest.split_once("=\"")?;
-        let bytes = after.as_bytes();
-        let (mut at, mut escaped) = (0, false);
-        while at < bytes.len() && !(bytes[at] == b'"' && !escaped) {
-            escaped = bytes[at] == b'\\' && !escaped;
-            at += 1;
+        // The closing quote: the first one not escaped (an escape takes the next byte).
+        let mut at = 0;
+        loop {
+            let found = at + after.get(at..)?.find(['"', '\\'])?;
+            if after.as_bytes()[found] == b'"' {
+                at = found;
+                break;
+            }
+            at = found + 2;
         }
         let raw = after.get(..at)?;
         rest = after.get(at + 1..)?.strip_prefix(',').unwrap_or_default();

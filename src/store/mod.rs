@@ -15,6 +15,7 @@ mod exemplar;
 pub(crate) mod family;
 pub(crate) mod labels;
 mod limits;
+mod map;
 mod native;
 pub(crate) mod rules;
 pub mod self_metrics;
