@@ -8,7 +8,9 @@
 //! prometheus/prometheus declares them; protobuf parsers read either form.
 //!
 //! A family's metrics are encoded one by one as they come, and the family is written out
-//! when the next one starts: a family's series are never all held at once.
+//! when the next one starts: a family's series are never all held at once. A metric's label
+//! pairs are encoded from the borrowed label text (as the derived `LabelPair` would encode
+//! them); its value goes through the derived messages.
 
 use prost::Message;
 
@@ -190,6 +192,8 @@ pub(crate) struct Protobuf<'a> {
     header: Option<MetricFamily>,
     /// The current family's metrics, encoded as its field 4.
     body: Vec<u8>,
+    /// One metric being encoded.
+    scratch: Vec<u8>,
 }
 
 impl<'a> Protobuf<'a> {
@@ -198,6 +202,7 @@ impl<'a> Protobuf<'a> {
             out,
             header: None,
             body: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -213,22 +218,38 @@ impl<'a> Protobuf<'a> {
         }
     }
 
-    fn metric(&mut self, metric: &Metric) {
-        prost::encoding::message::encode(4, metric, &mut self.body);
+    /// Encodes one `Metric` into the family: `labels` as its field 1, then what `value`
+    /// writes (the counter, gauge or histogram field).
+    ///
+    /// The label pairs are written straight from the borrowed label text, as the derived
+    /// [`LabelPair`] encodes them: no `String` per label, the cost of most series.
+    fn metric(&mut self, labels: Labels<'_>, value: impl FnOnce(&mut Vec<u8>)) {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        let mut pairs: Vec<_> = labels.pairs().collect();
+        // Sorted by name, as client_golang sorts them (the series' own already are).
+        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+            pairs.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        for (name, value) in &pairs {
+            let field = |text: &str| {
+                let len = text.len();
+                1 + encoded_len_varint(len as u64) + len
+            };
+            encode_key(1, WireType::LengthDelimited, scratch);
+            encode_varint((field(name) + field(value)) as u64, scratch);
+            for (tag, text) in [(1, *name), (2, value.as_ref())] {
+                encode_key(tag, WireType::LengthDelimited, scratch);
+                encode_varint(text.len() as u64, scratch);
+                scratch.extend_from_slice(text.as_bytes());
+            }
+        }
+        value(scratch);
+        encode_key(4, WireType::LengthDelimited, &mut self.body);
+        encode_varint(scratch.len() as u64, &mut self.body);
+        self.body.extend_from_slice(scratch);
     }
-}
-
-/// The labels of a series as label pairs, sorted by name (as client_golang sorts them).
-fn label_pairs(labels: Labels<'_>) -> Vec<LabelPair> {
-    let mut pairs: Vec<LabelPair> = labels
-        .pairs()
-        .map(|(name, value)| LabelPair {
-            name: Some(name.to_owned()),
-            value: Some(value.into_owned()),
-        })
-        .collect();
-    pairs.sort_by(|a, b| a.name.cmp(&b.name));
-    pairs
 }
 
 fn exemplar(exemplar: &Exemplar_<'_>) -> Exemplar {
@@ -299,25 +320,21 @@ impl Encoder for Protobuf<'_> {
         value: u64,
         exemplar: Option<Exemplar_<'_>>,
     ) {
-        let metric = Metric {
-            label: label_pairs(labels),
-            counter: Some(Counter {
-                value: Some(value as f64),
-                exemplar: exemplar.as_ref().map(self::exemplar),
-                created_timestamp: None,
-            }),
-            ..Metric::default()
+        let counter = Counter {
+            value: Some(value as f64),
+            exemplar: exemplar.as_ref().map(self::exemplar),
+            created_timestamp: None,
         };
-        self.metric(&metric);
+        self.metric(labels, |out| {
+            prost::encoding::message::encode(3, &counter, out)
+        });
     }
 
     fn gauge(&mut self, _: &str, labels: Labels<'_>, value: f64) {
-        let metric = Metric {
-            label: label_pairs(labels),
-            gauge: Some(Gauge { value: Some(value) }),
-            ..Metric::default()
-        };
-        self.metric(&metric);
+        let gauge = Gauge { value: Some(value) };
+        self.metric(labels, |out| {
+            prost::encoding::message::encode(2, &gauge, out)
+        });
     }
 
     fn histogram(&mut self, _: &str, labels: Labels<'_>, point: &HistogramPoint<'_>) {
@@ -377,12 +394,9 @@ impl Encoder for Protobuf<'_> {
                 .map(exemplar)
                 .collect();
         }
-        let metric = Metric {
-            label: label_pairs(labels),
-            histogram: Some(histogram),
-            ..Metric::default()
-        };
-        self.metric(&metric);
+        self.metric(labels, |out| {
+            prost::encoding::message::encode(7, &histogram, out);
+        });
     }
 
     fn finish(&mut self) {
