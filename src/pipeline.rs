@@ -16,7 +16,9 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::encode::{self, text::Text, CounterFamily};
+use crate::encode::openmetrics::OpenMetrics;
+use crate::encode::protobuf::Protobuf;
+use crate::encode::{self, text::Text, CounterFamily, Format};
 use crate::recorder::PorterRecorder;
 use crate::store::{Limits, Settings};
 use crate::Error;
@@ -31,8 +33,9 @@ pub(crate) struct Pipeline {
     upkeep: OnceLock<Thread>,
     /// Whether a running server exports this pipeline.
     exporting: AtomicBool,
-    /// The size of the last exposition: the next one's buffer starts that large.
-    last_size: AtomicU64,
+    /// The size of the last exposition of each format: the next one's buffer starts that
+    /// large.
+    last_size: [AtomicU64; 3],
     #[cfg(feature = "process")]
     process: OnceLock<metrics_process::Collector>,
 }
@@ -45,7 +48,7 @@ impl Pipeline {
             upkeep_ms: AtomicU64::new(0),
             upkeep: OnceLock::new(),
             exporting: AtomicBool::new(false),
-            last_size: AtomicU64::new(0),
+            last_size: Default::default(),
             #[cfg(feature = "process")]
             process: OnceLock::new(),
         })
@@ -97,15 +100,39 @@ impl Pipeline {
         Ok(claim)
     }
 
-    /// The text exposition of everything recorded so far, with `extra` families.
-    pub(crate) fn render(&self, extra: &[CounterFamily]) -> String {
-        let hint = self.last_size.load(Ordering::Relaxed) as usize;
-        let mut out = String::with_capacity(hint + hint / 8);
-        encode::walk(self.recorder.store(), extra, &mut Text::new(&mut out));
-        self.last_size.store(out.len() as u64, Ordering::Relaxed);
-        out
+    /// The exposition of everything recorded so far in `format`, with `extra` families.
+    pub(crate) fn render(&self, format: Format, extra: &[CounterFamily]) -> Vec<u8> {
+        let store = self.recorder.store();
+        match format {
+            Format::Text => self.render_text(extra).into_bytes(),
+            Format::OpenMetrics => self
+                .sized(format, |out: &mut String| {
+                    encode::walk(store, extra, &mut OpenMetrics::new(out));
+                })
+                .into_bytes(),
+            Format::Protobuf => self.sized(format, |out: &mut Vec<u8>| {
+                encode::walk(store, extra, &mut Protobuf::new(out));
+            }),
+        }
     }
 
+    /// The text exposition (format 0.0.4), with `extra` families.
+    pub(crate) fn render_text(&self, extra: &[CounterFamily]) -> String {
+        self.sized(Format::Text, |out: &mut String| {
+            encode::walk(self.recorder.store(), extra, &mut Text::new(out));
+        })
+    }
+
+    /// Runs `render` into a buffer as large as the format's last exposition (and a little
+    /// more), and remembers this one's size.
+    fn sized<B: Buffer>(&self, format: Format, render: impl FnOnce(&mut B)) -> B {
+        let last = &self.last_size[format as usize];
+        let hint = last.load(Ordering::Relaxed) as usize;
+        let mut out = B::with_capacity(hint + hint / 8);
+        render(&mut out);
+        last.store(out.size() as u64, Ordering::Relaxed);
+        out
+    }
     /// Refreshes process metrics and expires idle series.
     pub(crate) fn run_upkeep(&self) {
         #[cfg(feature = "process")]
@@ -158,6 +185,30 @@ impl Drop for Pipeline {
         if let Some(thread) = self.upkeep.get() {
             thread.unpark();
         }
+    }
+}
+
+/// What an encoder writes into.
+trait Buffer {
+    fn with_capacity(capacity: usize) -> Self;
+    fn size(&self) -> usize;
+}
+
+impl Buffer for String {
+    fn with_capacity(capacity: usize) -> Self {
+        String::with_capacity(capacity)
+    }
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Buffer for Vec<u8> {
+    fn with_capacity(capacity: usize) -> Self {
+        Vec::with_capacity(capacity)
+    }
+    fn size(&self) -> usize {
+        self.len()
     }
 }
 

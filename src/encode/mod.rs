@@ -2,10 +2,14 @@
 //!
 //! [`walk`] visits the self-metrics, then every family in name order, then every series of
 //! each family under that family's read lock, and hands each value to the encoder as it
-//! goes: no snapshot maps, and nothing allocated per series. A format is one `Encoder`
-//! (today [`text::Text`], the Prometheus text format 0.0.4); another format is another
-//! implementation beside it.
+//! goes: no snapshot maps, and nothing allocated per series. A format is one `Encoder`:
+//! [`text::Text`] (the Prometheus text format 0.0.4), [`openmetrics::OpenMetrics`]
+//! (OpenMetrics 1.0 text) and [`protobuf::Protobuf`] (delimited
+//! `io.prometheus.client.MetricFamily` messages); [`format`] picks one for a scrape.
 
+pub(crate) mod format;
+pub(crate) mod openmetrics;
+pub(crate) mod protobuf;
 pub(crate) mod text;
 
 use std::fmt::Write as _;
@@ -16,6 +20,28 @@ use crate::store::self_metrics::{
 };
 use crate::store::series::{Kind, Snapshot, Value};
 use crate::store::{labels, FamilyRef, Store};
+
+/// An exposition format a scrape can ask for (see [`format::negotiate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Format {
+    /// The Prometheus text format 0.0.4: the default.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// Delimited protobuf `io.prometheus.client.MetricFamily` messages.
+    Protobuf,
+}
+
+impl Format {
+    /// The `Content-Type` of a response in this format.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => text::CONTENT_TYPE,
+            Format::OpenMetrics => openmetrics::CONTENT_TYPE,
+            Format::Protobuf => protobuf::CONTENT_TYPE,
+        }
+    }
+}
 
 /// The labels of one series: its own (rendered, canonical) and the global ones it does
 /// not override.

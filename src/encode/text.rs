@@ -25,31 +25,41 @@ impl<'a> Text<'a> {
         }
     }
 
-    /// `name{labels[,extra]} ` (braces only when there is a label).
     fn series(&mut self, name: &str, suffix: &str, labels: Labels<'_>, extra: Option<&str>) {
-        let out = &mut *self.out;
-        out.push_str(name);
-        out.push_str(suffix);
-        let mut first = true;
-        let mut put = |out: &mut String, part: &str| {
-            out.push(if first { '{' } else { ',' });
-            first = false;
-            out.push_str(part);
-        };
-        if !labels.series.is_empty() {
-            put(out, labels.series);
-        }
-        for pair in labels.global() {
-            put(out, pair);
-        }
-        if let Some(extra) = extra {
-            put(out, extra);
-        }
-        if !first {
-            out.push('}');
-        }
-        out.push(' ');
+        write_series(self.out, name, suffix, labels, extra);
     }
+}
+
+/// Writes `name{labels[,extra]} ` (braces only when there is a label): the sample's name and
+/// labels as the text format and OpenMetrics both print them.
+pub(super) fn write_series(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: Labels<'_>,
+    extra: Option<&str>,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    let mut first = true;
+    let mut put = |out: &mut String, part: &str| {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(part);
+    };
+    if !labels.series.is_empty() {
+        put(out, labels.series);
+    }
+    for pair in labels.global() {
+        put(out, pair);
+    }
+    if let Some(extra) = extra {
+        put(out, extra);
+    }
+    if !first {
+        out.push('}');
+    }
+    out.push(' ');
 }
 
 /// Writes an f64 as Prometheus parses it: `NaN`, `+Inf`, `-Inf`, or the shortest decimal

@@ -4,7 +4,7 @@
 //! | request | answer |
 //! |---|---|
 //! | a client outside the allowlist | `403 Forbidden` at once, without reading its request, then the connection closes; it never takes a slot |
-//! | `GET /metrics` | the text exposition, `text/plain; version=0.0.4; charset=utf-8`, gzipped when `Accept-Encoding` allows it |
+//! | `GET /metrics` | the exposition in the format `Accept` asks for (the text format 0.0.4 by default, OpenMetrics 1.0, or protobuf; see [`format`](crate::encode::format)), with its `Content-Type`, gzipped when `Accept-Encoding` allows it, `Vary: Accept, Accept-Encoding` |
 //! | `HEAD /metrics` | the same headers, no body (nothing is rendered) |
 //! | `GET` or `HEAD /health` | `200 OK` |
 //! | another method on those paths | `405 Method Not Allowed`, with `Allow: GET, HEAD` |
@@ -24,7 +24,7 @@
 //! a newcomer; when every candidate has one, the newcomer is closed instead. Refusals and
 //! evictions are counted in [`ConnectionStats`].
 
-use crate::encode::CounterFamily;
+use crate::encode::{format, CounterFamily, Format};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -51,8 +51,6 @@ use tokio::sync::{oneshot, Notify, Semaphore};
 
 use crate::Error;
 
-pub(crate) use crate::encode::text::CONTENT_TYPE;
-
 /// Connections served at once; at the cap the longest-idle one makes room for a newcomer.
 pub(crate) const MAX_CONNECTIONS: usize = 512;
 
@@ -77,8 +75,8 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long `stop` waits for scrapes in flight before closing their connections.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// What renders the exposition: the pipeline's render.
-pub(crate) type Render = Arc<dyn Fn() -> String + Send + Sync>;
+/// What renders the exposition in a format: the pipeline's render.
+pub(crate) type Render = Arc<dyn Fn(Format) -> Vec<u8> + Send + Sync>;
 
 /// The listener's settings.
 #[derive(Clone, Debug)]
@@ -646,17 +644,24 @@ async fn respond(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answ
 
 async fn metrics(shared: Arc<Shared>, request: &Request<Incoming>) -> Answer {
     let gzip = accepts_gzip(request.headers().get_all(header::ACCEPT_ENCODING));
+    let format = format::negotiate(
+        request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     let body = if request.method() == Method::HEAD {
         Bytes::new()
     } else {
         // Rendering is CPU work (about 200 ms for 100 000 series): off the runtime's thread.
         let render = shared.render.clone();
         let rendered = tokio::task::spawn_blocking(move || {
-            let text = render();
+            let exposition = render(format);
             if gzip {
-                compress(text.as_bytes())
+                compress(&exposition)
             } else {
-                text.into_bytes()
+                exposition
             }
         })
         .await;
@@ -670,8 +675,14 @@ async fn metrics(shared: Arc<Shared>, request: &Request<Incoming>) -> Answer {
     };
     let mut response = Response::new(Full::new(body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -722,7 +733,7 @@ mod tests {
 
     #[test]
     fn the_allowlist_matches_networks_and_mapped_addresses() {
-        let render: Render = Arc::new(String::new);
+        let render: Render = Arc::new(|_| Vec::new());
         let shared = Shared {
             settings: Settings {
                 allowed: vec!["10.0.0.0/8".parse().unwrap()],

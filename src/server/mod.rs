@@ -27,7 +27,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::Config;
-use crate::encode::CounterFamily;
+use crate::encode::{CounterFamily, Format};
 use crate::pipeline::{self, ExportClaim, Pipeline};
 use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
 use listener::{ConnectionStats, Listener, Render};
@@ -60,7 +60,7 @@ impl Exported {
         let claim = pipeline.export(&self.config)?;
         let render: Render = {
             let pipeline = pipeline.clone();
-            Arc::new(move || pipeline.render(&extra()))
+            Arc::new(move |format: Format| pipeline.render(format, &extra()))
         };
         Ok((claim, render))
     }
@@ -77,7 +77,8 @@ impl Exported {
     }
 }
 
-/// Serves the text exposition over HTTP; see the module documentation for the lifecycle.
+/// Serves the exposition over HTTP (the text format, OpenMetrics or protobuf, as the scrape's
+/// `Accept` header asks); see the module documentation for the lifecycle.
 ///
 /// ```
 /// use porter_metrics::{Collector, MetricsServer};

@@ -23,9 +23,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
 
-use super::listener::{Render, CONTENT_TYPE};
+use super::listener::Render;
 use super::Exported;
 use crate::config::Config;
+use crate::encode::Format;
 use crate::pipeline::ExportClaim;
 use crate::{Error, LocalRecorder, PrometheusCollector, PushError};
 
@@ -214,13 +215,13 @@ impl Pushing {
                             _ = &mut stopped => break,
                             _ = ticks.tick() => {}
                         }
-                        if let Err(e) = push_once(&client, &uri, render()).await {
+                        if let Err(e) = push_once(&client, &uri, render(Format::Text)).await {
                             if !warned.swap(true, Ordering::Relaxed) {
                                 tracing::warn!(%endpoint, error = %e, "porter-metrics: push failed; retrying every interval");
                             }
                         }
                     }
-                    push_once(&client, &uri, render()).await
+                    push_once(&client, &uri, render(Format::Text)).await
                 })
             })
             .map_err(Error::Runtime)?;
@@ -259,10 +260,10 @@ fn client() -> Result<PushClient, Error> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-/// Pushes `body` once, with `PUT` (the job's group is replaced).
-async fn push_once(client: &PushClient, uri: &Uri, body: String) -> Result<(), PushError> {
+/// Pushes `body` (the text format) once, with `PUT` (the job's group is replaced).
+async fn push_once(client: &PushClient, uri: &Uri, body: Vec<u8>) -> Result<(), PushError> {
     let request = Request::put(uri.clone())
-        .header("content-type", CONTENT_TYPE)
+        .header("content-type", Format::Text.content_type())
         .body(Full::from(body))
         .map_err(|e| PushError::Request(e.into()))?;
     let response = tokio::time::timeout(PUSH_TIMEOUT, client.request(request))

@@ -45,8 +45,9 @@ impl<V> SeriesMap<V> {
     pub(crate) fn insert(&mut self, series: Arc<Series<V>>, hash: impl Fn(&str) -> u64) {
         let at = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
         let list = &self.list;
-        self.table
-            .insert_unique(hash(&series.labels), at, |&i| hash(&list[i as usize].labels));
+        self.table.insert_unique(hash(&series.labels), at, |&i| {
+            hash(&list[i as usize].labels)
+        });
         self.list.push(series);
     }
 

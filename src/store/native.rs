@@ -157,7 +157,8 @@ impl NativeState {
     }
 
     /// Every observation counted here.
-    pub(crate) fn count(&self) -> u64 {
+    #[cfg(test)]
+    fn count(&self) -> u64 {
         self.zero_count + self.positive.values().sum::<u64>() + self.negative.values().sum::<u64>()
     }
 }

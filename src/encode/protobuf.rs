@@ -1,0 +1,725 @@
+//! The Prometheus protobuf format: one `io.prometheus.client.MetricFamily` message per
+//! family, each prefixed by its length as a varint ("delimited"), as client_golang writes it.
+//! The only format that carries native histograms.
+//!
+//! The messages are those of prometheus/client_model's `io/prometheus/client/metrics.proto`
+//! (proto2), derived here with `prost` for the fields we write; field numbers are the
+//! proto's. Repeated numbers are written packed, as the proto3 twin of that file in
+//! prometheus/prometheus declares them; protobuf parsers read either form.
+//!
+//! A family's metrics are encoded one by one as they come, and the family is written out
+//! when the next one starts: a family's series are never all held at once. A metric's label
+//! pairs are encoded from the borrowed label text (as the derived `LabelPair` would encode
+//! them); its value goes through the derived messages.
+
+use prost::Message;
+
+use super::{Encoder, Exemplar as Exemplar_, HistogramPoint, Labels};
+use crate::store::labels;
+use crate::store::series::Kind;
+
+/// The protobuf format's content type.
+pub(crate) const CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// `io.prometheus.client.MetricFamily`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct MetricFamily {
+    #[prost(string, optional, tag = "1")]
+    pub(crate) name: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub(crate) help: Option<String>,
+    #[prost(enumeration = "MetricType", optional, tag = "3")]
+    pub(crate) r#type: Option<i32>,
+    #[prost(message, repeated, tag = "4")]
+    pub(crate) metric: Vec<Metric>,
+    #[prost(string, optional, tag = "5")]
+    pub(crate) unit: Option<String>,
+}
+
+/// `io.prometheus.client.MetricType`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+#[allow(dead_code)] // the whole enum, as the proto declares it
+pub(crate) enum MetricType {
+    Counter = 0,
+    Gauge = 1,
+    Summary = 2,
+    Untyped = 3,
+    Histogram = 4,
+    GaugeHistogram = 5,
+}
+
+/// `io.prometheus.client.Metric` (without `summary` = 4 and `untyped` = 5, never written).
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Metric {
+    #[prost(message, repeated, tag = "1")]
+    pub(crate) label: Vec<LabelPair>,
+    #[prost(message, optional, tag = "2")]
+    pub(crate) gauge: Option<Gauge>,
+    #[prost(message, optional, tag = "3")]
+    pub(crate) counter: Option<Counter>,
+    #[prost(int64, optional, tag = "6")]
+    pub(crate) timestamp_ms: Option<i64>,
+    #[prost(message, optional, tag = "7")]
+    pub(crate) histogram: Option<Histogram>,
+}
+
+/// `io.prometheus.client.LabelPair`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct LabelPair {
+    #[prost(string, optional, tag = "1")]
+    pub(crate) name: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub(crate) value: Option<String>,
+}
+
+/// `io.prometheus.client.Gauge`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Gauge {
+    #[prost(double, optional, tag = "1")]
+    pub(crate) value: Option<f64>,
+}
+
+/// `io.prometheus.client.Counter`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Counter {
+    #[prost(double, optional, tag = "1")]
+    pub(crate) value: Option<f64>,
+    #[prost(message, optional, tag = "2")]
+    pub(crate) exemplar: Option<Exemplar>,
+    #[prost(message, optional, tag = "3")]
+    pub(crate) created_timestamp: Option<Timestamp>,
+}
+
+/// `io.prometheus.client.Histogram`: classic buckets, native ones, or both.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Histogram {
+    #[prost(uint64, optional, tag = "1")]
+    pub(crate) sample_count: Option<u64>,
+    #[prost(double, optional, tag = "4")]
+    pub(crate) sample_count_float: Option<f64>,
+    #[prost(double, optional, tag = "2")]
+    pub(crate) sample_sum: Option<f64>,
+    #[prost(message, repeated, tag = "3")]
+    pub(crate) bucket: Vec<Bucket>,
+    #[prost(message, optional, tag = "15")]
+    pub(crate) created_timestamp: Option<Timestamp>,
+    #[prost(sint32, optional, tag = "5")]
+    pub(crate) schema: Option<i32>,
+    #[prost(double, optional, tag = "6")]
+    pub(crate) zero_threshold: Option<f64>,
+    #[prost(uint64, optional, tag = "7")]
+    pub(crate) zero_count: Option<u64>,
+    #[prost(double, optional, tag = "8")]
+    pub(crate) zero_count_float: Option<f64>,
+    #[prost(message, repeated, tag = "9")]
+    pub(crate) negative_span: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "10")]
+    pub(crate) negative_delta: Vec<i64>,
+    #[prost(double, repeated, tag = "11")]
+    pub(crate) negative_count: Vec<f64>,
+    #[prost(message, repeated, tag = "12")]
+    pub(crate) positive_span: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "13")]
+    pub(crate) positive_delta: Vec<i64>,
+    #[prost(double, repeated, tag = "14")]
+    pub(crate) positive_count: Vec<f64>,
+    #[prost(message, repeated, tag = "16")]
+    pub(crate) exemplars: Vec<Exemplar>,
+}
+
+/// `io.prometheus.client.Bucket`: a classic bucket.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Bucket {
+    #[prost(uint64, optional, tag = "1")]
+    pub(crate) cumulative_count: Option<u64>,
+    #[prost(double, optional, tag = "4")]
+    pub(crate) cumulative_count_float: Option<f64>,
+    #[prost(double, optional, tag = "2")]
+    pub(crate) upper_bound: Option<f64>,
+    #[prost(message, optional, tag = "3")]
+    pub(crate) exemplar: Option<Exemplar>,
+}
+
+/// `io.prometheus.client.BucketSpan`: consecutive native buckets.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct BucketSpan {
+    /// The first span's first index; for the next ones, the gap after the previous span.
+    #[prost(sint32, optional, tag = "1")]
+    pub(crate) offset: Option<i32>,
+    #[prost(uint32, optional, tag = "2")]
+    pub(crate) length: Option<u32>,
+}
+
+/// `io.prometheus.client.Exemplar`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Exemplar {
+    #[prost(message, repeated, tag = "1")]
+    pub(crate) label: Vec<LabelPair>,
+    #[prost(double, optional, tag = "2")]
+    pub(crate) value: Option<f64>,
+    #[prost(message, optional, tag = "3")]
+    pub(crate) timestamp: Option<Timestamp>,
+}
+
+/// `google.protobuf.Timestamp`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Timestamp {
+    #[prost(int64, tag = "1")]
+    pub(crate) seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub(crate) nanos: i32,
+}
+
+impl Timestamp {
+    /// Seconds since the Unix epoch, with a fraction.
+    fn from_seconds(seconds: f64) -> Self {
+        let whole = seconds.floor();
+        // Rounding can reach a whole second: keep nanos below one.
+        let nanos = ((seconds - whole) * 1e9).round().clamp(0.0, 999_999_999.0);
+        Self {
+            seconds: whole as i64,
+            nanos: nanos as i32,
+        }
+    }
+}
+
+/// Writes delimited `MetricFamily` messages into a `Vec<u8>`.
+pub(crate) struct Protobuf<'a> {
+    out: &'a mut Vec<u8>,
+    /// The current family's name, help and type (its metrics go to `body`).
+    header: Option<MetricFamily>,
+    /// The current family's metrics, encoded as its field 4.
+    body: Vec<u8>,
+    /// One metric being encoded.
+    scratch: Vec<u8>,
+}
+
+impl<'a> Protobuf<'a> {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+        Self {
+            out,
+            header: None,
+            body: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Writes out the current family, if any: its length, its header fields, its metrics.
+    fn flush(&mut self) {
+        if let Some(header) = self.header.take() {
+            let len = header.encoded_len() + self.body.len();
+            prost::encoding::encode_varint(len as u64, self.out);
+            // Encoding into a `Vec` cannot run out of room.
+            let _ = header.encode(self.out);
+            self.out.extend_from_slice(&self.body);
+            self.body.clear();
+        }
+    }
+
+    /// Encodes one `Metric` into the family: `labels` as its field 1, then what `value`
+    /// writes (the counter, gauge or histogram field).
+    ///
+    /// The label pairs are written straight from the borrowed label text, as the derived
+    /// [`LabelPair`] encodes them: no `String` per label, the cost of most series.
+    fn metric(&mut self, labels: Labels<'_>, value: impl FnOnce(&mut Vec<u8>)) {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+        let scratch = &mut self.scratch;
+        scratch.clear();
+        let mut pairs: Vec<_> = labels.pairs().collect();
+        // Sorted by name, as client_golang sorts them (the series' own already are).
+        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+            pairs.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        for (name, value) in &pairs {
+            let field = |text: &str| {
+                let len = text.len();
+                1 + encoded_len_varint(len as u64) + len
+            };
+            encode_key(1, WireType::LengthDelimited, scratch);
+            encode_varint((field(name) + field(value)) as u64, scratch);
+            for (tag, text) in [(1, *name), (2, value.as_ref())] {
+                encode_key(tag, WireType::LengthDelimited, scratch);
+                encode_varint(text.len() as u64, scratch);
+                scratch.extend_from_slice(text.as_bytes());
+            }
+        }
+        value(scratch);
+        encode_key(4, WireType::LengthDelimited, &mut self.body);
+        encode_varint(scratch.len() as u64, &mut self.body);
+        self.body.extend_from_slice(scratch);
+    }
+}
+
+fn exemplar(exemplar: &Exemplar_<'_>) -> Exemplar {
+    Exemplar {
+        label: labels::parse(exemplar.labels)
+            .map(|(name, value)| LabelPair {
+                name: Some(name.to_owned()),
+                value: Some(value.into_owned()),
+            })
+            .collect(),
+        value: Some(exemplar.value),
+        timestamp: exemplar
+            .timestamp
+            .is_finite()
+            .then(|| Timestamp::from_seconds(exemplar.timestamp)),
+    }
+}
+
+/// Native buckets `(index, count)`, ascending, as spans and count deltas: consecutive
+/// indices share a span; the first span's offset is its first index, a later one's the gap
+/// after the span before; each delta is the count minus the previous bucket's.
+fn spans_and_deltas(buckets: &[(i32, u64)], spans: &mut Vec<BucketSpan>, deltas: &mut Vec<i64>) {
+    let mut previous: Option<(i32, i64)> = None;
+    for &(index, count) in buckets {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        match (previous, spans.last_mut()) {
+            (Some((before, _)), Some(span)) if i64::from(index) == i64::from(before) + 1 => {
+                span.length = Some(span.length.unwrap_or(0) + 1);
+            }
+            (Some((before, _)), _) => spans.push(BucketSpan {
+                offset: Some(
+                    i32::try_from(i64::from(index) - i64::from(before) - 1).unwrap_or(i32::MAX),
+                ),
+                length: Some(1),
+            }),
+            (None, _) => spans.push(BucketSpan {
+                offset: Some(index),
+                length: Some(1),
+            }),
+        }
+        let last = previous.map_or(0, |(_, count)| count);
+        deltas.push(count.wrapping_sub(last));
+        previous = Some((index, count));
+    }
+}
+
+impl Encoder for Protobuf<'_> {
+    fn family(&mut self, name: &str, kind: Kind, help: Option<&str>) {
+        self.flush();
+        let kind = match kind {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+            Kind::Histogram => MetricType::Histogram,
+        };
+        self.header = Some(MetricFamily {
+            name: Some(name.to_owned()),
+            help: help.map(str::to_owned),
+            r#type: Some(kind as i32),
+            metric: Vec::new(),
+            unit: None,
+        });
+    }
+
+    fn counter(
+        &mut self,
+        _: &str,
+        labels: Labels<'_>,
+        value: u64,
+        exemplar: Option<Exemplar_<'_>>,
+    ) {
+        let counter = Counter {
+            value: Some(value as f64),
+            exemplar: exemplar.as_ref().map(self::exemplar),
+            created_timestamp: None,
+        };
+        self.metric(labels, |out| {
+            prost::encoding::message::encode(3, &counter, out)
+        });
+    }
+
+    fn gauge(&mut self, _: &str, labels: Labels<'_>, value: f64) {
+        let gauge = Gauge { value: Some(value) };
+        self.metric(labels, |out| {
+            prost::encoding::message::encode(2, &gauge, out)
+        });
+    }
+
+    fn histogram(&mut self, _: &str, labels: Labels<'_>, point: &HistogramPoint<'_>) {
+        let mut histogram = Histogram {
+            sample_count: Some(point.count),
+            sample_sum: Some(point.sum),
+            ..Histogram::default()
+        };
+        let bucket_exemplar = |i: usize| point.exemplars.get(i).and_then(Option::as_ref);
+        // A native histogram without classic bounds has no classic buckets: its lone `+Inf`
+        // bucket would only repeat the count, and make it a classic histogram too.
+        if !(point.native.is_some() && point.bounds.is_empty()) {
+            let mut cumulative = 0u64;
+            let bounds = point.bounds.iter().copied().chain([f64::INFINITY]);
+            for (i, (count, bound)) in point.counts.iter().zip(bounds).enumerate() {
+                cumulative = cumulative.wrapping_add(*count);
+                histogram.bucket.push(Bucket {
+                    cumulative_count: Some(cumulative),
+                    upper_bound: Some(bound),
+                    exemplar: bucket_exemplar(i).map(exemplar),
+                    ..Bucket::default()
+                });
+            }
+        }
+        if let Some(native) = point.native {
+            histogram.schema = Some(native.schema);
+            histogram.zero_threshold = Some(native.zero_threshold);
+            histogram.zero_count = Some(native.zero_count);
+            spans_and_deltas(
+                native.positive,
+                &mut histogram.positive_span,
+                &mut histogram.positive_delta,
+            );
+            spans_and_deltas(
+                native.negative,
+                &mut histogram.negative_span,
+                &mut histogram.negative_delta,
+            );
+            // Without any of these, a native histogram reads as a classic one: a no-op span
+            // marks it native (as the proto asks).
+            if histogram.positive_span.is_empty()
+                && histogram.negative_span.is_empty()
+                && native.zero_threshold == 0.0
+                && native.zero_count == 0
+            {
+                histogram.positive_span.push(BucketSpan {
+                    offset: Some(0),
+                    length: Some(0),
+                });
+            }
+            // Native histograms take their exemplars here, each with its timestamp.
+            histogram.exemplars = point
+                .exemplars
+                .iter()
+                .flatten()
+                .filter(|e| e.timestamp.is_finite())
+                .map(exemplar)
+                .collect();
+        }
+        self.metric(labels, |out| {
+            prost::encoding::message::encode(7, &histogram, out);
+        });
+    }
+
+    fn finish(&mut self) {
+        self.flush();
+    }
+
+    fn wants_exemplars(&self) -> bool {
+        true
+    }
+
+    fn wants_native(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::Native;
+
+    /// Every message of a delimited stream.
+    fn decode(mut bytes: &[u8]) -> Vec<MetricFamily> {
+        let mut families = Vec::new();
+        while !bytes.is_empty() {
+            families.push(MetricFamily::decode_length_delimited(&mut bytes).expect("a message"));
+        }
+        families
+    }
+
+    fn pair(name: &str, value: &str) -> LabelPair {
+        LabelPair {
+            name: Some(name.into()),
+            value: Some(value.into()),
+        }
+    }
+
+    #[test]
+    fn families_are_delimited_messages_with_unescaped_labels() {
+        let global = [("env".to_owned(), "env=\"a\\\"b\"".to_owned())];
+        let labels = Labels {
+            series: "path=\"/a\\\\b\\n\",code=\"200\"",
+            global: &global,
+        };
+        let mut out = Vec::new();
+        let mut proto = Protobuf::new(&mut out);
+        proto.family(
+            "requests_total",
+            Kind::Counter,
+            Some("Requests \"served\"."),
+        );
+        let e = Exemplar_ {
+            labels: "trace_id=\"x\"",
+            value: 2.0,
+            timestamp: 1_700_000_000.25,
+        };
+        proto.counter("requests_total", labels, 5, Some(e));
+        proto.counter(
+            "requests_total",
+            Labels {
+                series: "",
+                global: &[],
+            },
+            0,
+            None,
+        );
+        proto.family("temperature", Kind::Gauge, None);
+        proto.gauge(
+            "temperature",
+            Labels {
+                series: "",
+                global: &[],
+            },
+            -3.5,
+        );
+        proto.finish();
+        let families = decode(&out);
+        assert_eq!(families.len(), 2);
+        let requests = &families[0];
+        assert_eq!(requests.name.as_deref(), Some("requests_total"));
+        assert_eq!(requests.help.as_deref(), Some("Requests \"served\"."));
+        assert_eq!(requests.r#type, Some(MetricType::Counter as i32));
+        assert_eq!(requests.metric.len(), 2);
+        let first = &requests.metric[0];
+        assert_eq!(
+            first.label,
+            [
+                pair("code", "200"),
+                pair("env", "a\"b"),
+                pair("path", "/a\\b\n")
+            ]
+        );
+        let counter = first.counter.as_ref().unwrap();
+        assert_eq!(counter.value, Some(5.0));
+        let exemplar = counter.exemplar.as_ref().unwrap();
+        assert_eq!(exemplar.label, [pair("trace_id", "x")]);
+        assert_eq!(exemplar.value, Some(2.0));
+        assert_eq!(
+            exemplar.timestamp,
+            Some(Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 250_000_000
+            })
+        );
+        assert!(requests.metric[1].label.is_empty());
+        let temperature = &families[1];
+        assert_eq!(temperature.help, None);
+        assert_eq!(temperature.r#type, Some(MetricType::Gauge as i32));
+        assert_eq!(
+            temperature.metric[0].gauge,
+            Some(Gauge { value: Some(-3.5) })
+        );
+    }
+
+    #[test]
+    fn an_empty_family_is_still_a_message() {
+        let mut out = Vec::new();
+        let mut proto = Protobuf::new(&mut out);
+        proto.family("a", Kind::Counter, None);
+        proto.family("b", Kind::Gauge, None);
+        proto.finish();
+        let families = decode(&out);
+        assert_eq!(families.len(), 2);
+        assert!(families[0].metric.is_empty());
+    }
+
+    #[test]
+    fn classic_buckets_are_cumulative_with_inf_and_exemplars() {
+        let e = Exemplar_ {
+            labels: "trace_id=\"t\"",
+            value: 0.7,
+            timestamp: 1.5,
+        };
+        let exemplars = [None, Some(e), None];
+        let point = HistogramPoint {
+            bounds: &[0.5, 1.0],
+            counts: &[2, 1, 4],
+            count: 7,
+            sum: 12.5,
+            exemplars: &exemplars,
+            native: None,
+        };
+        let mut out = Vec::new();
+        let mut proto = Protobuf::new(&mut out);
+        proto.family("h", Kind::Histogram, None);
+        proto.histogram(
+            "h",
+            Labels {
+                series: "",
+                global: &[],
+            },
+            &point,
+        );
+        proto.finish();
+        let families = decode(&out);
+        assert_eq!(families[0].r#type, Some(MetricType::Histogram as i32));
+        let h = families[0].metric[0].histogram.as_ref().unwrap();
+        assert_eq!((h.sample_count, h.sample_sum), (Some(7), Some(12.5)));
+        let buckets: Vec<(u64, f64)> = h
+            .bucket
+            .iter()
+            .map(|b| (b.cumulative_count.unwrap(), b.upper_bound.unwrap()))
+            .collect();
+        assert_eq!(buckets, [(2, 0.5), (3, 1.0), (7, f64::INFINITY)]);
+        assert!(h.bucket[0].exemplar.is_none());
+        assert_eq!(h.bucket[1].exemplar.as_ref().unwrap().value, Some(0.7));
+        // Classic only: nothing native.
+        assert_eq!(h.schema, None);
+        assert!(h.positive_span.is_empty() && h.exemplars.is_empty());
+    }
+
+    #[test]
+    fn native_buckets_are_spans_and_deltas() {
+        let e = Exemplar_ {
+            labels: "trace_id=\"n\"",
+            value: 3.0,
+            timestamp: 10.0,
+        };
+        let exemplars = [Some(e)];
+        let point = HistogramPoint {
+            bounds: &[],
+            counts: &[12],
+            count: 12,
+            sum: 20.0,
+            exemplars: &exemplars,
+            native: Some(Native {
+                schema: 1,
+                zero_threshold: 1e-9,
+                zero_count: 1,
+                // Spans [-2, -1], [1], [4, 5, 6].
+                positive: &[(-2, 3), (-1, 1), (1, 1), (4, 2), (5, 2), (6, 1)],
+                negative: &[(0, 1), (3, 1)],
+            }),
+        };
+        let mut out = Vec::new();
+        let mut proto = Protobuf::new(&mut out);
+        proto.family("n", Kind::Histogram, None);
+        proto.histogram(
+            "n",
+            Labels {
+                series: "",
+                global: &[],
+            },
+            &point,
+        );
+        proto.finish();
+        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        let spans = |s: &[BucketSpan]| -> Vec<(i32, u32)> {
+            s.iter()
+                .map(|s| (s.offset.unwrap(), s.length.unwrap()))
+                .collect()
+        };
+        assert_eq!(h.schema, Some(1));
+        assert_eq!((h.zero_threshold, h.zero_count), (Some(1e-9), Some(1)));
+        assert_eq!(spans(&h.positive_span), [(-2, 2), (1, 1), (2, 3)]);
+        assert_eq!(h.positive_delta, [3, -2, 0, 1, 0, -1]);
+        assert_eq!(spans(&h.negative_span), [(0, 1), (2, 1)]);
+        assert_eq!(h.negative_delta, [1, 0]);
+        // No classic bounds: no classic buckets; the exemplar goes to the histogram.
+        assert!(h.bucket.is_empty());
+        assert_eq!(h.exemplars.len(), 1);
+        assert_eq!(
+            h.exemplars[0].timestamp,
+            Some(Timestamp {
+                seconds: 10,
+                nanos: 0
+            })
+        );
+        // The counts read back from spans and deltas.
+        let mut index = 0;
+        let mut count = 0;
+        let mut read = Vec::new();
+        let mut deltas = h.positive_delta.iter();
+        for (i, span) in h.positive_span.iter().enumerate() {
+            index += span.offset.unwrap();
+            if i == 0 {
+                index -= 1;
+            }
+            for _ in 0..span.length.unwrap() {
+                index += 1;
+                count += deltas.next().unwrap();
+                read.push((index, count as u64));
+            }
+        }
+        assert_eq!(read, native_positive(&point));
+    }
+
+    fn native_positive(point: &HistogramPoint<'_>) -> Vec<(i32, u64)> {
+        point.native.unwrap().positive.to_vec()
+    }
+
+    #[test]
+    fn an_empty_native_histogram_has_a_no_op_span_and_classic_buckets_beside() {
+        let point = HistogramPoint {
+            bounds: &[1.0],
+            counts: &[0, 0],
+            count: 0,
+            sum: 0.0,
+            exemplars: &[],
+            native: Some(Native {
+                schema: 3,
+                zero_threshold: 0.0,
+                zero_count: 0,
+                positive: &[],
+                negative: &[],
+            }),
+        };
+        let mut out = Vec::new();
+        let mut proto = Protobuf::new(&mut out);
+        proto.family("e", Kind::Histogram, None);
+        proto.histogram(
+            "e",
+            Labels {
+                series: "",
+                global: &[],
+            },
+            &point,
+        );
+        proto.finish();
+        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        assert_eq!(
+            h.positive_span,
+            [BucketSpan {
+                offset: Some(0),
+                length: Some(0)
+            }]
+        );
+        assert!(h.positive_delta.is_empty());
+        assert_eq!(h.schema, Some(3));
+        assert_eq!(h.bucket.len(), 2);
+        // With a zero threshold, the no-op span is not needed.
+        let with_threshold = HistogramPoint {
+            native: Some(Native {
+                zero_threshold: 1e-9,
+                ..point.native.unwrap()
+            }),
+            ..point
+        };
+        let mut out = Vec::new();
+        let mut proto = Protobuf::new(&mut out);
+        proto.family("e", Kind::Histogram, None);
+        proto.histogram(
+            "e",
+            Labels {
+                series: "",
+                global: &[],
+            },
+            &with_threshold,
+        );
+        proto.finish();
+        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        assert!(h.positive_span.is_empty());
+    }
+
+    #[test]
+    fn timestamps_split_into_seconds_and_nanos() {
+        let t = Timestamp::from_seconds(1_700_000_000.999_999_999_9);
+        assert!(t.nanos < 1_000_000_000);
+        assert_eq!(
+            Timestamp::from_seconds(-0.5),
+            Timestamp {
+                seconds: -1,
+                nanos: 500_000_000
+            }
+        );
+    }
+}
