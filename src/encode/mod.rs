@@ -234,10 +234,10 @@ pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl En
                         return;
                     }
                     found.clear();
-                    if exemplars && s.value.exemplars.any() {
+                    if let Some(kept) = s.value.exemplars().filter(|e| exemplars && e.any()) {
                         texts.resize_with(snapshot.counts.len(), String::new);
                         for (at, text) in texts.iter_mut().enumerate() {
-                            found.push(s.value.exemplars.read(at, text));
+                            found.push(kept.read(at, text));
                         }
                     }
                     // Allocated only for a series with exemplars, in a format that has them.

@@ -25,9 +25,13 @@ pub(crate) struct Slot {
     pub(crate) set: bool,
 }
 
-/// The exemplar slots of one series (one for a counter, one per bucket for a histogram).
+/// The exemplar slots of one series (one for a counter, one per bucket for a histogram):
+/// one word in the series until the first exemplar.
 #[derive(Default, Debug)]
-pub(crate) struct Exemplars(OnceLock<Box<[Mutex<Slot>]>>);
+pub(crate) struct Exemplars(OnceLock<Box<Slots>>);
+
+#[derive(Debug)]
+struct Slots(Box<[Mutex<Slot>]>);
 
 /// Whether flat pairs make a usable exemplar label set.
 pub(crate) fn check(pairs: &[&str]) -> Result<(), ExemplarDrop> {
@@ -50,8 +54,8 @@ impl Exemplars {
     pub(crate) fn record(&self, slots: usize, at: usize, pairs: &[&str], value: f64) {
         let all = self
             .0
-            .get_or_init(|| (0..slots).map(|_| Mutex::default()).collect());
-        let Some(slot) = all.get(at) else { return };
+            .get_or_init(|| Box::new(Slots((0..slots).map(|_| Mutex::default()).collect())));
+        let Some(slot) = all.0.get(at) else { return };
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -75,7 +79,7 @@ impl Exemplars {
 
     /// Copies slot `at` into `out`'s label buffer; returns its value and timestamp.
     pub(crate) fn read(&self, at: usize, out: &mut String) -> Option<(f64, f64)> {
-        let slot = self.0.get()?.get(at)?;
+        let slot = self.0.get()?.0.get(at)?;
         let slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if !slot.set {
             return None;

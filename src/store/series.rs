@@ -173,10 +173,17 @@ pub(crate) struct HistogramValue {
     /// otherwise when it binds (observations wait in the store until then).
     pub(crate) counts: OnceLock<Box<[AtomicU64]>>,
     pub(crate) sum: AtomicU64,
-    /// The native buckets of a family configured native. Its lock also covers the classic
-    /// counts and the sum, so a scrape reads all of them as of one moment.
-    native: OnceLock<Box<Mutex<NativeState>>>,
-    pub(crate) exemplars: Exemplars,
+    /// What not every histogram needs, in one word until needed: native buckets and
+    /// exemplars.
+    extra: OnceLock<Box<Extra>>,
+}
+
+/// The native buckets (of a family configured native) and the exemplars of a histogram.
+/// The native lock also covers the classic counts and the sum, so a scrape reads all of
+/// them as of one moment.
+struct Extra {
+    native: Option<Mutex<NativeState>>,
+    exemplars: Exemplars,
 }
 
 impl HistogramValue {
@@ -188,11 +195,28 @@ impl HistogramValue {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
         );
-        if let Some(native) = &layout.native {
-            let _ = self
-                .native
-                .set(Box::new(Mutex::new(NativeState::new(native))));
+        if layout.native.is_some() {
+            self.extra(layout);
         }
+    }
+
+    /// The extra part, made with the native buckets `layout` asks for.
+    fn extra(&self, layout: &Layout) -> &Extra {
+        self.extra.get_or_init(|| {
+            Box::new(Extra {
+                native: layout.native.map(|n| Mutex::new(NativeState::new(&n))),
+                exemplars: Exemplars::default(),
+            })
+        })
+    }
+
+    fn native(&self) -> Option<&Mutex<NativeState>> {
+        self.extra.get().and_then(|e| e.native.as_ref())
+    }
+
+    /// The exemplars, if any was ever kept.
+    pub(crate) fn exemplars(&self) -> Option<&Exemplars> {
+        self.extra.get().map(|e| &e.exemplars)
     }
 
     fn classic(&self, bounds: &[f64], value: f64, n: u64) {
@@ -208,7 +232,7 @@ impl HistogramValue {
 
     /// Counts `value` `n` times, classic and native.
     fn count(&self, layout: &Layout, value: f64, n: u64) {
-        match (&layout.native, self.native.get()) {
+        match (&layout.native, self.native()) {
             (Some(settings), Some(native)) => {
                 let mut native = native.lock().unwrap_or_else(PoisonError::into_inner);
                 native.observe(value, n, settings);
@@ -232,8 +256,7 @@ impl Value for HistogramValue {
         let value = Self {
             counts: OnceLock::new(),
             sum: AtomicU64::new(0f64.to_bits()),
-            native: OnceLock::new(),
-            exemplars: Exemplars::default(),
+            extra: OnceLock::new(),
         };
         if let Some(layout) = family.layout.get() {
             value.with_buckets(layout);
@@ -242,8 +265,7 @@ impl Value for HistogramValue {
     }
     fn absorb(&self, from: &Self) {
         let _native = from
-            .native
-            .get()
+            .native()
             .map(|n| n.lock().unwrap_or_else(PoisonError::into_inner));
         if let (Some(to), Some(counts)) = (self.counts.get(), from.counts.get()) {
             for (to, from) in to.iter().zip(counts.iter()) {
@@ -253,7 +275,7 @@ impl Value for HistogramValue {
         let sum = f64::from_bits(from.sum.swap(0f64.to_bits(), Ordering::AcqRel));
         add_f64(&self.sum, sum);
         // Native buckets move too (same schema: one family, one layout).
-        if let (Some(to), Some(mut from)) = (self.native.get(), _native) {
+        if let (Some(to), Some(mut from)) = (self.native(), _native) {
             let mut to = to.lock().unwrap_or_else(PoisonError::into_inner);
             to.absorb(&mut from);
         }
@@ -280,7 +302,8 @@ impl Series<HistogramValue> {
                 Ok(()) => {
                     let at = layout.bounds.partition_point(|bound| *bound < value);
                     let slots = layout.bounds.len() + 1;
-                    self.value.exemplars.record(slots, at, exemplar, value);
+                    let extra = self.value.extra(layout);
+                    extra.exemplars.record(slots, at, exemplar, value);
                 }
                 Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
             }
@@ -304,8 +327,7 @@ impl Series<HistogramValue> {
         };
         let state = self
             .value
-            .native
-            .get()
+            .native()
             .map(|n| n.lock().unwrap_or_else(PoisonError::into_inner));
         out.counts.clear();
         out.counts
@@ -372,5 +394,19 @@ impl HistogramFn for Series<HistogramValue> {
                 .shared
                 .count_dropped(DropReason::NonFinite, count as u64);
         }
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_stay_small() {
+        // Inside their `Arc`: the labels' text and a histogram's counts are one allocation
+        // each beside it.
+        assert_eq!(std::mem::size_of::<Series<CounterValue>>(), 56);
+        assert_eq!(std::mem::size_of::<Series<GaugeValue>>(), 40);
+        assert_eq!(std::mem::size_of::<Series<HistogramValue>>(), 80);
     }
 }
