@@ -4,12 +4,15 @@
 //! * [`service::InMemoryService`] implements arrow-flight's `FlightSqlService` over two
 //!   in-memory tables (`orders`, `customers`): statement queries (`GetFlightInfo`, then
 //!   `DoGet` of the ticket), prepared statements (create and close through `DoAction`),
-//!   bulk ingest (`DoPut` of `CommandStatementIngest`) and basic-auth `Handshake`. Its SQL
-//!   is tiny on purpose: `SELECT * FROM <table> [LIMIT n]`.
+//!   bulk ingest (`DoPut` of `CommandStatementIngest`), basic-auth `Handshake`, and the
+//!   [`catalog`] generic clients browse before any query (`CommandGetCatalogs`,
+//!   `CommandGetDbSchemas`, `CommandGetTables`, `CommandGetTableTypes`,
+//!   `CommandGetSqlInfo`). Its SQL is tiny on purpose: `SELECT * FROM <table> [LIMIT n]`.
 //! * [`serve`] runs it with tonic behind porter-metrics' [`MetricsLayer`], which records
 //!   the `grpc_server_*` series; the handlers record the domain series below.
 //! * [`load::run_load`] sends a realistic mix over loopback (queries, prepared statements,
-//!   ingests, unknown tables, bad SQL, handshakes) and tallies what the client saw.
+//!   ingests, catalog browses, unknown tables, bad SQL, handshakes) and tallies what the
+//!   client saw.
 //!
 //! # Domain metrics (names are stable: tests, alert rules and the dashboard use them)
 //!
@@ -30,12 +33,13 @@
 //! asked for, so its values are the client's choice: porter-metrics' per-metric series
 //! limit ([`Limits`](porter_metrics::Limits), 2000 by default) bounds them.
 //!
-//! Requests the example leaves to arrow-flight's defaults (catalog metadata, substrait
-//! plans, transactions, `ListFlights`, ...) are answered `UNIMPLEMENTED` without reaching
+//! Requests the example leaves to arrow-flight's defaults (primary and foreign keys, XDBC
+//! type info, substrait plans, transactions, `ListFlights`, ...) are answered `UNIMPLEMENTED` without reaching
 //! a handler: they appear in the `grpc_server_*` series only.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod load;
 pub mod service;
 

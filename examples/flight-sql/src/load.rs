@@ -3,7 +3,8 @@
 //!
 //! | share | operation | RPCs (expected status) |
 //! |---|---|---|
-//! | 30% | statement query of `orders` or `customers` | `GetFlightInfo`, `DoGet` per endpoint |
+//! | 25% | statement query of `orders` or `customers` | `GetFlightInfo`, `DoGet` per endpoint |
+//! | 5% | catalog browse, as a SQL tool does first: catalogs, schemas, tables (with schemas), table types | `GetFlightInfo`, `DoGet` of each |
 //! | 15% | prepared statement | `DoAction` (create), `GetFlightInfo`, `DoGet`, `DoAction` (close) |
 //! | 15% | ingest of 5 orders | `DoPut` |
 //! | 10% | query of an unknown table | `GetFlightInfo` (`NOT_FOUND`) |
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::CommandStatementIngest;
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, CommandStatementIngest};
 use arrow_flight::{FlightInfo, HandshakeRequest};
 use base64::prelude::{Engine, BASE64_STANDARD};
 use futures::{stream, TryStreamExt};
@@ -195,10 +196,11 @@ impl Worker {
         let unknown = self.pick(&["lineitem", "nation", "suppliers"]);
         let limit = 1 + self.below(50);
         match self.below(100) {
-            0..30 => {
+            0..25 => {
                 self.query(format!("SELECT * FROM {table} LIMIT {limit}"))
                     .await
             }
+            25..30 => self.browse().await,
             30..45 => self.prepared(format!("select * from {table}")).await,
             45..60 => self.ingest("orders").await,
             60..70 => self.query(format!("SELECT * FROM {unknown}")).await,
@@ -240,6 +242,38 @@ impl Worker {
             if let Some(rows) = self.tally.outcome("DoGet", rows.await) {
                 self.tally.rows_received += rows;
             }
+        }
+    }
+
+    /// What a SQL tool asks before any query: the catalogs, the schemas of one, its tables
+    /// with their Arrow schemas, and the table types; each read back with `DoGet`.
+    async fn browse(&mut self) {
+        let catalogs = self.client.get_catalogs().await;
+        if let Some(info) = self.tally.outcome("GetFlightInfo", catalogs) {
+            self.fetch(info).await;
+        }
+        let command = CommandGetDbSchemas {
+            catalog: Some(crate::catalog::CATALOG.to_owned()),
+            db_schema_filter_pattern: None,
+        };
+        let schemas = self.client.get_db_schemas(command).await;
+        if let Some(info) = self.tally.outcome("GetFlightInfo", schemas) {
+            self.fetch(info).await;
+        }
+        let command = CommandGetTables {
+            catalog: Some(crate::catalog::CATALOG.to_owned()),
+            db_schema_filter_pattern: Some("%".to_owned()),
+            table_name_filter_pattern: Some("%".to_owned()),
+            table_types: Vec::new(),
+            include_schema: true,
+        };
+        let tables = self.client.get_tables(command).await;
+        if let Some(info) = self.tally.outcome("GetFlightInfo", tables) {
+            self.fetch(info).await;
+        }
+        let types = self.client.get_table_types().await;
+        if let Some(info) = self.tally.outcome("GetFlightInfo", types) {
+            self.fetch(info).await;
         }
     }
 
