@@ -58,7 +58,8 @@ impl<B: Body, C: Collector> Body for RequestBody<B, C> {
         if let Some(Ok(frame)) = &frame {
             if let Some(data) = frame.data_ref() {
                 if this.call.counts_messages() {
-                    this.call.received(count_messages(this.frames, data));
+                    this.call
+                        .request_messages(count_messages(this.frames, data));
                 }
             }
         }
@@ -144,7 +145,7 @@ impl<B: Body, C: Collector> Body for ResponseBody<B, C> {
                 if let Some(call) = this.call.as_ref() {
                     if let Some(data) = frame.data_ref() {
                         if call.counts_messages() {
-                            call.sent(count_messages(this.frames, data));
+                            call.response_messages(count_messages(this.frames, data));
                         }
                         // The last frame: the server may not poll again.
                         if this.inner.is_end_stream() {
@@ -163,10 +164,10 @@ impl<B: Body, C: Collector> Body for ResponseBody<B, C> {
                     call.finished(*this.head_code, None);
                 }
             }
-            // The body failed: the stream is cut, as if cancelled.
+            // The body failed: the stream is cut.
             Some(Err(_)) => {
                 if let Some(call) = this.call.take() {
-                    call.canceled();
+                    call.broken();
                 }
             }
         }

@@ -13,14 +13,9 @@ use std::time::Instant;
 use hashbrown::HashTable;
 use http::{HeaderMap, Method, StatusCode};
 
+use super::client::{Names, Side};
 use crate::collector::Collector;
 
-/// The metric names go-grpc-middleware's Prometheus provider uses.
-pub(crate) const GRPC_STARTED: &str = "grpc_server_started_total";
-pub(crate) const GRPC_HANDLED: &str = "grpc_server_handled_total";
-pub(crate) const GRPC_RECEIVED: &str = "grpc_server_msg_received_total";
-pub(crate) const GRPC_SENT: &str = "grpc_server_msg_sent_total";
-pub(crate) const GRPC_SECONDS: &str = "grpc_server_handling_seconds";
 /// OpenTelemetry's HTTP server metrics, as Prometheus renders their names.
 pub(crate) const HTTP_SECONDS: &str = "http_server_request_duration_seconds";
 pub(crate) const HTTP_ACTIVE: &str = "http_server_active_requests";
@@ -83,7 +78,7 @@ const CODES: [&str; 17] = [
     "DataLoss",
     "Unauthenticated",
 ];
-const CANCELED: usize = 1;
+pub(crate) const CANCELED: usize = 1;
 const UNKNOWN: usize = 2;
 
 /// The code of a `grpc-status` value; a missing or garbled one is `Unknown`.
@@ -178,6 +173,8 @@ pub(crate) type RouteOf = Box<dyn Fn(&http::request::Parts) -> Option<String> + 
 pub(crate) enum Protocol {
     Grpc {
         types: Option<TypeOf>,
+        /// Server or client: the names of the series, what a failure is.
+        side: Side,
     },
     Http {
         route: Option<RouteOf>,
@@ -229,6 +226,9 @@ enum Labels {
         grpc_type: GrpcType,
         /// `/package.Service/Method`; service and method are slices of it.
         path: String,
+        side: Side,
+        /// The client's deadline (client side only).
+        deadline: Option<Instant>,
     },
     Http {
         method: &'static str,
@@ -249,13 +249,19 @@ impl<C: Collector> Call<C> {
     /// Starts watching a request: counts it started (gRPC) or active (HTTP).
     pub(crate) fn start(shared: &Arc<Shared<C>>, parts: &http::request::Parts) -> Self {
         let labels = match &shared.protocol {
-            Protocol::Grpc { types } => {
+            Protocol::Grpc { types, side } => {
                 let path = parts.uri.path().to_owned();
                 let (service, method) = split_path(&path);
                 let grpc_type = types
                     .as_ref()
                     .map_or(GrpcType::Unknown, |types| types(service, method));
-                Labels::Grpc { grpc_type, path }
+                let deadline = side.deadline(&parts.headers, Instant::now());
+                Labels::Grpc {
+                    grpc_type,
+                    path,
+                    side: *side,
+                    deadline,
+                }
             }
             Protocol::Http { route, .. } => Labels::Http {
                 method: method_label(&parts.method),
@@ -269,10 +275,10 @@ impl<C: Collector> Call<C> {
             started: Instant::now(),
             ended: AtomicBool::new(false),
         };
-        call.with_grpc_labels(|labels| {
+        call.with_grpc_labels(|names, labels| {
             call.shared
                 .collector
-                .increment_counter(GRPC_STARTED, labels)
+                .increment_counter(names.started, labels)
         });
         if let (Protocol::Http { active, .. }, Labels::Http { method, route, .. }) =
             (&call.shared.protocol, &call.labels)
@@ -287,31 +293,49 @@ impl<C: Collector> Call<C> {
         matches!(self.labels, Labels::Grpc { .. })
     }
 
-    fn with_grpc_labels(&self, f: impl FnOnce(&[&str])) {
-        if let Labels::Grpc { grpc_type, path } = &self.labels {
+    /// Runs `f` with the side's names and the call's labels (gRPC).
+    fn with_grpc_labels(&self, f: impl FnOnce(&'static Names, &[&str])) {
+        if let Labels::Grpc {
+            grpc_type,
+            path,
+            side,
+            ..
+        } = &self.labels
+        {
             let (service, method) = split_path(path);
-            f(&[
-                "grpc_type",
-                grpc_type.as_str(),
-                "grpc_service",
-                service,
-                "grpc_method",
-                method,
-            ]);
+            f(
+                side.names(),
+                &[
+                    "grpc_type",
+                    grpc_type.as_str(),
+                    "grpc_service",
+                    service,
+                    "grpc_method",
+                    method,
+                ],
+            );
         }
     }
 
-    /// Counts messages the client sent.
-    pub(crate) fn received(&self, messages: u64) {
+    /// Counts messages of the request body (received by a server, sent by a client).
+    pub(crate) fn request_messages(&self, messages: u64) {
         for _ in 0..messages {
-            self.with_grpc_labels(|l| self.shared.collector.increment_counter(GRPC_RECEIVED, l));
+            self.with_grpc_labels(|names, l| {
+                self.shared
+                    .collector
+                    .increment_counter(names.request_messages, l)
+            });
         }
     }
 
-    /// Counts messages the server sent.
-    pub(crate) fn sent(&self, messages: u64) {
+    /// Counts messages of the response body (sent by a server, received by a client).
+    pub(crate) fn response_messages(&self, messages: u64) {
         for _ in 0..messages {
-            self.with_grpc_labels(|l| self.shared.collector.increment_counter(GRPC_SENT, l));
+            self.with_grpc_labels(|names, l| {
+                self.shared
+                    .collector
+                    .increment_counter(names.response_messages, l)
+            });
         }
     }
 
@@ -331,7 +355,7 @@ impl<C: Collector> Call<C> {
         let seconds = self.started.elapsed().as_secs_f64();
         let collector = &self.shared.collector;
         match &self.labels {
-            Labels::Grpc { .. } => self.with_grpc_labels(|labels| {
+            Labels::Grpc { .. } => self.with_grpc_labels(|names, labels| {
                 let [_, t, _, s, _, m] = labels else { return };
                 let handled = [
                     "grpc_type",
@@ -343,8 +367,8 @@ impl<C: Collector> Call<C> {
                     "grpc_code",
                     CODES.get(code).copied().unwrap_or("Unknown"),
                 ];
-                collector.increment_counter(GRPC_HANDLED, &handled);
-                collector.record_histogram(GRPC_SECONDS, seconds, labels);
+                collector.increment_counter(names.handled, &handled);
+                collector.record_histogram(names.seconds, seconds, labels);
             }),
             Labels::Http {
                 method,
@@ -382,15 +406,32 @@ impl<C: Collector> Call<C> {
         self.end(code_of_http(status));
     }
 
-    /// The service failed (no response at all): `Unknown` for gRPC, `500` for HTTP.
+    /// The service failed (no response at all): `Unknown` for a gRPC server,
+    /// `Unavailable` (or `DeadlineExceeded`) for a gRPC client, `500` for HTTP.
     pub(crate) fn errored(&self) {
         self.responded(StatusCode::INTERNAL_SERVER_ERROR);
-        self.end(UNKNOWN);
+        self.end(match &self.labels {
+            Labels::Grpc { side, deadline, .. } => side.transport_failed(*deadline, UNKNOWN),
+            Labels::Http { .. } => UNKNOWN,
+        });
     }
 
-    /// The response body was dropped before its end: the client went away.
+    /// The response body was dropped before its end: the client went away (or, on a
+    /// client, cancelled; past its deadline, `DeadlineExceeded`).
     pub(crate) fn canceled(&self) {
-        self.end(CANCELED);
+        self.end(match &self.labels {
+            Labels::Grpc { side, deadline, .. } => side.canceled(*deadline),
+            Labels::Http { .. } => CANCELED,
+        });
+    }
+
+    /// The response body failed: the stream is cut. `Canceled` on a server; on a client,
+    /// the transport failed (`Unavailable`, or `DeadlineExceeded` past the deadline).
+    pub(crate) fn broken(&self) {
+        self.end(match &self.labels {
+            Labels::Grpc { side, deadline, .. } => side.transport_failed(*deadline, CANCELED),
+            Labels::Http { .. } => CANCELED,
+        });
     }
 }
 

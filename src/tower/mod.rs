@@ -12,6 +12,14 @@
 //! | `grpc_server_msg_sent_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
 //! | `grpc_server_handling_seconds` | histogram | `grpc_type`, `grpc_service`, `grpc_method` |
 //!
+//! | `MetricsLayer::grpc_client` (around a client's channel) | type | labels |
+//! |---|---|---|
+//! | `grpc_client_started_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
+//! | `grpc_client_handled_total` | counter | the same and `grpc_code` |
+//! | `grpc_client_msg_sent_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
+//! | `grpc_client_msg_received_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
+//! | `grpc_client_handling_seconds` | histogram | `grpc_type`, `grpc_service`, `grpc_method` |
+//!
 //! | `MetricsLayer::http` | type | labels |
 //! |---|---|---|
 //! | `http_server_request_duration_seconds` | histogram | `http_request_method`, `http_route`, `http_response_status_code` |
@@ -23,6 +31,11 @@
 //!   comes last). A missing or garbled `grpc-status` is `Unknown`; a response body dropped
 //!   before its end (the client cancelled) is `Canceled`; an HTTP error answered before any
 //!   gRPC response (a router's `404`) is the code gRPC maps it to (`Unimplemented`).
+//! * On the client side the code comes at the end of the response too. A transport error
+//!   before any response (a refused connection) is `Unavailable`, a call the caller drops
+//!   before its end is `Canceled`, and either past the deadline the request carried
+//!   (`grpc-timeout`) is `DeadlineExceeded`. The request body's messages are the ones
+//!   sent, the response body's the ones received.
 //! * Messages are the length-prefixed gRPC frames of the request and response bodies,
 //!   counted as they pass, without copying them.
 //! * `grpc_type` comes from [`MetricsLayer::grpc_types`] (the wire does not tell); without
@@ -55,6 +68,7 @@
 
 mod body;
 mod call;
+mod client;
 mod future;
 mod service;
 
@@ -67,6 +81,7 @@ pub use service::MetricsService;
 
 use crate::collector::Collector;
 use call::{ActiveRequests, Protocol, Shared};
+use client::Side;
 
 /// A tower [`Layer`](tower_layer::Layer) recording request metrics; see the module
 /// documentation.
@@ -85,7 +100,7 @@ impl<C> Clone for MetricsLayer<C> {
 impl<C> std::fmt::Debug for MetricsLayer<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let protocol = match self.shared.protocol {
-            Protocol::Grpc { .. } => "grpc",
+            Protocol::Grpc { side, .. } => side.label(),
             Protocol::Http { .. } => "http",
         };
         f.debug_struct("MetricsLayer")
@@ -102,7 +117,13 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
     /// # let _ = layer;
     /// ```
     pub fn grpc(collector: C) -> Self {
-        Self::with(collector, Protocol::Grpc { types: None })
+        Self::with(
+            collector,
+            Protocol::Grpc {
+                types: None,
+                side: Side::Server,
+            },
+        )
     }
 
     /// HTTP metrics, with OpenTelemetry's names and labels.
@@ -148,8 +169,9 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
         types: impl Fn(&str, &str) -> GrpcType + Send + Sync + 'static,
     ) -> Self {
         self.map_protocol(|protocol| match protocol {
-            Protocol::Grpc { .. } => Protocol::Grpc {
+            Protocol::Grpc { side, .. } => Protocol::Grpc {
                 types: Some(Box::new(types)),
+                side,
             },
             http => http,
         })

@@ -13,6 +13,13 @@
 //! | 5% | ingest into an unknown table | `DoPut` (`NOT_FOUND`) |
 //! | 7% | handshake | `Handshake` |
 //! | 3% | handshake with a wrong password | `Handshake` (`UNAUTHENTICATED`) |
+//!
+//! Every client's channel is under porter-metrics' client layer
+//! ([`MetricsLayer::grpc_client`]), recording the `grpc_client_*` series through
+//! [`LoadConfig::telemetry`]. arrow-flight's client reads the first message of a `DoPut`
+//! answer (the ingest's result) and of a `DoAction` answer, or none (closing a prepared
+//! statement), and drops the stream before its status: those calls end `Canceled` on the
+//! client side, whatever the server answered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -26,14 +33,37 @@ use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, CommandStatementI
 use arrow_flight::{FlightInfo, HandshakeRequest};
 use base64::prelude::{Engine, BASE64_STANDARD};
 use futures::{stream, TryStreamExt};
+use porter_metrics::tower::MetricsLayer;
+use porter_metrics::{Collector, NoopCollector};
 use tokio::sync::watch;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
-use crate::code_name;
 use crate::service::{orders, PASSWORD, USERNAME};
+use crate::{code_name, flight_grpc_types, instrument_channel, MeteredChannel, Telemetry};
 
-type Client = FlightSqlServiceClient<Channel>;
+type Client = FlightSqlServiceClient<MeteredChannel<ClientCollector>>;
+
+/// The telemetry's collector, behind a type of its own: with `Arc<dyn Collector>` itself
+/// as the layer's collector, rustc cannot prove the client tasks `Send` (its `'static`
+/// object lifetime is lost inside the async state machines).
+#[derive(Clone)]
+struct ClientCollector(Arc<dyn Collector>);
+
+impl Collector for ClientCollector {
+    fn increment_counter(&self, name: &str, labels: &[&str]) {
+        self.0.increment_counter(name, labels);
+    }
+    fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
+        self.0.record_histogram(name, value, labels);
+    }
+    fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
+        self.0.record_gauge(name, value, labels);
+    }
+    fn start_timer(&self, name: &str) -> porter_metrics::Timer {
+        self.0.start_timer(name)
+    }
+}
 
 /// When the load generator stops. An operation under way (a few RPCs) always finishes.
 #[derive(Debug)]
@@ -53,6 +83,8 @@ pub struct LoadConfig {
     pub pause: Duration,
     /// Seed of the (deterministic) choice of operations.
     pub seed: u64,
+    /// Where the clients' `grpc_client_*` series go (nowhere without it).
+    pub telemetry: Option<Telemetry>,
 }
 
 impl Default for LoadConfig {
@@ -62,6 +94,7 @@ impl Default for LoadConfig {
             clients: 4,
             pause: Duration::from_millis(10),
             seed: 1,
+            telemetry: None,
         }
     }
 }
@@ -122,11 +155,19 @@ pub async fn run_load(
     stop: Stop,
 ) -> Result<Tally, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?;
+    let collector = ClientCollector(match &config.telemetry {
+        Some(telemetry) => telemetry.collector().clone(),
+        None => Arc::new(NoopCollector),
+    });
+    let layer = MetricsLayer::grpc_client(collector).grpc_types(flight_grpc_types);
     let sent = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
     for index in 0..config.clients.max(1) {
         let mut worker = Worker {
-            client: FlightSqlServiceClient::new(endpoint.connect().await?),
+            client: FlightSqlServiceClient::new(instrument_channel(
+                endpoint.connect().await?,
+                &layer,
+            )),
             rng: config
                 .seed
                 .wrapping_add(index as u64)

@@ -104,6 +104,7 @@ async fn the_scrape_agrees_with_what_the_clients_saw() {
         clients: 3,
         pause: Duration::ZERO,
         seed: 7,
+        telemetry: Some(Telemetry::new(metrics.collector())),
     };
     let load = run_load(server.addr, config, Stop::After(200));
     let tally: Tally = tokio::time::timeout(Duration::from_secs(60), load)
@@ -190,6 +191,62 @@ async fn the_scrape_agrees_with_what_the_clients_saw() {
         let durations = scrape.histogram("flight_request_duration_seconds", &["method", method]);
         assert_eq!((handled as u64, timed), (sent, sent), "{method}");
         assert_eq!(durations.map_or(0, |h| h.count), sent, "{method}");
+    }
+
+    // The clients' side of the same calls, from the client layer under the load generator.
+    assert_eq!(
+        scrape.sum("grpc_client_started_total") as u64,
+        tally.total()
+    );
+    assert_eq!(
+        scrape.sum("grpc_client_handled_total") as u64,
+        tally.total()
+    );
+    let by_code = |name: &str, method: &str| -> BTreeMap<String, u64> {
+        series(&scrape, name)
+            .filter(|s| label(s, "grpc_method") == method)
+            .map(|s| (label(s, "grpc_code").to_owned(), s.value as u64))
+            .collect()
+    };
+    for (method, kind) in METHODS {
+        let client = by_code("grpc_client_handled_total", method);
+        let server = by_code("grpc_server_handled_total", method);
+        let value = |name| scrape.value(name, &labels(method, kind)).unwrap_or(0.0);
+        match method {
+            // arrow-flight's client reads the first message of these answers (or none) and
+            // drops the stream before its status: `Canceled` on the client side.
+            "DoPut" | "DoAction" => {
+                assert_eq!(
+                    client.values().sum::<u64>(),
+                    server.values().sum::<u64>(),
+                    "{method}"
+                );
+                for (code, n) in client.iter().filter(|(code, _)| *code != "Canceled") {
+                    assert!(server.get(code).is_some_and(|s| s >= n), "{method} {code}");
+                }
+            }
+            _ => assert_eq!(client, server, "{method}"),
+        }
+        // What the server sent, the client received; the one request message of the
+        // calls whose handler reads it, the server received.
+        assert_eq!(
+            value("grpc_client_msg_received_total"),
+            value("grpc_server_msg_sent_total"),
+            "{method}"
+        );
+        if matches!(method, "GetFlightInfo" | "DoGet" | "DoAction") {
+            assert_eq!(
+                value("grpc_client_msg_sent_total"),
+                value("grpc_server_msg_received_total"),
+                "{method}"
+            );
+        }
+        let timed = scrape.histogram("grpc_client_handling_seconds", &labels(method, kind));
+        assert_eq!(
+            timed.map_or(0, |h| h.count),
+            client.values().sum::<u64>(),
+            "{method}"
+        );
     }
 
     // The macro series reached the standalone pipeline; the gauges are back to rest.
