@@ -59,6 +59,7 @@
 //! |---|---|
 //! | `push` | [`Pusher`], for batch jobs: pushes to a Pushgateway |
 //! | `process` | `Builder::process_metrics()`: client_golang's process metrics |
+//! | `runtime` | `Builder::runtime_metrics(handle)`: tokio runtime metrics, by `tokio-metrics` |
 //! | `testing` | `testing::Capture` and `testing::Exposition` |
 //! | `tower` | `tower::MetricsLayer`: request metrics for tonic (gRPC) and axum (HTTP) services |
 
@@ -75,6 +76,8 @@ mod key;
 mod local;
 mod pipeline;
 pub mod recorder;
+#[cfg(feature = "runtime")]
+mod runtime;
 mod server;
 #[cfg(feature = "testing")]
 pub mod testing;

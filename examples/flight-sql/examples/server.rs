@@ -37,6 +37,8 @@
 //!   `flight_bytes_sent_total{method}`, `flight_result_cache_entries`: recorded by the
 //!   handlers (see the `porter_flight_sql` documentation for the label sets).
 //! * `process_*`: CPU seconds, resident memory, open file descriptors, start time.
+//! * `tokio_*`: the runtime's workers, alive tasks, global queue depth, busy time and park
+//!   counts, measured by `tokio-metrics` (`Builder::runtime_metrics`).
 //! * `porter_metrics_*`: the library's own health.
 
 use std::io::Write;
@@ -100,6 +102,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the tower layer and the `metrics` macros all land in one scrape.
     let metrics = MetricsServer::builder()
         .process_metrics()
+        // This runtime's workers, alive tasks, queue depth, busy time and parks.
+        .runtime_metrics(&tokio::runtime::Handle::current())
         .build(&args.metrics);
     metrics.start()?;
     tracing_subscriber::fmt()
