@@ -319,6 +319,31 @@ impl Builder {
         self
     }
 
+    /// Exports the metrics of the tokio runtime `handle` belongs to (feature `runtime`):
+    /// `tokio_workers_count`, `tokio_live_tasks_count`, `tokio_global_queue_depth`,
+    /// `tokio_total_busy_duration` (microseconds, a counter), `tokio_busy_ratio`, and the
+    /// park counts, as the tokio team's `tokio-metrics` measures them on stable tokio.
+    ///
+    /// Its reporter runs on a thread of the pipeline's, once when the pipeline is bound and
+    /// then every [`upkeep_interval`](Self::upkeep_interval) (5 s by default): the runtime
+    /// runs no task of ours, and nothing is added to its request path. One runtime per
+    /// pipeline (the last call wins).
+    ///
+    /// ```
+    /// use porter_metrics::Builder;
+    ///
+    /// let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    /// let recorder = Builder::new().runtime_metrics(runtime.handle()).build_local();
+    /// assert!(recorder.render().contains("tokio_workers_count 2"));
+    /// ```
+    #[cfg(feature = "runtime")]
+    pub fn runtime_metrics(mut self, handle: &tokio::runtime::Handle) -> Self {
+        self.config.runtime = Some(crate::runtime::RuntimeSettings {
+            handle: handle.clone(),
+        });
+        self
+    }
+
     /// A server that will listen on `address` (`"127.0.0.1:9090"`, `"[::1]:0"`,
     /// `"localhost:9090"`, or `":9090"` for every interface, as in Go).
     ///

@@ -47,6 +47,9 @@ pub(crate) struct Config {
     pub(crate) standalone: bool,
     #[cfg_attr(not(feature = "process"), allow(dead_code))]
     pub(crate) process: bool,
+    /// The tokio runtime whose metrics the pipeline reports, if any.
+    #[cfg(feature = "runtime")]
+    pub(crate) runtime: Option<crate::runtime::RuntimeSettings>,
 }
 
 impl Default for Config {
@@ -64,6 +67,8 @@ impl Default for Config {
             upkeep: DEFAULT_UPKEEP,
             standalone: false,
             process: false,
+            #[cfg(feature = "runtime")]
+            runtime: None,
         }
     }
 }

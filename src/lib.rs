@@ -14,6 +14,8 @@ mod lookup;
 mod matcher;
 mod pipeline;
 mod recorder;
+#[cfg(feature = "runtime")]
+mod runtime;
 mod server;
 mod store;
 #[cfg(feature = "testing")]

@@ -83,6 +83,10 @@ impl Pipeline {
                 process.collect();
             });
         }
+        #[cfg(feature = "runtime")]
+        if let Some(runtime) = &config.runtime {
+            crate::runtime::start(runtime, &self.recorder, config.upkeep_interval());
+        }
         self.upkeep_ms
             .store(duration_ms(config.upkeep_interval()), Ordering::Relaxed);
         if config.idle_timeout.is_some() || config.process {

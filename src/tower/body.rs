@@ -59,7 +59,7 @@ impl<B: Body, C: Collector> Body for RequestBody<B, C> {
             if let Some(data) = frame.data_ref() {
                 if this.call.counts_messages() {
                     this.call
-                        .messages(Direction::Received, count_messages(this.frames, data));
+                        .messages(Direction::Request, count_messages(this.frames, data));
                 }
             }
         }
@@ -145,7 +145,7 @@ impl<B: Body, C: Collector> Body for ResponseBody<B, C> {
                 if let Some(call) = this.call.as_ref() {
                     if let Some(data) = frame.data_ref() {
                         if call.counts_messages() {
-                            call.messages(Direction::Sent, count_messages(this.frames, data));
+                            call.messages(Direction::Response, count_messages(this.frames, data));
                         }
                         // The last frame: the server may not poll again.
                         if this.inner.is_end_stream() {
@@ -164,10 +164,10 @@ impl<B: Body, C: Collector> Body for ResponseBody<B, C> {
                     call.finished(*this.head_code, None);
                 }
             }
-            // The body failed: the stream is cut, as if cancelled.
+            // The body failed: the stream is cut.
             Some(Err(_)) => {
                 if let Some(call) = this.call.take() {
-                    call.canceled();
+                    call.broken();
                 }
             }
         }

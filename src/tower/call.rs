@@ -12,14 +12,9 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode};
 
+use super::client::{Names, Side};
 use crate::collector::Collector;
 
-/// The metric names go-grpc-middleware's Prometheus provider uses.
-pub(crate) const GRPC_STARTED: &str = "grpc_server_started_total";
-pub(crate) const GRPC_HANDLED: &str = "grpc_server_handled_total";
-pub(crate) const GRPC_RECEIVED: &str = "grpc_server_msg_received_total";
-pub(crate) const GRPC_SENT: &str = "grpc_server_msg_sent_total";
-pub(crate) const GRPC_SECONDS: &str = "grpc_server_handling_seconds";
 /// OpenTelemetry's HTTP server metrics, as Prometheus renders their names.
 pub(crate) const HTTP_SECONDS: &str = "http_server_request_duration_seconds";
 pub(crate) const HTTP_ACTIVE: &str = "http_server_active_requests";
@@ -82,7 +77,7 @@ const CODES: [&str; 17] = [
     "DataLoss",
     "Unauthenticated",
 ];
-const CANCELED: usize = 1;
+pub(crate) const CANCELED: usize = 1;
 const UNKNOWN: usize = 2;
 
 /// The code of a `grpc-status` value; a missing or garbled one is `Unknown`.
@@ -175,8 +170,14 @@ pub(crate) type RouteOf = Box<dyn Fn(&http::request::Parts) -> Option<String> + 
 
 /// What the layer records for: gRPC or HTTP, and how it labels a request.
 pub(crate) enum Protocol {
-    Grpc { types: Option<TypeOf> },
-    Http { route: Option<RouteOf> },
+    Grpc {
+        types: Option<TypeOf>,
+        /// Server or client: the names of the series, what a failure is.
+        side: Side,
+    },
+    Http {
+        route: Option<RouteOf>,
+    },
 }
 
 /// Finds a request's trace id, for exemplars.
@@ -256,6 +257,9 @@ enum Labels {
         grpc_type: GrpcType,
         /// `/package.Service/Method`; service and method are slices of it.
         path: String,
+        side: Side,
+        /// The client's deadline (client side only).
+        deadline: Option<Instant>,
     },
     Http {
         method: &'static str,
@@ -283,18 +287,18 @@ pub(crate) struct Call<C: Collector> {
     trace: Trace,
 }
 
-/// Which of a call's message counts.
+/// Which of a call's message counts: the request body's or the response body's.
 #[derive(Clone, Copy)]
 pub(crate) enum Direction {
-    Received = 0,
-    Sent = 1,
+    Request = 0,
+    Response = 1,
 }
 
 impl Direction {
-    fn metric(self) -> &'static str {
+    fn metric(self, names: &Names) -> &'static str {
         match self {
-            Direction::Received => GRPC_RECEIVED,
-            Direction::Sent => GRPC_SENT,
+            Direction::Request => names.request_messages,
+            Direction::Response => names.response_messages,
         }
     }
 }
@@ -303,13 +307,19 @@ impl<C: Collector> Call<C> {
     /// Starts watching a request: counts it started (gRPC) or active (HTTP).
     pub(crate) fn start(shared: &Arc<Shared<C>>, parts: &http::request::Parts) -> Self {
         let labels = match &shared.protocol {
-            Protocol::Grpc { types } => {
+            Protocol::Grpc { types, side } => {
                 let path = parts.uri.path().to_owned();
                 let (service, method) = split_path(&path);
                 let grpc_type = types
                     .as_ref()
                     .map_or(GrpcType::Unknown, |types| types(service, method));
-                Labels::Grpc { grpc_type, path }
+                let deadline = side.deadline(&parts.headers, Instant::now());
+                Labels::Grpc {
+                    grpc_type,
+                    path,
+                    side: *side,
+                    deadline,
+                }
             }
             Protocol::Http { route, .. } => Labels::Http {
                 method: method_label(&parts.method),
@@ -326,10 +336,10 @@ impl<C: Collector> Call<C> {
             flushed_ms: AtomicU64::new(0),
             trace: Trace::of(&shared.traces, parts),
         };
-        call.with_grpc_labels(|labels| {
+        call.with_grpc_labels(|names, labels| {
             call.shared
                 .collector
-                .increment_counter(GRPC_STARTED, labels)
+                .increment_counter(names.started, labels)
         });
         if let Labels::Http { method, route, .. } = &call.labels {
             let labels = [
@@ -350,17 +360,27 @@ impl<C: Collector> Call<C> {
         matches!(self.labels, Labels::Grpc { .. })
     }
 
-    fn with_grpc_labels(&self, f: impl FnOnce(&[&str])) {
-        if let Labels::Grpc { grpc_type, path } = &self.labels {
+    /// Runs `f` with the side's names and the call's labels (gRPC).
+    fn with_grpc_labels(&self, f: impl FnOnce(&'static Names, &[&str])) {
+        if let Labels::Grpc {
+            grpc_type,
+            path,
+            side,
+            ..
+        } = &self.labels
+        {
             let (service, method) = split_path(path);
-            f(&[
-                "grpc_type",
-                grpc_type.as_str(),
-                "grpc_service",
-                service,
-                "grpc_method",
-                method,
-            ]);
+            f(
+                side.names(),
+                &[
+                    "grpc_type",
+                    grpc_type.as_str(),
+                    "grpc_service",
+                    service,
+                    "grpc_method",
+                    method,
+                ],
+            );
         }
     }
 
@@ -382,10 +402,10 @@ impl<C: Collector> Call<C> {
     fn flush(&self, direction: Direction) {
         let n = self.pending[direction as usize].swap(0, Ordering::AcqRel);
         if n > 0 {
-            self.with_grpc_labels(|l| {
+            self.with_grpc_labels(|names, l| {
                 self.shared
                     .collector
-                    .add_to_counter(direction.metric(), n, l)
+                    .add_to_counter(direction.metric(names), n, l)
             });
         }
     }
@@ -405,10 +425,10 @@ impl<C: Collector> Call<C> {
         }
         let seconds = self.started.elapsed().as_secs_f64();
         let collector = &self.shared.collector;
-        self.flush(Direction::Received);
-        self.flush(Direction::Sent);
+        self.flush(Direction::Request);
+        self.flush(Direction::Response);
         match &self.labels {
-            Labels::Grpc { .. } => self.with_grpc_labels(|labels| {
+            Labels::Grpc { .. } => self.with_grpc_labels(|names, labels| {
                 let [_, t, _, s, _, m] = labels else { return };
                 let handled = [
                     "grpc_type",
@@ -424,20 +444,20 @@ impl<C: Collector> Call<C> {
                     Some(id) => {
                         let exemplar = ["trace_id", id];
                         collector.increment_counter_with_exemplar(
-                            GRPC_HANDLED,
+                            names.handled,
                             &handled,
                             &exemplar,
                         );
                         collector.record_histogram_with_exemplar(
-                            GRPC_SECONDS,
+                            names.seconds,
                             seconds,
                             labels,
                             &exemplar,
                         );
                     }
                     None => {
-                        collector.increment_counter(GRPC_HANDLED, &handled);
-                        collector.record_histogram(GRPC_SECONDS, seconds, labels);
+                        collector.increment_counter(names.handled, &handled);
+                        collector.record_histogram(names.seconds, seconds, labels);
                     }
                 }
             }),
@@ -484,15 +504,32 @@ impl<C: Collector> Call<C> {
         self.end(code_of_http(status));
     }
 
-    /// The service failed (no response at all): `Unknown` for gRPC, `500` for HTTP.
+    /// The service failed (no response at all): `Unknown` for a gRPC server,
+    /// `Unavailable` (or `DeadlineExceeded`) for a gRPC client, `500` for HTTP.
     pub(crate) fn errored(&self) {
         self.responded(StatusCode::INTERNAL_SERVER_ERROR);
-        self.end(UNKNOWN);
+        self.end(match &self.labels {
+            Labels::Grpc { side, deadline, .. } => side.transport_failed(*deadline, UNKNOWN),
+            Labels::Http { .. } => UNKNOWN,
+        });
     }
 
-    /// The response body was dropped before its end: the client went away.
+    /// The response body was dropped before its end: the client went away (or, on a
+    /// client, cancelled; past its deadline, `DeadlineExceeded`).
     pub(crate) fn canceled(&self) {
-        self.end(CANCELED);
+        self.end(match &self.labels {
+            Labels::Grpc { side, deadline, .. } => side.canceled(*deadline),
+            Labels::Http { .. } => CANCELED,
+        });
+    }
+
+    /// The response body failed: the stream is cut. `Canceled` on a server; on a client,
+    /// the transport failed (`Unavailable`, or `DeadlineExceeded` past the deadline).
+    pub(crate) fn broken(&self) {
+        self.end(match &self.labels {
+            Labels::Grpc { side, deadline, .. } => side.transport_failed(*deadline, CANCELED),
+            Labels::Http { .. } => CANCELED,
+        });
     }
 }
 

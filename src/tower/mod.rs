@@ -26,6 +26,7 @@
 
 mod body;
 mod call;
+mod client;
 mod future;
 mod service;
 
@@ -38,6 +39,7 @@ pub use service::MetricsService;
 
 use crate::collector::Collector;
 use call::{Protocol, Shared, Traces};
+use client::Side;
 
 /// A tower [`Layer`](tower_layer::Layer) recording request metrics; see the module
 /// documentation.
@@ -56,7 +58,7 @@ impl<C> Clone for MetricsLayer<C> {
 impl<C> std::fmt::Debug for MetricsLayer<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let protocol = match self.shared.protocol {
-            Protocol::Grpc { .. } => "grpc",
+            Protocol::Grpc { side, .. } => side.label(),
             Protocol::Http { .. } => "http",
         };
         f.debug_struct("MetricsLayer")
@@ -73,7 +75,13 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
     /// # let _ = layer;
     /// ```
     pub fn grpc(collector: C) -> Self {
-        Self::with(collector, Protocol::Grpc { types: None })
+        Self::with(
+            collector,
+            Protocol::Grpc {
+                types: None,
+                side: Side::Server,
+            },
+        )
     }
 
     /// HTTP metrics, with OpenTelemetry's names and labels.
@@ -114,8 +122,9 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
         types: impl Fn(&str, &str) -> GrpcType + Send + Sync + 'static,
     ) -> Self {
         self.map_protocol(|protocol| match protocol {
-            Protocol::Grpc { .. } => Protocol::Grpc {
+            Protocol::Grpc { side, .. } => Protocol::Grpc {
                 types: Some(Box::new(types)),
+                side,
             },
             http => http,
         })

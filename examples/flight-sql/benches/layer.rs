@@ -1,5 +1,7 @@
 //! What the gRPC layer adds to a call: a unary tonic call over loopback, through a server
-//! with `MetricsLayer::grpc` and through the same server without it, in one run.
+//! with `MetricsLayer::grpc` and through the same server without it, in one run; then the
+//! same call from a client whose channel is under `MetricsLayer::grpc_client` and from one
+//! without it, to a server without the layer.
 //!
 //! Run with `cargo bench -p porter-flight-sql --bench layer`. The service is Arrow Flight's
 //! `GetFlightInfo` of a tiny query on the example's in-memory service; the client is a real
@@ -19,7 +21,7 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
 use arrow_flight::FlightDescriptor;
 use criterion::Criterion;
-use porter_flight_sql::{flight_grpc_types, InMemoryService, Telemetry};
+use porter_flight_sql::{flight_grpc_types, instrument_channel, InMemoryService, Telemetry};
 use porter_metrics::tower::MetricsLayer;
 use porter_metrics::LocalRecorder;
 use prost::Message;
@@ -91,6 +93,68 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The client side: one server without the layer, two clients.
+    let addr = serve(&runtime, false, &recorder);
+    let channel = runtime.block_on(async {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect")
+    });
+    let layer = MetricsLayer::grpc_client(recorder.collector()).grpc_types(flight_grpc_types);
+    let mut group = c.benchmark_group("grpc_unary_client");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(30);
+    let plain = FlightServiceClient::new(channel.clone());
+    let metered = FlightServiceClient::new(instrument_channel(channel, &layer));
+    unary(
+        &mut group,
+        &runtime,
+        "without_client_layer",
+        plain,
+        &descriptor,
+    );
+    unary(
+        &mut group,
+        &runtime,
+        "with_client_layer",
+        metered,
+        &descriptor,
+    );
+    group.finish();
+}
+
+/// Benchmarks `GetFlightInfo` of `descriptor` through `client`, one call at a time.
+fn unary<T>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    id: &str,
+    client: FlightServiceClient<T>,
+    descriptor: &FlightDescriptor,
+) where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: http_body::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    T::Future: Send,
+{
+    group.bench_function(id, |b| {
+        b.to_async(runtime).iter(|| {
+            let mut client = client.clone();
+            let descriptor = descriptor.clone();
+            async move {
+                let info = client
+                    .get_flight_info(descriptor)
+                    .await
+                    .expect("a flight info");
+                black_box(info);
+            }
+        })
+    });
 }
 
 fn main() {
@@ -122,5 +186,28 @@ fn main() {
             );
         }
         _ => println!("layer: medians not found (criterion's output moved?)"),
+    }
+    let median = |id: &str| estimates::median(since, &["grpc_unary_client", id]);
+    match (median("without_client_layer"), median("with_client_layer")) {
+        (Some(without), Some(with)) => {
+            let added = with - without;
+            let allowed = (0.02 * without).max(1_000.0);
+            println!();
+            println!("| unary GetFlightInfo over loopback, client side | median |");
+            println!("|---|---|");
+            println!("| without the client layer | {:.1} µs |", without / 1e3);
+            println!(
+                "| with `MetricsLayer::grpc_client` | {:.1} µs |",
+                with / 1e3
+            );
+            println!(
+                "| added | {:.2} µs ({:+.1} %), allowed {:.2} µs: {} |",
+                added / 1e3,
+                100.0 * added / without,
+                allowed / 1e3,
+                if added <= allowed { "PASS" } else { "FAIL" }
+            );
+        }
+        _ => println!("client layer: medians not found (criterion's output moved?)"),
     }
 }

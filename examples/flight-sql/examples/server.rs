@@ -5,7 +5,7 @@
 //! cargo run --example server                      # Flight SQL on :50051, metrics on :9090
 //! cargo run --example server -- --no-load         # serve only (bring your own client)
 //! cargo run --example server -- --flight 127.0.0.1:0 --metrics 127.0.0.1:0 --seconds 5
-//! curl -s http://127.0.0.1:9090/metrics | grep -E '^(flight|grpc_server)_'
+//! curl -s http://127.0.0.1:9090/metrics | grep -E '^(flight|grpc_server|grpc_client)_'
 //! ```
 //!
 //! It prints the bound addresses first, one per line, for scripts to read:
@@ -27,12 +27,18 @@
 //!   `grpc_server_msg_received_total`, `grpc_server_msg_sent_total`,
 //!   `grpc_server_handling_seconds`: from porter-metrics' tower layer, by `grpc_type`,
 //!   `grpc_service`, `grpc_method` (and `grpc_code`).
+//! * `grpc_client_started_total`, `grpc_client_handled_total`,
+//!   `grpc_client_msg_sent_total`, `grpc_client_msg_received_total`,
+//!   `grpc_client_handling_seconds`: the load generator's side of the same calls, from the
+//!   layer's client side.
 //! * `flight_requests_total{method,status}`, `flight_errors_total`,
 //!   `flight_request_duration_seconds{method}`, `flight_query_duration_seconds`,
 //!   `flight_handler_duration_seconds`, `flight_requests_in_flight`,
 //!   `flight_bytes_sent_total{method}`, `flight_result_cache_entries`: recorded by the
 //!   handlers (see the `porter_flight_sql` documentation for the label sets).
 //! * `process_*`: CPU seconds, resident memory, open file descriptors, start time.
+//! * `tokio_*`: the runtime's workers, alive tasks, global queue depth, busy time and park
+//!   counts, measured by `tokio-metrics` (`Builder::runtime_metrics`).
 //! * `porter_metrics_*`: the library's own health.
 
 use std::io::Write;
@@ -96,6 +102,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the tower layer and the `metrics` macros all land in one scrape.
     let metrics = MetricsServer::builder()
         .process_metrics()
+        // This runtime's workers, alive tasks, queue depth, busy time and parks.
+        .runtime_metrics(&tokio::runtime::Handle::current())
         .build(&args.metrics);
     metrics.start()?;
     tracing_subscriber::fmt()
@@ -118,12 +126,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = async move {
         let _ = server_stopped.wait_for(|stop| *stop).await;
     };
-    let server = tokio::spawn(serve(listener, telemetry, shutdown));
+    let server = tokio::spawn(serve(listener, telemetry.clone(), shutdown));
 
     let (stop_load, load_stopped) = watch::channel(false);
     let load = args.load.then(|| {
         let config = LoadConfig {
             clients: args.clients,
+            // The clients' `grpc_client_*` series, in the same scrape.
+            telemetry: Some(telemetry),
             ..LoadConfig::default()
         };
         let stop = match args.requests {

@@ -4,12 +4,15 @@
 //! * [`service::InMemoryService`] implements arrow-flight's `FlightSqlService` over two
 //!   in-memory tables (`orders`, `customers`): statement queries (`GetFlightInfo`, then
 //!   `DoGet` of the ticket), prepared statements (create and close through `DoAction`),
-//!   bulk ingest (`DoPut` of `CommandStatementIngest`) and basic-auth `Handshake`. Its SQL
-//!   is tiny on purpose: `SELECT * FROM <table> [LIMIT n]`.
+//!   bulk ingest (`DoPut` of `CommandStatementIngest`), basic-auth `Handshake`, and the
+//!   [`catalog`] generic clients browse before any query (`CommandGetCatalogs`,
+//!   `CommandGetDbSchemas`, `CommandGetTables`, `CommandGetTableTypes`,
+//!   `CommandGetSqlInfo`). Its SQL is tiny on purpose: `SELECT * FROM <table> [LIMIT n]`.
 //! * [`serve`] runs it with tonic behind porter-metrics' [`MetricsLayer`], which records
 //!   the `grpc_server_*` series; the handlers record the domain series below.
 //! * [`load::run_load`] sends a realistic mix over loopback (queries, prepared statements,
-//!   ingests, unknown tables, bad SQL, handshakes) and tallies what the client saw.
+//!   ingests, catalog browses, unknown tables, bad SQL, handshakes) and tallies what the
+//!   client saw.
 //!
 //! # Domain metrics (names are stable: tests, alert rules and the dashboard use them)
 //!
@@ -30,12 +33,13 @@
 //! asked for, so its values are the client's choice: porter-metrics' per-metric series
 //! limit ([`Limits`](porter_metrics::Limits), 2000 by default) bounds them.
 //!
-//! Requests the example leaves to arrow-flight's defaults (catalog metadata, substrait
-//! plans, transactions, `ListFlights`, ...) are answered `UNIMPLEMENTED` without reaching
+//! Requests the example leaves to arrow-flight's defaults (primary and foreign keys, XDBC
+//! type info, substrait plans, transactions, `ListFlights`, ...) are answered `UNIMPLEMENTED` without reaching
 //! a handler: they appear in the `grpc_server_*` series only.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod load;
 pub mod service;
 
@@ -43,10 +47,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use porter_metrics::tower::{GrpcType, MetricsLayer};
+use porter_metrics::tower::{GrpcType, MetricsLayer, MetricsService, RequestBody};
 use porter_metrics::{Collector, LocalRecorder};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::Channel;
 use tonic::Code;
 
 pub use load::{run_load, LoadConfig, Stop, Tally};
@@ -161,6 +166,58 @@ pub fn flight_grpc_types(service: &str, method: &str) -> GrpcType {
         "Handshake" | "DoPut" | "DoExchange" => GrpcType::BidiStream,
         _ => GrpcType::Unknown,
     }
+}
+
+/// A tonic [`Channel`] that takes the client layer's request body, boxed into tonic's own:
+/// a `Channel` takes `tonic::body::Body` only, and the layer wraps the body to count the
+/// messages sent.
+#[derive(Clone, Debug)]
+pub struct Rebox(Channel);
+
+// For the client layer's body only (not any body): a generic body bound would have the
+// compiler prove `Send` for it inside every async caller, which it cannot always do.
+impl<C> tower::Service<http::Request<RequestBody<tonic::body::Body, C>>> for Rebox
+where
+    C: Collector + Send + Sync + 'static,
+{
+    type Response = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Response;
+    type Error = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Error;
+    type Future = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody<tonic::body::Body, C>>) -> Self::Future {
+        self.0.call(request.map(tonic::body::Body::new))
+    }
+}
+
+/// A tonic [`Channel`] under porter-metrics' client layer: what [`instrument_channel`]
+/// returns. tonic's clients (and arrow-flight's `FlightSqlServiceClient`) take it as they
+/// take a `Channel`.
+pub type MeteredChannel<C> = MetricsService<Rebox, C>;
+
+/// Wraps `channel` in `layer` (a [`MetricsLayer::grpc_client`]), so every call through it
+/// records the `grpc_client_*` series.
+///
+/// ```
+/// use porter_flight_sql::{flight_grpc_types, instrument_channel};
+/// use porter_metrics::tower::MetricsLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:50051").connect_lazy();
+/// let layer = MetricsLayer::grpc_client(porter_metrics::NoopCollector).grpc_types(flight_grpc_types);
+/// let client = arrow_flight::sql::client::FlightSqlServiceClient::new(instrument_channel(channel, &layer));
+/// # let _ = client;
+/// # }
+/// ```
+pub fn instrument_channel<C>(channel: Channel, layer: &MetricsLayer<C>) -> MeteredChannel<C> {
+    tower::Layer::layer(layer, Rebox(channel))
 }
 
 /// Serves Flight SQL on `listener` until `shutdown` completes, recording the domain

@@ -3,7 +3,8 @@
 //!
 //! | share | operation | RPCs (expected status) |
 //! |---|---|---|
-//! | 30% | statement query of `orders` or `customers` | `GetFlightInfo`, `DoGet` per endpoint |
+//! | 25% | statement query of `orders` or `customers` | `GetFlightInfo`, `DoGet` per endpoint |
+//! | 5% | catalog browse, as a SQL tool does first: catalogs, schemas, tables (with schemas), table types | `GetFlightInfo`, `DoGet` of each |
 //! | 15% | prepared statement | `DoAction` (create), `GetFlightInfo`, `DoGet`, `DoAction` (close) |
 //! | 15% | ingest of 5 orders | `DoPut` |
 //! | 10% | query of an unknown table | `GetFlightInfo` (`NOT_FOUND`) |
@@ -12,6 +13,13 @@
 //! | 5% | ingest into an unknown table | `DoPut` (`NOT_FOUND`) |
 //! | 7% | handshake | `Handshake` |
 //! | 3% | handshake with a wrong password | `Handshake` (`UNAUTHENTICATED`) |
+//!
+//! Every client's channel is under porter-metrics' client layer
+//! ([`MetricsLayer::grpc_client`]), recording the `grpc_client_*` series through
+//! [`LoadConfig::telemetry`]. arrow-flight's client reads the first message of a `DoPut`
+//! answer (the ingest's result) and of a `DoAction` answer, or none (closing a prepared
+//! statement), and drops the stream before its status: those calls end `Canceled` on the
+//! client side, whatever the server answered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,18 +29,41 @@ use std::time::Duration;
 
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::sql::CommandStatementIngest;
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, CommandStatementIngest};
 use arrow_flight::{FlightInfo, HandshakeRequest};
 use base64::prelude::{Engine, BASE64_STANDARD};
 use futures::{stream, TryStreamExt};
+use porter_metrics::tower::MetricsLayer;
+use porter_metrics::{Collector, NoopCollector};
 use tokio::sync::watch;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
-use crate::code_name;
 use crate::service::{orders, PASSWORD, USERNAME};
+use crate::{code_name, flight_grpc_types, instrument_channel, MeteredChannel, Telemetry};
 
-type Client = FlightSqlServiceClient<Channel>;
+type Client = FlightSqlServiceClient<MeteredChannel<ClientCollector>>;
+
+/// The telemetry's collector, behind a type of its own: with `Arc<dyn Collector>` itself
+/// as the layer's collector, rustc cannot prove the client tasks `Send` (its `'static`
+/// object lifetime is lost inside the async state machines).
+#[derive(Clone)]
+struct ClientCollector(Arc<dyn Collector>);
+
+impl Collector for ClientCollector {
+    fn increment_counter(&self, name: &str, labels: &[&str]) {
+        self.0.increment_counter(name, labels);
+    }
+    fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
+        self.0.record_histogram(name, value, labels);
+    }
+    fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
+        self.0.record_gauge(name, value, labels);
+    }
+    fn start_timer(&self, name: &str) -> porter_metrics::Timer {
+        self.0.start_timer(name)
+    }
+}
 
 /// When the load generator stops. An operation under way (a few RPCs) always finishes.
 #[derive(Debug)]
@@ -52,6 +83,8 @@ pub struct LoadConfig {
     pub pause: Duration,
     /// Seed of the (deterministic) choice of operations.
     pub seed: u64,
+    /// Where the clients' `grpc_client_*` series go (nowhere without it).
+    pub telemetry: Option<Telemetry>,
 }
 
 impl Default for LoadConfig {
@@ -61,6 +94,7 @@ impl Default for LoadConfig {
             clients: 4,
             pause: Duration::from_millis(10),
             seed: 1,
+            telemetry: None,
         }
     }
 }
@@ -121,11 +155,19 @@ pub async fn run_load(
     stop: Stop,
 ) -> Result<Tally, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?;
+    let collector = ClientCollector(match &config.telemetry {
+        Some(telemetry) => telemetry.collector().clone(),
+        None => Arc::new(NoopCollector),
+    });
+    let layer = MetricsLayer::grpc_client(collector).grpc_types(flight_grpc_types);
     let sent = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
     for index in 0..config.clients.max(1) {
         let mut worker = Worker {
-            client: FlightSqlServiceClient::new(endpoint.connect().await?),
+            client: FlightSqlServiceClient::new(instrument_channel(
+                endpoint.connect().await?,
+                &layer,
+            )),
             rng: config
                 .seed
                 .wrapping_add(index as u64)
@@ -195,10 +237,11 @@ impl Worker {
         let unknown = self.pick(&["lineitem", "nation", "suppliers"]);
         let limit = 1 + self.below(50);
         match self.below(100) {
-            0..30 => {
+            0..25 => {
                 self.query(format!("SELECT * FROM {table} LIMIT {limit}"))
                     .await
             }
+            25..30 => self.browse().await,
             30..45 => self.prepared(format!("select * from {table}")).await,
             45..60 => self.ingest("orders").await,
             60..70 => self.query(format!("SELECT * FROM {unknown}")).await,
@@ -240,6 +283,38 @@ impl Worker {
             if let Some(rows) = self.tally.outcome("DoGet", rows.await) {
                 self.tally.rows_received += rows;
             }
+        }
+    }
+
+    /// What a SQL tool asks before any query: the catalogs, the schemas of one, its tables
+    /// with their Arrow schemas, and the table types; each read back with `DoGet`.
+    async fn browse(&mut self) {
+        let catalogs = self.client.get_catalogs().await;
+        if let Some(info) = self.tally.outcome("GetFlightInfo", catalogs) {
+            self.fetch(info).await;
+        }
+        let command = CommandGetDbSchemas {
+            catalog: Some(crate::catalog::CATALOG.to_owned()),
+            db_schema_filter_pattern: None,
+        };
+        let schemas = self.client.get_db_schemas(command).await;
+        if let Some(info) = self.tally.outcome("GetFlightInfo", schemas) {
+            self.fetch(info).await;
+        }
+        let command = CommandGetTables {
+            catalog: Some(crate::catalog::CATALOG.to_owned()),
+            db_schema_filter_pattern: Some("%".to_owned()),
+            table_name_filter_pattern: Some("%".to_owned()),
+            table_types: Vec::new(),
+            include_schema: true,
+        };
+        let tables = self.client.get_tables(command).await;
+        if let Some(info) = self.tally.outcome("GetFlightInfo", tables) {
+            self.fetch(info).await;
+        }
+        let types = self.client.get_table_types().await;
+        if let Some(info) = self.tally.outcome("GetFlightInfo", types) {
+            self.fetch(info).await;
         }
     }
 

@@ -12,10 +12,12 @@ use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::SqlInfoData;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, Command, CommandPreparedStatementQuery,
+    ActionCreatePreparedStatementResult, Any, Command, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
     CommandStatementIngest, CommandStatementQuery, DoPutUpdateResult, ProstMessageExt,
     TicketStatementQuery,
 };
@@ -32,6 +34,7 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::catalog;
 use crate::{
     code_name, Telemetry, BYTES_SENT, CACHE_ENTRIES, ERRORS, HANDLER_DURATION, IN_FLIGHT,
     QUERY_DURATION, REQUESTS, REQUEST_DURATION,
@@ -237,6 +240,7 @@ pub struct InMemoryService {
     statements: Mutex<HashMap<u64, Query>>,
     next_handle: AtomicU64,
     in_flight: AtomicI64,
+    sql_info: Result<SqlInfoData, String>,
 }
 
 impl std::fmt::Debug for InMemoryService {
@@ -286,6 +290,7 @@ impl InMemoryService {
             statements: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             in_flight: AtomicI64::new(0),
+            sql_info: catalog::sql_info_data().map_err(|e| e.to_string()),
         }
     }
 
@@ -426,6 +431,81 @@ impl InMemoryService {
             .collector()
             .record_gauge(CACHE_ENTRIES, open, &[]);
     }
+
+    /// The tables' names and schemas, for the catalog, read under the lock and then let go.
+    fn table_schemas(&self) -> Vec<(String, SchemaRef)> {
+        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
+        let all = tables
+            .iter()
+            .map(|(name, t)| (name.clone(), t.schema.clone()));
+        all.collect()
+    }
+
+    /// Answers a catalog command (`CommandGetTables`, ...) with the batch `answer` builds
+    /// for it.
+    fn catalog_batch<T: Clone>(
+        &self,
+        command: &T,
+        answer: impl FnOnce(T, &[(String, SchemaRef)]) -> Result<RecordBatch, FlightError>,
+    ) -> Result<RecordBatch, Failure> {
+        let sql_tables = self.table_schemas();
+        answer(command.clone(), &sql_tables).map_err(internal)
+    }
+
+    /// The `FlightInfo` of a catalog command: the schema and rows of its answer, and one
+    /// endpoint whose ticket is the command itself (`DoGet` builds the answer again).
+    fn catalog_info<T: ProstMessageExt + Clone>(
+        &self,
+        command: T,
+        descriptor: FlightDescriptor,
+        answer: impl FnOnce(T, &[(String, SchemaRef)]) -> Result<RecordBatch, FlightError>,
+    ) -> Result<Response<FlightInfo>, Failure> {
+        let batch = self.catalog_batch(&command, answer)?;
+        let ticket = Ticket::new(command.as_any().encode_to_vec());
+        let info = FlightInfo::new()
+            .try_with_schema(&batch.schema())
+            .map_err(internal)?
+            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+            .with_descriptor(descriptor)
+            .with_total_records(batch.num_rows() as i64)
+            .with_ordered(true);
+        self.bytes_sent("GetFlightInfo", info.encoded_len());
+        Ok(Response::new(info))
+    }
+
+    /// The `DoGet` of a catalog command's ticket: its answer, as Flight data.
+    fn catalog_data<T: Clone>(
+        &self,
+        command: T,
+        answer: impl FnOnce(T, &[(String, SchemaRef)]) -> Result<RecordBatch, FlightError>,
+    ) -> Result<Response<DoGetStream>, Failure> {
+        let batch = self.catalog_batch(&command, answer)?;
+        let data = batches_to_flight_data(&batch.schema(), [&batch]).map_err(internal)?;
+        let bytes = data.iter().map(|d| d.data_header.len() + d.data_body.len());
+        self.bytes_sent("DoGet", bytes.sum());
+        Ok(Response::new(Box::pin(stream::iter(
+            data.into_iter().map(Ok),
+        ))))
+    }
+
+    /// The `SqlInfo` answer to `command`.
+    fn sql_info(&self, command: CommandGetSqlInfo) -> Result<RecordBatch, FlightError> {
+        match &self.sql_info {
+            Ok(data) => catalog::sql_info(command, data),
+            Err(error) => Err(FlightError::ProtocolError(error.clone())),
+        }
+    }
+}
+
+/// `CommandGetTables` over the server's tables.
+fn tables_answer(
+    command: CommandGetTables,
+    tables: &[(String, SchemaRef)],
+) -> Result<RecordBatch, FlightError> {
+    let tables = tables
+        .iter()
+        .map(|(name, schema)| (name.as_str(), &**schema));
+    catalog::tables(command, tables)
 }
 
 /// The status of a failed ingest stream.
@@ -644,6 +724,106 @@ impl FlightSqlService for InMemoryService {
             }
         })
         .await
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        command: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let work = async move {
+            self.catalog_info(command, request.into_inner(), |c, _| catalog::catalogs(c))
+        };
+        self.observe("GetFlightInfo", work).await
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        command: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let work = async move {
+            self.catalog_info(command, request.into_inner(), |c, _| catalog::db_schemas(c))
+        };
+        self.observe("GetFlightInfo", work).await
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        command: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let work = async move { self.catalog_info(command, request.into_inner(), tables_answer) };
+        self.observe("GetFlightInfo", work).await
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        command: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let work = async move {
+            self.catalog_info(command, request.into_inner(), |c, _| {
+                catalog::table_types(c)
+            })
+        };
+        self.observe("GetFlightInfo", work).await
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        command: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let work = async move {
+            self.catalog_info(command, request.into_inner(), |c, _| self.sql_info(c))
+        };
+        self.observe("GetFlightInfo", work).await
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        command: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let work = async move { self.catalog_data(command, |c, _| catalog::catalogs(c)) };
+        self.observe("DoGet", work).await
+    }
+
+    async fn do_get_schemas(
+        &self,
+        command: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let work = async move { self.catalog_data(command, |c, _| catalog::db_schemas(c)) };
+        self.observe("DoGet", work).await
+    }
+
+    async fn do_get_tables(
+        &self,
+        command: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let work = async move { self.catalog_data(command, tables_answer) };
+        self.observe("DoGet", work).await
+    }
+
+    async fn do_get_table_types(
+        &self,
+        command: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let work = async move { self.catalog_data(command, |c, _| catalog::table_types(c)) };
+        self.observe("DoGet", work).await
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        command: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let work = async move { self.catalog_data(command, |c, _| self.sql_info(c)) };
+        self.observe("DoGet", work).await
     }
 
     async fn do_action_fallback(

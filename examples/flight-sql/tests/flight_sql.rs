@@ -104,6 +104,7 @@ async fn the_scrape_agrees_with_what_the_clients_saw() {
         clients: 3,
         pause: Duration::ZERO,
         seed: 7,
+        telemetry: Some(Telemetry::new(metrics.collector())),
     };
     let load = run_load(server.addr, config, Stop::After(200));
     let tally: Tally = tokio::time::timeout(Duration::from_secs(60), load)
@@ -190,6 +191,62 @@ async fn the_scrape_agrees_with_what_the_clients_saw() {
         let durations = scrape.histogram("flight_request_duration_seconds", &["method", method]);
         assert_eq!((handled as u64, timed), (sent, sent), "{method}");
         assert_eq!(durations.map_or(0, |h| h.count), sent, "{method}");
+    }
+
+    // The clients' side of the same calls, from the client layer under the load generator.
+    assert_eq!(
+        scrape.sum("grpc_client_started_total") as u64,
+        tally.total()
+    );
+    assert_eq!(
+        scrape.sum("grpc_client_handled_total") as u64,
+        tally.total()
+    );
+    let by_code = |name: &str, method: &str| -> BTreeMap<String, u64> {
+        series(&scrape, name)
+            .filter(|s| label(s, "grpc_method") == method)
+            .map(|s| (label(s, "grpc_code").to_owned(), s.value as u64))
+            .collect()
+    };
+    for (method, kind) in METHODS {
+        let client = by_code("grpc_client_handled_total", method);
+        let server = by_code("grpc_server_handled_total", method);
+        let value = |name| scrape.value(name, &labels(method, kind)).unwrap_or(0.0);
+        match method {
+            // arrow-flight's client reads the first message of these answers (or none) and
+            // drops the stream before its status: `Canceled` on the client side.
+            "DoPut" | "DoAction" => {
+                assert_eq!(
+                    client.values().sum::<u64>(),
+                    server.values().sum::<u64>(),
+                    "{method}"
+                );
+                for (code, n) in client.iter().filter(|(code, _)| *code != "Canceled") {
+                    assert!(server.get(code).is_some_and(|s| s >= n), "{method} {code}");
+                }
+            }
+            _ => assert_eq!(client, server, "{method}"),
+        }
+        // What the server sent, the client received; the one request message of the
+        // calls whose handler reads it, the server received.
+        assert_eq!(
+            value("grpc_client_msg_received_total"),
+            value("grpc_server_msg_sent_total"),
+            "{method}"
+        );
+        if matches!(method, "GetFlightInfo" | "DoGet" | "DoAction") {
+            assert_eq!(
+                value("grpc_client_msg_sent_total"),
+                value("grpc_server_msg_received_total"),
+                "{method}"
+            );
+        }
+        let timed = scrape.histogram("grpc_client_handling_seconds", &labels(method, kind));
+        assert_eq!(
+            timed.map_or(0, |h| h.count),
+            client.values().sum::<u64>(),
+            "{method}"
+        );
     }
 
     // The macro series reached the standalone pipeline; the gauges are back to rest.
@@ -283,6 +340,202 @@ async fn errors_carry_their_grpc_status_and_ingests_are_read_back() {
     assert_eq!(errors.value("flight_errors_total", &not_found), Some(1.0));
     let invalid = ["method", "GetFlightInfo", "code", "INVALID_ARGUMENT"];
     assert_eq!(errors.value("flight_errors_total", &invalid), Some(1.0));
+
+    server.stop().await;
+    metrics.stop().expect("stopped");
+}
+
+/// Every batch of every endpoint of `info`.
+async fn read_all(
+    client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
+    info: arrow_flight::FlightInfo,
+) -> Vec<arrow_array::RecordBatch> {
+    let mut batches = Vec::new();
+    for ticket in info.endpoint.into_iter().filter_map(|e| e.ticket) {
+        let stream = client.do_get(ticket).await.expect("a stream");
+        let read: Vec<_> = stream.try_collect().await.expect("every batch");
+        batches.extend(read);
+    }
+    batches
+}
+
+/// The values of the string column `name` across `batches`.
+fn strings(batches: &[arrow_array::RecordBatch], name: &str) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let column = b.column_by_name(name).expect("the column");
+            let column = column.as_string::<i32>();
+            column
+                .iter()
+                .map(|v| v.unwrap_or("").to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_client_browses_the_catalog_with_the_specs_filters() {
+    use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+    use porter_flight_sql::catalog;
+
+    let metrics = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    metrics.start().expect("metrics server");
+    let server = start(&metrics).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = FlightSqlServiceClient::new(channel);
+
+    let info = client.get_catalogs().await.expect("catalogs");
+    assert_eq!(info.total_records, 1);
+    let batches = read_all(&mut client, info).await;
+    assert_eq!(strings(&batches, "catalog_name"), ["porter"]);
+
+    let types = client.get_table_types().await.expect("table types");
+    let batches = read_all(&mut client, types).await;
+    assert_eq!(strings(&batches, "table_type"), ["TABLE"]);
+
+    // Schemas: the catalog is matched exactly ("" is "no catalog"), the pattern is LIKE.
+    let cases = [
+        (None, None, vec!["public"]),
+        (Some("porter"), Some("pub%"), vec!["public"]),
+        (Some("porter"), Some("p_blic"), vec!["public"]),
+        (Some("porter"), Some("pub"), vec![]),
+        (Some(""), None, vec![]),
+        (Some("other"), None, vec![]),
+    ];
+    for (catalog, pattern, expected) in cases {
+        let command = CommandGetDbSchemas {
+            catalog: catalog.map(str::to_owned),
+            db_schema_filter_pattern: pattern.map(str::to_owned),
+        };
+        let info = client.get_db_schemas(command).await.expect("schemas");
+        let batches = read_all(&mut client, info).await;
+        let names = strings(&batches, "db_schema_name");
+        assert_eq!(names, expected, "catalog {catalog:?}, pattern {pattern:?}");
+    }
+
+    // Tables: every filter at once narrows, sorted by name; `include_schema` adds the
+    // IPC-encoded Arrow schema of each table.
+    let tables =
+        |catalog: Option<&str>, schema: Option<&str>, name: Option<&str>, types: &[&str]| {
+            CommandGetTables {
+                catalog: catalog.map(str::to_owned),
+                db_schema_filter_pattern: schema.map(str::to_owned),
+                table_name_filter_pattern: name.map(str::to_owned),
+                table_types: types.iter().map(|t| t.to_string()).collect(),
+                include_schema: false,
+            }
+        };
+    let cases = [
+        (tables(None, None, None, &[]), vec!["customers", "orders"]),
+        (
+            tables(Some("porter"), Some("public"), Some("%s"), &["TABLE"]),
+            vec!["customers", "orders"],
+        ),
+        (tables(None, None, Some("ord%"), &[]), vec!["orders"]),
+        (tables(None, None, Some("_rders"), &[]), vec!["orders"]),
+        (tables(None, None, Some("ORDERS"), &[]), vec![]),
+        (tables(None, None, None, &["VIEW"]), vec![]),
+        (
+            tables(None, None, None, &["VIEW", "TABLE"]),
+            vec!["customers", "orders"],
+        ),
+        (tables(None, Some("private"), None, &[]), vec![]),
+        (tables(Some("other"), None, None, &[]), vec![]),
+    ];
+    for (command, expected) in cases {
+        let described = format!("{command:?}");
+        let info = client.get_tables(command).await.expect("tables");
+        let batches = read_all(&mut client, info).await;
+        assert_eq!(strings(&batches, "table_name"), expected, "{described}");
+        assert!(batches
+            .iter()
+            .all(|b| b.column_by_name("table_schema").is_none()));
+    }
+    let with_schema = CommandGetTables {
+        include_schema: true,
+        ..tables(None, None, Some("orders"), &[])
+    };
+    let info = client.get_tables(with_schema).await.expect("tables");
+    let batches = read_all(&mut client, info).await;
+    assert_eq!(strings(&batches, "catalog_name"), ["porter"]);
+    assert_eq!(strings(&batches, "db_schema_name"), ["public"]);
+    assert_eq!(strings(&batches, "table_type"), ["TABLE"]);
+    let encoded = batches[0]
+        .column_by_name("table_schema")
+        .expect("include_schema adds the schema")
+        .as_binary::<i32>()
+        .value(0)
+        .to_vec();
+    let schema = arrow_ipc::convert::try_schema_from_ipc_buffer(&encoded).expect("an IPC schema");
+    assert_eq!(schema, *porter_flight_sql::service::orders_schema());
+
+    // SqlInfo: the server's name, version and read-only flag, all or the ones asked for.
+    let info = client
+        .get_sql_info(vec![
+            SqlInfo::FlightSqlServerName,
+            SqlInfo::FlightSqlServerReadOnly,
+        ])
+        .await
+        .expect("sql info");
+    let batches = read_all(&mut client, info).await;
+    let names: Vec<u32> = batches
+        .iter()
+        .flat_map(|b| {
+            let column = b.column_by_name("info_name").expect("info_name");
+            column
+                .as_primitive::<arrow_array::types::UInt32Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            SqlInfo::FlightSqlServerName as u32,
+            SqlInfo::FlightSqlServerReadOnly as u32
+        ]
+    );
+    let values = batches[0]
+        .column_by_name("value")
+        .expect("value")
+        .as_union();
+    let name = values.value(0);
+    assert_eq!(name.as_string::<i32>().value(0), catalog::SERVER_NAME);
+    let read_only = values.value(1);
+    assert!(!read_only.as_boolean().value(0));
+    let info = client.get_sql_info(Vec::new()).await.expect("all sql info");
+    assert_eq!(info.total_records, 3);
+    let batches = read_all(&mut client, info).await;
+    let values = batches[0]
+        .column_by_name("value")
+        .expect("value")
+        .as_union();
+    let strings_given: Vec<String> = (0..batches[0].num_rows())
+        .map(|i| values.value(i))
+        .filter_map(|v| v.as_string_opt::<i32>().map(|s| s.value(0).to_owned()))
+        .collect();
+    assert_eq!(
+        strings_given,
+        [catalog::SERVER_NAME, env!("CARGO_PKG_VERSION")]
+    );
+
+    // The handlers counted the browse like any other request.
+    let recorder = metrics.recorder().expect("standalone");
+    let scrape = Exposition::parse(&recorder.render()).expect("valid");
+    let ok = scrape.value(
+        "flight_requests_total",
+        &["method", "GetFlightInfo", "status", "OK"],
+    );
+    let fetched = scrape.value(
+        "flight_requests_total",
+        &["method", "DoGet", "status", "OK"],
+    );
+    assert_eq!((ok, fetched), (Some(20.0), Some(20.0)));
 
     server.stop().await;
     metrics.stop().expect("stopped");

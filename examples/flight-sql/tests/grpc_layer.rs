@@ -1,12 +1,15 @@
 //! `porter_metrics::tower::MetricsLayer::grpc` around a real tonic server, called by a real
 //! tonic client over loopback: unary calls (OK and error), a client stream, a server stream
 //! that ends in an error carried by its trailers, a cancelled stream, an unknown method and
-//! an unknown service. Each test reads the exact series from the exposition.
+//! an unknown service. Each test reads the exact series from the exposition. The client
+//! side (`MetricsLayer::grpc_client` around the tonic client's channel) is checked against
+//! the server on the same calls, and alone on a refused connection and a missed deadline.
 //!
 //! The service is written by hand against tonic's server API (no protoc): `test.Calc` with
 //! `Echo` (unary; a negative number is `NotFound`), `Sum` (client stream), `Count` (server
 //! stream of N numbers, then `Internal` when N is odd) and `Chat` (bidi, echoes).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use http::uri::PathAndQuery;
+use porter_flight_sql::{instrument_channel, MeteredChannel};
 use porter_metrics::testing::Exposition;
 use porter_metrics::tower::{GrpcType, MetricsLayer};
 use porter_metrics::{LocalRecorder, PrometheusCollector};
@@ -432,4 +436,239 @@ async fn unknown_methods_and_services_are_unimplemented() {
         );
     }
     served.stop().await;
+}
+
+/// A tonic client whose channel is under the client layer, recording into `recorder`.
+fn metered_client(
+    channel: tonic::transport::Channel,
+    recorder: &LocalRecorder,
+) -> tonic::client::Grpc<MeteredChannel<PrometheusCollector>> {
+    let layer = MetricsLayer::grpc_client(recorder.collector()).grpc_types(calc_types);
+    tonic::client::Grpc::new(instrument_channel(channel, &layer))
+}
+
+/// One side's view of a method: (started, handled by code, messages of the request,
+/// messages of the response, handling-time observations).
+type View = (f64, BTreeMap<String, f64>, f64, f64, u64);
+
+fn view(s: &Exposition, side: &str, grpc_type: &str, method: &str) -> View {
+    let l = labels(grpc_type, method);
+    let (request, response) = match side {
+        "server" => ("received", "sent"),
+        _ => ("sent", "received"),
+    };
+    let handled = s
+        .samples()
+        .iter()
+        .filter(|x| x.name == format!("grpc_{side}_handled_total"))
+        .filter(|x| {
+            let has = |k: &str, v: &str| x.labels.iter().any(|(a, b)| a == k && b == v);
+            has("grpc_method", method) && has("grpc_type", grpc_type)
+        })
+        .map(|x| {
+            let code = x.labels.iter().find(|(k, _)| k == "grpc_code");
+            (code.map_or(String::new(), |(_, v)| v.clone()), x.value)
+        })
+        .collect();
+    let value = |name: String| s.value(&name, &l).unwrap_or(0.0);
+    let timed = s.histogram(&format!("grpc_{side}_handling_seconds"), &l);
+    (
+        value(format!("grpc_{side}_started_total")),
+        handled,
+        value(format!("grpc_{side}_msg_{request}_total")),
+        value(format!("grpc_{side}_msg_{response}_total")),
+        timed.map_or(0, |h| h.count),
+    )
+}
+
+fn codes(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect()
+}
+
+#[tokio::test]
+async fn the_client_layer_counts_the_same_calls_as_the_server() {
+    let served = Served::start().await;
+    let client_recorder = LocalRecorder::new();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", served.addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = metered_client(channel, &client_recorder);
+
+    // Unary: 3 OK, 1 NotFound.
+    for value in [1, 2, 3, -1] {
+        client.ready().await.expect("ready");
+        let answer = client
+            .unary::<Num, Num, _>(
+                Request::new(Num { value }),
+                path("Echo"),
+                ProstCodec::default(),
+            )
+            .await;
+        assert_eq!(
+            answer.map(|r| r.into_inner().value).map_err(|s| s.code()),
+            if value < 0 {
+                Err(tonic::Code::NotFound)
+            } else {
+                Ok(value)
+            }
+        );
+    }
+    // A client stream of 5.
+    client.ready().await.expect("ready");
+    let numbers = futures::stream::iter((1..=5).map(|value| Num { value }));
+    let sum: Response<Num> = client
+        .client_streaming(Request::new(numbers), path("Sum"), ProstCodec::default())
+        .await
+        .expect("OK");
+    assert_eq!(sum.into_inner().value, 15);
+    // Server streams: 3 then Internal, 4 then OK.
+    for n in [3, 4] {
+        client.ready().await.expect("ready");
+        let response: Response<Streaming<Num>> = client
+            .server_streaming(
+                Request::new(Num { value: n }),
+                path("Count"),
+                ProstCodec::default(),
+            )
+            .await
+            .expect("the stream starts");
+        let mut stream = response.into_inner();
+        while let Ok(Some(_)) = stream.message().await {}
+    }
+    // A bidi stream the client cancels after one echo.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Num>(4);
+    client.ready().await.expect("ready");
+    let response: Response<Streaming<Num>> = client
+        .streaming(
+            Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+            path("Chat"),
+            ProstCodec::default(),
+        )
+        .await
+        .expect("the stream starts");
+    let mut incoming = response.into_inner();
+    tx.send(Num { value: 7 }).await.expect("send");
+    let echoed = incoming.message().await.expect("a message");
+    assert_eq!(echoed.map(|n| n.value), Some(7));
+    drop(incoming);
+    drop(tx);
+    drop(client);
+
+    let canceled = handled("bidi_stream", "Chat", "Canceled");
+    let server = served
+        .scrape_when(|s| {
+            s.sum("grpc_server_handled_total") >= 8.0
+                && s.value("grpc_server_handled_total", &canceled).is_some()
+        })
+        .await;
+    let client = Exposition::parse(&client_recorder.render()).expect("a valid exposition");
+    assert_eq!(
+        client.kind("grpc_client_handling_seconds"),
+        Some("histogram")
+    );
+    let expected = [
+        (
+            "unary",
+            "Echo",
+            (4.0, codes(&[("OK", 3.0), ("NotFound", 1.0)]), 4.0, 3.0, 4),
+        ),
+        (
+            "client_stream",
+            "Sum",
+            (1.0, codes(&[("OK", 1.0)]), 5.0, 1.0, 1),
+        ),
+        (
+            "server_stream",
+            "Count",
+            (2.0, codes(&[("Internal", 1.0), ("OK", 1.0)]), 2.0, 7.0, 2),
+        ),
+        (
+            "bidi_stream",
+            "Chat",
+            (1.0, codes(&[("Canceled", 1.0)]), 1.0, 1.0, 1),
+        ),
+    ];
+    for (grpc_type, method, want) in expected {
+        assert_eq!(
+            view(&client, "client", grpc_type, method),
+            want,
+            "client {method}"
+        );
+        assert_eq!(
+            view(&server, "server", grpc_type, method),
+            want,
+            "server {method}"
+        );
+    }
+    assert_eq!(
+        client.sum("grpc_client_handled_total"),
+        8.0,
+        "each call ends once"
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unavailable_and_a_missed_deadline_deadline_exceeded() {
+    let recorder = LocalRecorder::new();
+    // Nothing listens on the port of a listener that was dropped.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let refused = closed.local_addr().expect("address");
+    drop(closed);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{refused}"))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut client = metered_client(channel, &recorder);
+    client.ready().await.expect("a lazy channel is ready");
+    let err = client
+        .unary::<Num, Num, _>(
+            Request::new(Num { value: 1 }),
+            path("Echo"),
+            ProstCodec::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+
+    // A peer that accepts connections and never answers: the call's deadline passes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("address");
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            connections.push(socket);
+        }
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{silent_addr}"))
+        .expect("endpoint")
+        .connect_lazy();
+    let mut client = metered_client(channel, &recorder);
+    client.ready().await.expect("a lazy channel is ready");
+    let mut request = Request::new(Num { value: 2 });
+    request.set_timeout(Duration::from_millis(100));
+    let call = client.unary::<Num, Num, _>(request, path("Echo"), ProstCodec::default());
+    let err = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("tonic's deadline fires first")
+        .expect_err("no answer");
+    // tonic reports its own timeout as `Cancelled`; the layer says what happened.
+    assert_eq!(err.code(), tonic::Code::Cancelled);
+    held.abort();
+
+    let s = Exposition::parse(&recorder.render()).expect("a valid exposition");
+    let want = (
+        2.0,
+        codes(&[("Unavailable", 1.0), ("DeadlineExceeded", 1.0)]),
+        0.0,
+        0.0,
+        2,
+    );
+    let (started, handled, _, received, timed) = view(&s, "client", "unary", "Echo");
+    assert_eq!((started, handled, 0.0, received, timed), want);
 }

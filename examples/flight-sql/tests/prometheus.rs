@@ -32,6 +32,7 @@ async fn in_process() -> InProcess {
     let metrics = MetricsServer::builder()
         .standalone()
         .process_metrics()
+        .runtime_metrics(&tokio::runtime::Handle::current())
         .build("127.0.0.1:0");
     metrics.start().expect("the metrics server starts");
     let recorder = metrics.recorder().expect("standalone");
@@ -55,8 +56,13 @@ impl InProcess {
         Exposition::parse(&common::scrape(addr)).expect("a valid exposition")
     }
 
+    /// A bounded load whose clients record their `grpc_client_*` series here too.
     async fn load(&self, requests: u64) -> Tally {
-        run_load(self.flight, LoadConfig::default(), Stop::After(requests))
+        let config = LoadConfig {
+            telemetry: Some(Telemetry::new(self.metrics.collector())),
+            ..LoadConfig::default()
+        };
+        run_load(self.flight, config, Stop::After(requests))
             .await
             .expect("the load generator connects")
     }
@@ -206,6 +212,10 @@ async fn every_dashboard_and_alert_query_names_metrics_the_example_exports() {
         "grpc_server_handling_seconds_bucket",
         "porter_metrics_dropped_samples_total",
         "process_resident_memory_bytes",
+        "grpc_client_handled_total",
+        "tokio_total_busy_duration",
+        "tokio_live_tasks_count",
+        "tokio_global_queue_depth",
     ] {
         assert!(wanted.contains(expected), "the kit covers {expected}");
     }
