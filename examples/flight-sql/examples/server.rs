@@ -45,7 +45,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use porter_flight_sql::{run_load, serve, LoadConfig, Stop, Telemetry};
-use porter_metrics::{MetricsServer, PrometheusCollector};
+use porter_metrics::{Matcher, MetricsServer, NativeHistograms, PrometheusCollector};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -101,6 +101,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // First thing: the metrics server. It installs the global recorder, so the collector,
     // the tower layer and the `metrics` macros all land in one scrape.
     let metrics = MetricsServer::builder()
+        // Every latency histogram (`grpc_server_handling_seconds`, the handlers' timers) is
+        // native as well as classic: protobuf scrapes carry both.
+        .native_histograms_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            NativeHistograms::default(),
+        )?
         .process_metrics()
         // This runtime's workers, alive tasks, queue depth, busy time and parks.
         .runtime_metrics(&tokio::runtime::Handle::current())

@@ -196,10 +196,56 @@ where
     }
 }
 
-/// A tonic [`Channel`] under porter-metrics' client layer: what [`instrument_channel`]
-/// returns. tonic's clients (and arrow-flight's `FlightSqlServiceClient`) take it as they
-/// take a `Channel`.
-pub type MeteredChannel<C> = MetricsService<Rebox, C>;
+/// A tonic [`Channel`] under porter-metrics' client layer, each call carrying a W3C
+/// `traceparent`: what [`instrument_channel`] returns. tonic's clients (and arrow-flight's
+/// `FlightSqlServiceClient`) take it as they take a `Channel`.
+pub type MeteredChannel<C> = Traced<MetricsService<Rebox, C>>;
+
+/// Gives every request a W3C `traceparent` header with a fresh trace id, as a client
+/// instrumented with OpenTelemetry sends one: the server's layer turns it into exemplars.
+#[derive(Clone, Debug)]
+pub struct Traced<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for Traced<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if let Ok(value) = http::HeaderValue::from_str(&traceparent()) {
+            request.headers_mut().insert("traceparent", value);
+        }
+        self.0.call(request)
+    }
+}
+
+/// A `traceparent` value with fresh random trace and span ids (sampled).
+pub fn traceparent() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    // splitmix64 over a counter seeded from the clock: ids need to be distinct, not secret.
+    let next = || {
+        let seed = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) | 1
+    };
+    format!("00-{:016x}{:016x}-{:016x}-01", next(), next(), next())
+}
 
 /// Wraps `channel` in `layer` (a [`MetricsLayer::grpc_client`]), so every call through it
 /// records the `grpc_client_*` series.
@@ -217,7 +263,7 @@ pub type MeteredChannel<C> = MetricsService<Rebox, C>;
 /// # }
 /// ```
 pub fn instrument_channel<C>(channel: Channel, layer: &MetricsLayer<C>) -> MeteredChannel<C> {
-    tower::Layer::layer(layer, Rebox(channel))
+    Traced(tower::Layer::layer(layer, Rebox(channel)))
 }
 
 /// Serves Flight SQL on `listener` until `shutdown` completes, recording the domain
