@@ -244,7 +244,29 @@ pub fn traceparent() -> String {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         (z ^ (z >> 31)) | 1
     };
-    format!("00-{:016x}{:016x}-{:016x}-01", next(), next(), next())
+    let trace = format!("{:016x}{:016x}", next(), next());
+    remember(&trace);
+    format!("00-{trace}-{:016x}-01", next())
+}
+
+/// The first trace ids sent, so tests can recognise them in Prometheus' exemplars.
+static SENT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+const REMEMBERED: usize = 100_000;
+
+fn remember(trace: &str) {
+    let mut sent = SENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if sent.len() < REMEMBERED {
+        sent.push(trace.to_owned());
+    }
+}
+
+/// The trace ids this process sent in `traceparent` headers (the first 100 000).
+pub fn sent_trace_ids() -> Vec<String> {
+    SENT.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }
 
 /// Wraps `channel` in `layer` (a [`MetricsLayer::grpc_client`]), so every call through it

@@ -133,6 +133,61 @@ async fn prometheus_ingests_the_example_and_agrees_with_the_clients() {
     let _ = served.stop.send(());
 }
 
+/// With native histograms and exemplar storage on, Prometheus negotiates protobuf: the
+/// example's `grpc_server_handling_seconds` is native (only a native histogram answers
+/// `histogram_count`), and its exemplars are trace ids the load generator sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs prometheus (run .ci/test)"]
+async fn prometheus_gets_native_histograms_and_the_load_generators_trace_ids() {
+    let served = in_process().await;
+    let prometheus = Prometheus::start_with(
+        &[served.metrics.local_addr().expect("serving")],
+        &["native-histograms", "exemplar-storage"],
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(run_load(
+        served.flight,
+        LoadConfig::default(),
+        Stop::Signal(stopped),
+    ));
+    let limit = Duration::from_secs(60);
+    let (count, exemplars) = tokio::task::spawn_blocking(move || {
+        let count = prometheus.wait_until(
+            "sum(histogram_count(rate(grpc_server_handling_seconds{job=\"porter\"}[1m])))",
+            limit,
+            |v| v > 0.0,
+        );
+        let exemplars = common::wait_for(limit, || {
+            let data = prometheus.exemplars("grpc_server_handling_seconds", 300);
+            let ids: Vec<String> = data
+                .as_array()?
+                .iter()
+                .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
+                .collect();
+            (!ids.is_empty()).then_some(ids)
+        });
+        (count, exemplars)
+    })
+    .await
+    .expect("the queries run");
+    let _ = stop.send(true);
+    load.await
+        .expect("the load task")
+        .expect("the load connects");
+    assert!(
+        count.is_some(),
+        "histogram_count() of the native histogram had no value"
+    );
+    let ids = exemplars.expect("exemplars of grpc_server_handling_seconds");
+    let sent = porter_flight_sql::sent_trace_ids();
+    assert!(
+        ids.iter().all(|id| sent.contains(id)),
+        "exemplars {ids:?} are trace ids the load generator sent"
+    );
+    let _ = served.stop.send(());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs prometheus (run .ci/test)"]
 async fn the_example_scrape_passes_promtool() {
