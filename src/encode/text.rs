@@ -14,6 +14,8 @@ pub(crate) struct Text<'a> {
     /// The current histogram family's `le` values, rendered once per family.
     les: Vec<String>,
     les_of: Vec<f64>,
+    /// The current histogram series' labels, joined once for its 14 or so lines.
+    joined: String,
 }
 
 impl<'a> Text<'a> {
@@ -22,6 +24,7 @@ impl<'a> Text<'a> {
             out,
             les: Vec::new(),
             les_of: Vec::new(),
+            joined: String::new(),
         }
     }
 
@@ -147,21 +150,48 @@ impl Encoder for Text<'_> {
                 self.les.push(le);
             }
         }
-        let mut total = 0u64;
-        for (i, count) in counts.iter().enumerate() {
-            total = total.wrapping_add(*count);
-            let le = std::mem::take(&mut self.les[i]);
-            self.series(name, "_bucket", labels, Some(&le));
-            self.les[i] = le;
-            write_u64(self.out, total);
-            self.out.push('\n');
+        // The series' labels, joined once: each of its lines copies them.
+        self.joined.clear();
+        for part in (!labels.series.is_empty())
+            .then_some(labels.series)
+            .into_iter()
+            .chain(labels.global())
+        {
+            if !self.joined.is_empty() {
+                self.joined.push(',');
+            }
+            self.joined.push_str(part);
         }
-        self.series(name, "_sum", labels, None);
-        write_f64(self.out, sum);
-        self.out.push('\n');
-        self.series(name, "_count", labels, None);
-        write_u64(self.out, total);
-        self.out.push('\n');
+        let out = &mut *self.out;
+        let mut total = 0u64;
+        for (count, le) in counts.iter().zip(&self.les) {
+            total = total.wrapping_add(*count);
+            out.push_str(name);
+            out.push_str("_bucket{");
+            if !self.joined.is_empty() {
+                out.push_str(&self.joined);
+                out.push(',');
+            }
+            out.push_str(le);
+            out.push_str("} ");
+            write_u64(out, total);
+            out.push('\n');
+        }
+        for (suffix, value) in [("_sum", None), ("_count", Some(total))] {
+            out.push_str(name);
+            out.push_str(suffix);
+            if !self.joined.is_empty() {
+                out.push('{');
+                out.push_str(&self.joined);
+                out.push('}');
+            }
+            out.push(' ');
+            match value {
+                Some(total) => write_u64(out, total),
+                None => write_f64(out, sum),
+            }
+            out.push('\n');
+        }
     }
 }
 
