@@ -6,7 +6,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::matcher::Matcher;
-use crate::store::series::Kind;
+use crate::store::kind::Kind;
 use crate::store::{rules, Limits, NativeHistograms};
 use crate::Error;
 

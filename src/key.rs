@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use hashbrown::DefaultHashBuilder;
 use metrics::{Key, Label};
 
-use crate::store::series::Kind;
+use crate::store::kind::Kind;
 
 /// Builds the key for `name` and flat label `pairs`; reports whether a key dangled.
 pub(crate) fn from_pairs(name: &str, pairs: &[&str]) -> (Key, bool) {

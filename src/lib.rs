@@ -8,6 +8,7 @@ mod config;
 pub mod decorators;
 mod encode;
 mod error;
+mod handle;
 mod key;
 mod local;
 mod lookup;

@@ -20,9 +20,9 @@ use std::thread::LocalKey;
 
 use metrics::Key;
 
+use crate::handle::Handle;
 use crate::key::{self, PairsKey};
-use crate::recorder::Handle;
-use crate::store::series::Kind;
+use crate::store::kind::Kind;
 
 /// Ways per set of a thread's cache.
 const WAYS: usize = 4;

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use metrics::Histogram;
 
+use crate::handle::Handle;
 use crate::pipeline::{self, Pipeline};
-use crate::recorder::Handle;
-use crate::store::series::Kind;
+use crate::store::kind::Kind;
 use crate::{key, Collector, Timer};
 
 /// A [`Collector`] exported by the [`MetricsServer`](crate::MetricsServer).
@@ -115,7 +115,7 @@ impl PrometheusCollector {
 /// Registers afresh with whatever recorder `metrics` has in scope (not ours).
 #[cold]
 fn foreign<T>(kind: Kind, name: &str, labels: &[&str], f: impl Fn(&Handle) -> T) -> T {
-    use crate::recorder::Counted;
+    use crate::handle::Counted;
     let (key, dangling) = key::from_pairs(name, labels);
     if dangling {
         static WARNED: std::sync::Once = std::sync::Once::new();

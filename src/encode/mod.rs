@@ -15,10 +15,11 @@ pub(crate) mod text;
 use std::fmt::Write as _;
 
 use crate::store::family::Family;
+use crate::store::kind::Kind;
 use crate::store::self_metrics::{
     DROPPED_EXEMPLARS, DROPPED_LABELS, DROPPED_SAMPLES, METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
 };
-use crate::store::series::{Kind, Snapshot, Value};
+use crate::store::value::{Snapshot, Value};
 use crate::store::{labels, FamilyRef, Store};
 
 /// An exposition format a scrape can ask for (see [`format::negotiate`]).
@@ -288,7 +289,7 @@ fn series_of<V: Value, E: Encoder>(
     family: &Family<V>,
     kind: Kind,
     encoder: &mut E,
-    mut each: impl FnMut(&mut E, &str, &crate::store::series::Series<V>),
+    mut each: impl FnMut(&mut E, &str, &crate::store::family::Series<V>),
 ) {
     if family.is_empty() {
         return;

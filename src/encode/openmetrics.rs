@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 
 use super::text::{write_f64, write_series};
 use super::{Encoder, Exemplar, HistogramPoint, Labels};
-use crate::store::series::Kind;
+use crate::store::kind::Kind;
 
 /// The OpenMetrics content type.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

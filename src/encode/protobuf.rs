@@ -15,8 +15,8 @@
 use prost::Message;
 
 use super::{Encoder, Exemplar as Exemplar_, HistogramPoint, Labels};
+use crate::store::kind::Kind;
 use crate::store::labels;
-use crate::store::series::Kind;
 
 /// The protobuf format's content type.
 pub(crate) const CONTENT_TYPE: &str =

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{Encoder, Exemplar, HistogramPoint, Labels};
-use crate::store::series::Kind;
+use crate::store::kind::Kind;
 
 /// The text format's content type.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

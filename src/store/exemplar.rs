@@ -8,10 +8,10 @@
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::kind::Kind;
 use super::labels;
 use super::rules;
 use super::self_metrics::ExemplarDrop;
-use super::series::Kind;
 
 /// OpenMetrics' limit on an exemplar's label names and values, in characters.
 pub(crate) const MAX_EXEMPLAR_CHARS: usize = 128;

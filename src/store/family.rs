@@ -9,8 +9,14 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
-use super::map::SeriesMap;
-use super::series::{HistogramValue, Layout, Series, Value};
+use std::sync::atomic::AtomicU32;
+
+use metrics::{CounterFn, GaugeFn, HistogramFn};
+
+use super::exemplar;
+use super::map::{Keyed, SeriesMap};
+use super::self_metrics::DropReason;
+use super::value::{add_f64, CounterValue, GaugeValue, HistogramValue, Layout, Snapshot, Value};
 use super::Shared;
 
 /// What a label set resolved to.
@@ -34,7 +40,7 @@ pub(crate) struct Family<V> {
     help: Mutex<Option<Arc<str>>>,
     /// A histogram family's buckets, once the pipeline is bound.
     pub(crate) layout: OnceLock<Layout>,
-    series: RwLock<SeriesMap<V>>,
+    series: RwLock<SeriesMap<Arc<Series<V>>>>,
     limbo: Mutex<Vec<Arc<Series<V>>>>,
     overflow: OnceLock<Arc<Series<V>>>,
     /// Samples folded into the overflow series.
@@ -256,7 +262,217 @@ impl Family<HistogramValue> {
     }
 }
 
+impl<V> Keyed for Arc<Series<V>> {
+    fn key(&self) -> &str {
+        &self.labels
+    }
+}
+
 /// A series' identity while it lives: its address.
 pub(crate) fn address<V>(series: &Series<V>) -> usize {
     series as *const Series<V> as usize
+}
+
+// ---- One series: its canonical labels, its value inline, and its idle clock. ----
+//
+// With idle expiry on, every update also stamps the series' clock and then checks that the
+// series is still live. Expiry marks a series dead *before* it reads the stamp once more
+// (both sides sequentially consistent), so either the update sees the mark and puts the
+// series back (`Family::revive`), or expiry sees the stamp and keeps the series. No update
+// can land in a series nobody will export again.
+
+/// One series of a family; see the module documentation.
+pub(crate) struct Series<V> {
+    pub(crate) family: Arc<Family<V>>,
+    /// The canonical label set, rendered as the text format prints it (`a="1",b="2"`, keys
+    /// sorted, values escaped): the map key, and what the encoder copies.
+    pub(crate) labels: Box<str>,
+    /// When last updated (the store's coarse clock, ms, wrapping); with idle expiry only.
+    pub(crate) touched: AtomicU32,
+    /// False once idle expiry removed the series from its family.
+    pub(crate) live: AtomicBool,
+    pub(crate) value: V,
+}
+
+impl<V: Value> Series<V> {
+    pub(crate) fn new(family: Arc<Family<V>>, labels: Box<str>, now: u32) -> Self {
+        let value = V::new(family.layout.get());
+        Self {
+            family,
+            labels,
+            touched: AtomicU32::new(now),
+            live: AtomicBool::new(true),
+            value,
+        }
+    }
+
+    /// After every update: with idle expiry, stamp the clock and make sure the update is
+    /// exported (see the module documentation).
+    #[inline]
+    pub(crate) fn updated(&self) {
+        if self.family.expiring.load(Ordering::Relaxed) {
+            self.touched
+                .store(self.family.shared.now(), Ordering::SeqCst);
+            if !self.live.load(Ordering::SeqCst) {
+                self.family.revive(self);
+            }
+        }
+    }
+}
+
+impl Series<CounterValue> {
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.value.0.fetch_add(n, Ordering::Relaxed);
+        self.updated();
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.value.0.load(Ordering::Relaxed)
+    }
+
+    /// Adds `n`, keeping `exemplar` (flat pairs) as the counter's exemplar.
+    pub(crate) fn add_with_exemplar(&self, n: u64, exemplar: &[&str]) {
+        match exemplar::check(exemplar) {
+            Ok(()) => self.value.1.record(1, 0, exemplar, n as f64),
+            Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
+        }
+        self.add(n);
+    }
+}
+
+impl Series<GaugeValue> {
+    #[inline]
+    pub(crate) fn set(&self, value: f64) {
+        self.value.0.store(value.to_bits(), Ordering::Relaxed);
+        self.updated();
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, delta: f64) {
+        add_f64(&self.value.0, delta);
+        self.updated();
+    }
+
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.value.0.load(Ordering::Relaxed))
+    }
+}
+
+impl Series<HistogramValue> {
+    /// Observes `value` `n` times. Non-finite values are the caller's to filter.
+    #[inline]
+    pub(crate) fn observe(&self, value: f64, n: u64) {
+        match (self.value.counts.get(), self.family.layout.get()) {
+            (Some(_), Some(layout)) => {
+                self.value.count(layout, value, n);
+                self.updated();
+            }
+            _ => self.family.early(self, value, n),
+        }
+    }
+
+    /// Observes `value` once, keeping `exemplar` (flat pairs) for its bucket.
+    pub(crate) fn observe_with_exemplar(&self, value: f64, exemplar: &[&str]) {
+        if let Some(layout) = self.family.layout.get() {
+            match exemplar::check(exemplar) {
+                Ok(()) => {
+                    let at = layout.bounds.partition_point(|bound| *bound < value);
+                    let slots = layout.bounds.len() + 1;
+                    let extra = self.value.extra(layout);
+                    extra.exemplars.record(slots, at, exemplar, value);
+                }
+                Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
+            }
+        }
+        self.observe(value, 1);
+    }
+
+    /// Applies observations kept from before the buckets were known.
+    pub(crate) fn replay(&self, value: f64, n: u64) {
+        if let Some(layout) = self.family.layout.get() {
+            self.value.count(layout, value, n);
+        }
+    }
+
+    /// A consistent snapshot into `out`: classic counts (per bucket), the sum, and the
+    /// native buckets when `native` is asked for and the family has them. `false` before
+    /// the buckets are known.
+    pub(crate) fn snapshot(&self, out: &mut Snapshot, native: bool) -> bool {
+        let Some(counts) = self.value.counts.get() else {
+            return false;
+        };
+        let state = self
+            .value
+            .native()
+            .map(|n| n.lock().unwrap_or_else(PoisonError::into_inner));
+        out.counts.clear();
+        out.counts
+            .extend(counts.iter().map(|c| c.load(Ordering::Relaxed)));
+        out.sum = f64::from_bits(self.value.sum.load(Ordering::Relaxed));
+        out.native = None;
+        if let (Some(state), true) = (state, native) {
+            out.positive.clear();
+            out.positive
+                .extend(state.positive.iter().map(|(i, c)| (*i, *c)));
+            out.negative.clear();
+            out.negative
+                .extend(state.negative.iter().map(|(i, c)| (*i, *c)));
+            out.native = Some((state.schema, state.zero_count));
+        }
+        true
+    }
+}
+
+// The `metrics` handles of the macros are the series themselves: no allocation per handle.
+
+impl CounterFn for Series<CounterValue> {
+    fn increment(&self, value: u64) {
+        self.add(value);
+    }
+    fn absolute(&self, value: u64) {
+        self.value.0.fetch_max(value, Ordering::Relaxed);
+        self.updated();
+    }
+}
+
+impl GaugeFn for Series<GaugeValue> {
+    fn increment(&self, value: f64) {
+        self.add(value);
+    }
+    fn decrement(&self, value: f64) {
+        self.add(-value);
+    }
+    fn set(&self, value: f64) {
+        Series::<GaugeValue>::set(self, value);
+    }
+}
+
+impl HistogramFn for Series<HistogramValue> {
+    fn record(&self, value: f64) {
+        self.record_many(value, 1);
+    }
+    fn record_many(&self, value: f64, count: usize) {
+        if value.is_finite() {
+            self.observe(value, count as u64);
+        } else {
+            self.family
+                .shared
+                .count_dropped(DropReason::NonFinite, count as u64);
+        }
+    }
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_stay_small() {
+        // Inside their `Arc`: the labels' text and a histogram's counts are one allocation
+        // each beside it.
+        assert_eq!(std::mem::size_of::<Series<CounterValue>>(), 56);
+        assert_eq!(std::mem::size_of::<Series<GaugeValue>>(), 40);
+        assert_eq!(std::mem::size_of::<Series<HistogramValue>>(), 80);
+    }
 }

@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 
+use super::kind::Kind;
 use super::rules;
-use super::series::Kind;
 
 /// Appends `value` escaped for a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
 pub(crate) fn escape_into(out: &mut String, value: &str) {

@@ -3,19 +3,20 @@
 //! A scrape walks the vector, whose series were allocated one after the other: a straight
 //! walk through memory that the processor prefetches, not a hop per series.
 
-use std::sync::Arc;
-
 use hashbrown::HashTable;
 
-use super::series::Series;
-
-/// See the module documentation.
-pub(crate) struct SeriesMap<V> {
-    table: HashTable<u32>,
-    list: Vec<Arc<Series<V>>>,
+/// What the map holds: anything with a label set to find it by.
+pub(crate) trait Keyed {
+    fn key(&self) -> &str;
 }
 
-impl<V> Default for SeriesMap<V> {
+/// See the module documentation.
+pub(crate) struct SeriesMap<T> {
+    table: HashTable<u32>,
+    list: Vec<T>,
+}
+
+impl<T> Default for SeriesMap<T> {
     fn default() -> Self {
         Self {
             table: HashTable::new(),
@@ -24,7 +25,7 @@ impl<V> Default for SeriesMap<V> {
     }
 }
 
-impl<V> SeriesMap<V> {
+impl<T: Keyed> SeriesMap<T> {
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
@@ -34,34 +35,29 @@ impl<V> SeriesMap<V> {
     }
 
     /// The series with the label set `labels` (of hash `hash`).
-    pub(crate) fn find(&self, hash: u64, labels: &str) -> Option<&Arc<Series<V>>> {
+    pub(crate) fn find(&self, hash: u64, labels: &str) -> Option<&T> {
         let list = &self.list;
         self.table
-            .find(hash, |&at| *list[at as usize].labels == *labels)
+            .find(hash, |&at| list[at as usize].key() == labels)
             .map(|&at| &list[at as usize])
     }
 
     /// Adds a series whose label set is not in the map; `hash` hashes label sets.
-    pub(crate) fn insert(&mut self, series: Arc<Series<V>>, hash: impl Fn(&str) -> u64) {
+    pub(crate) fn insert(&mut self, series: T, hash: impl Fn(&str) -> u64) {
         let at = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
         let list = &self.list;
-        self.table.insert_unique(hash(&series.labels), at, |&i| {
-            hash(&list[i as usize].labels)
-        });
+        self.table
+            .insert_unique(hash(series.key()), at, |&i| hash(list[i as usize].key()));
         self.list.push(series);
     }
 
     /// Every series, in the vector's order.
-    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Arc<Series<V>>> {
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, T> {
         self.list.iter()
     }
 
     /// Keeps the series `keep` says to keep; the last series fills each hole.
-    pub(crate) fn retain(
-        &mut self,
-        mut keep: impl FnMut(&Arc<Series<V>>) -> bool,
-        hash: impl Fn(&str) -> u64,
-    ) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool, hash: impl Fn(&str) -> u64) {
         let mut at = 0;
         while at < self.list.len() {
             if keep(&self.list[at]) {
@@ -71,7 +67,7 @@ impl<V> SeriesMap<V> {
             let index = at as u32;
             if let Ok(entry) = self
                 .table
-                .find_entry(hash(&self.list[at].labels), |&i| i == index)
+                .find_entry(hash(self.list[at].key()), |&i| i == index)
             {
                 entry.remove();
             }
@@ -80,7 +76,7 @@ impl<V> SeriesMap<V> {
             if last != index {
                 if let Some(slot) = self
                     .table
-                    .find_mut(hash(&self.list[at].labels), |&i| i == last)
+                    .find_mut(hash(self.list[at].key()), |&i| i == last)
                 {
                     *slot = index;
                 }

@@ -13,13 +13,14 @@
 
 mod exemplar;
 pub(crate) mod family;
+pub(crate) mod kind;
 pub(crate) mod labels;
 mod limits;
 mod map;
 mod native;
 pub(crate) mod rules;
 pub mod self_metrics;
-pub(crate) mod series;
+pub(crate) mod value;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -32,9 +33,11 @@ pub use native::NativeHistograms;
 
 use crate::matcher::Matcher;
 use family::Family;
+use family::Series;
+use kind::Kind;
 use rules::{claimed_names, family_name, histogram_export_name, SELF_PREFIX};
 use self_metrics::{DropReason, SelfMetrics};
-use series::{CounterValue, GaugeValue, HistogramValue, Kind, Layout, Series};
+use value::{CounterValue, GaugeValue, HistogramValue, Layout};
 
 /// Histogram observations kept, across all series, before the pipeline is bound.
 pub(crate) const MAX_EARLY_OBSERVATIONS: usize = 100_000;

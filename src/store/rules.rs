@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use metrics_exporter_prometheus::formatting::{sanitize_label_key, sanitize_metric_name};
 
-use super::series::Kind;
+use super::kind::Kind;
 
 /// Metric names with this prefix belong to porter-metrics' own self-metrics.
 pub(crate) const SELF_PREFIX: &str = "porter_metrics_";

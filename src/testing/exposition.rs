@@ -337,7 +337,7 @@ fn is_metric_name(s: &str) -> bool {
 
 /// A label name as Prometheus accepts it in a scrape (`le` included: buckets carry it).
 fn is_label_name(s: &str) -> bool {
-    rules::is_label_key(s, crate::store::series::Kind::Counter)
+    rules::is_label_key(s, crate::store::kind::Kind::Counter)
 }
 
 /// Parses a value as Go's `strconv.ParseFloat` does for the forms exporters print.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode};
 
-use super::client::{Names, Side};
+use super::client::{Names, Side, CANCELED};
 use crate::collector::Collector;
 
 /// OpenTelemetry's HTTP server metrics, as Prometheus renders their names.
@@ -77,7 +77,6 @@ const CODES: [&str; 17] = [
     "DataLoss",
     "Unauthenticated",
 ];
-pub(crate) const CANCELED: usize = 1;
 const UNKNOWN: usize = 2;
 
 /// The code of a `grpc-status` value; a missing or garbled one is `Unknown`.

@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
-use super::call::{Protocol, CANCELED};
-use super::MetricsLayer;
-use crate::collector::Collector;
-
+/// `Canceled`, an index into the Go names.
+pub(crate) const CANCELED: usize = 1;
 /// `DeadlineExceeded`, an index into the Go names.
 const DEADLINE_EXCEEDED: usize = 4;
 /// `Unavailable`, an index into the Go names.
@@ -124,41 +122,6 @@ pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
-}
-
-impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
-    /// gRPC client metrics, with go-grpc-middleware's names and labels:
-    /// `grpc_client_started_total`, `grpc_client_handled_total{grpc_code}`,
-    /// `grpc_client_msg_sent_total`, `grpc_client_msg_received_total` and the
-    /// `grpc_client_handling_seconds` histogram, by `grpc_type`, `grpc_service` and
-    /// `grpc_method`. Configure it with [`grpc_types`](Self::grpc_types) as on the server.
-    ///
-    /// It wraps any `Service<http::Request<B>>`. The service under it gets the request with
-    /// its body wrapped; a tonic `Channel` takes `tonic::body::Body` only, so box it back
-    /// (tonic's client types take any such service):
-    ///
-    /// ```text
-    /// let channel = tower::ServiceBuilder::new()
-    ///     .layer(MetricsLayer::grpc_client(collector).grpc_types(flight_grpc_types))
-    ///     .map_request(|r: http::Request<_>| r.map(tonic::body::Body::new))
-    ///     .service(channel);
-    /// let client = FlightServiceClient::new(channel);
-    /// ```
-    ///
-    /// ```
-    /// use porter_metrics::tower::MetricsLayer;
-    /// let layer = MetricsLayer::grpc_client(porter_metrics::NoopCollector);
-    /// assert!(format!("{layer:?}").contains("grpc_client"));
-    /// ```
-    pub fn grpc_client(collector: C) -> Self {
-        Self::with(
-            collector,
-            Protocol::Grpc {
-                types: None,
-                side: Side::Client,
-            },
-        )
-    }
 }
 
 #[cfg(test)]

@@ -209,6 +209,41 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
     }
 }
 
+impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
+    /// gRPC client metrics, with go-grpc-middleware's names and labels:
+    /// `grpc_client_started_total`, `grpc_client_handled_total{grpc_code}`,
+    /// `grpc_client_msg_sent_total`, `grpc_client_msg_received_total` and the
+    /// `grpc_client_handling_seconds` histogram, by `grpc_type`, `grpc_service` and
+    /// `grpc_method`. Configure it with [`grpc_types`](Self::grpc_types) as on the server.
+    ///
+    /// It wraps any `Service<http::Request<B>>`. The service under it gets the request with
+    /// its body wrapped; a tonic `Channel` takes `tonic::body::Body` only, so box it back
+    /// (tonic's client types take any such service):
+    ///
+    /// ```text
+    /// let channel = tower::ServiceBuilder::new()
+    ///     .layer(MetricsLayer::grpc_client(collector).grpc_types(flight_grpc_types))
+    ///     .map_request(|r: http::Request<_>| r.map(tonic::body::Body::new))
+    ///     .service(channel);
+    /// let client = FlightServiceClient::new(channel);
+    /// ```
+    ///
+    /// ```
+    /// use porter_metrics::tower::MetricsLayer;
+    /// let layer = MetricsLayer::grpc_client(porter_metrics::NoopCollector);
+    /// assert!(format!("{layer:?}").contains("grpc_client"));
+    /// ```
+    pub fn grpc_client(collector: C) -> Self {
+        Self::with(
+            collector,
+            Protocol::Grpc {
+                types: None,
+                side: Side::Client,
+            },
+        )
+    }
+}
+
 impl<S, C> tower_layer::Layer<S> for MetricsLayer<C> {
     type Service = MetricsService<S, C>;
 
