@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `ours_local` | `LocalRecorder::collector()` (a `PrometheusCollector` bound to a local pipeline) |
 //! | `ours_global` | `PrometheusCollector::new()` through the global pipeline, exported by a running `MetricsServer` on `127.0.0.1:0` |
+//! | `ours_native` | histograms only: `ours_local` with every histogram native as well as classic |
 //! | `macro_static_exporter` | `metrics` macros, `'static` name and labels, through the exporter's `PrometheusRecorder` alone |
 //! | `macro_runtime_exporter` | `metrics` macros, owned `String` name and labels, through the exporter's `PrometheusRecorder` alone |
 //! | `macro_runtime_porter` | the same macros through our `LocalRecorder` (our recorder and store) |
@@ -412,6 +413,12 @@ fn bench_gauge(c: &mut Criterion, fx: &Fixture, global: &Global) {
 fn bench_histogram(c: &mut Criterion, fx: &Fixture, global: &Global) {
     let local = LocalRecorder::new();
     let ours = local.collector();
+    // The same calls into histograms that are native as well as classic.
+    let native_local = porter_metrics::Builder::new()
+        .native_histograms(porter_metrics::NativeHistograms::default())
+        .expect("valid settings")
+        .build_local();
+    let native = native_local.collector();
     let (exporter, handle) = exporter();
     let handles: Vec<metrics::Histogram> = (0..SERIES)
         .map(|i| exporter.register_histogram(&fx.key(&fx.histogram, i), &META))
@@ -425,6 +432,11 @@ fn bench_histogram(c: &mut Criterion, fx: &Fixture, global: &Global) {
     g.bench_function("ours_local", |b| {
         calls(b, None, &no_drain, |i| {
             ours.record_histogram(name, value(i), &fx.labels(i))
+        })
+    });
+    g.bench_function("ours_native", |b| {
+        calls(b, None, &no_drain, |i| {
+            native.record_histogram(name, value(i), &fx.labels(i))
         })
     });
     g.bench_function("ours_global", |b| {
@@ -664,7 +676,7 @@ fn report(since: SystemTime) {
         };
     for (group, kind, target) in [
         ("hot_counter", "counter", Some(0.25)),
-        ("hot_histogram", "histogram", Some(0.6)),
+        ("hot_histogram", "histogram", Some(0.25)),
         ("hot_gauge", "gauge", None),
     ] {
         for ours in ["ours_local", "ours_global"] {
@@ -697,6 +709,12 @@ fn report(since: SystemTime) {
             );
         }
     }
+    ratio(
+        "histogram: ours_native / ours_local (native and classic at once, against classic alone)",
+        m("hot_histogram", "ours_native"),
+        m("hot_histogram", "ours_local"),
+        None,
+    );
     ratio(
         "counter: ours_local / atomic_u64",
         m("hot_counter", "ours_local"),

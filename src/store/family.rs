@@ -38,6 +38,8 @@ pub(crate) struct Family<V> {
     pub(crate) expiring: AtomicBool,
     /// The HELP text, unescaped: the user's description, or the collector's default.
     help: Mutex<Option<Arc<str>>>,
+    /// Whether `help` is set: read on lookups, so they take no lock for it.
+    has_help: AtomicBool,
     /// A histogram family's buckets, once the pipeline is bound.
     pub(crate) layout: OnceLock<Layout>,
     series: RwLock<SeriesMap<Arc<Series<V>>>>,
@@ -56,6 +58,7 @@ impl<V: Value> Family<V> {
             name: name.into_boxed_str(),
             expiring: AtomicBool::new(shared.expiring()),
             shared,
+            has_help: AtomicBool::new(help.is_some()),
             help: Mutex::new(help),
             layout: OnceLock::new(),
             series: RwLock::new(SeriesMap::default()),
@@ -77,7 +80,13 @@ impl<V: Value> Family<V> {
         let mut help = self.help.lock().unwrap_or_else(PoisonError::into_inner);
         if !default || help.is_none() {
             *help = Some(text);
+            self.has_help.store(true, Ordering::Release);
         }
+    }
+
+    /// Whether the family has a HELP text yet.
+    pub(crate) fn has_help(&self) -> bool {
+        self.has_help.load(Ordering::Acquire)
     }
 
     fn hash(&self, labels: &str) -> u64 {

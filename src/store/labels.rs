@@ -40,9 +40,23 @@ pub(crate) fn canonical<'a>(
     let size: usize = pairs.clone().map(|(k, v)| k.len() + v.len() + 4).sum();
     let mut out = String::with_capacity(size);
     if rules::pairs_are_clean(pairs.clone(), kind) {
-        let mut sorted: Vec<(&str, &str)> = pairs.collect();
+        // Sorted on the stack when there are few (the usual case), else in a vector.
+        let mut few = [("", ""); 8];
+        let mut many = Vec::new();
+        let sorted: &mut [(&str, &str)] = match pairs.clone().count() {
+            n if n <= few.len() => {
+                for (slot, p) in few.iter_mut().zip(pairs) {
+                    *slot = p;
+                }
+                &mut few[..n]
+            }
+            _ => {
+                many.extend(pairs);
+                &mut many
+            }
+        };
         sorted.sort_unstable_by_key(|(key, _)| *key);
-        for (i, (key, value)) in sorted.into_iter().enumerate() {
+        for (i, (key, value)) in sorted.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }

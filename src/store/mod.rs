@@ -22,7 +22,9 @@ pub(crate) mod rules;
 pub mod self_metrics;
 pub(crate) mod value;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use hashbrown::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
@@ -280,12 +282,12 @@ impl Store {
                 hasher: hashbrown::DefaultHashBuilder::default(),
             }),
             table: RwLock::new(Table {
-                raw: HashMap::new(),
+                raw: HashMap::default(),
                 families: BTreeMap::new(),
                 claims: HashSet::new(),
             }),
             settings: OnceLock::new(),
-            described: Mutex::new(HashMap::new()),
+            described: Mutex::new(HashMap::default()),
         }
     }
 
@@ -539,8 +541,8 @@ impl Drop for Store {
 
 fn found_without_help(family: &FamilyRef) -> bool {
     match family {
-        FamilyRef::Counter(f) => f.help().is_none(),
-        FamilyRef::Gauge(f) => f.help().is_none(),
-        FamilyRef::Histogram(f) => f.help().is_none(),
+        FamilyRef::Counter(f) => !f.has_help(),
+        FamilyRef::Gauge(f) => !f.has_help(),
+        FamilyRef::Histogram(f) => !f.has_help(),
     }
 }
