@@ -19,9 +19,10 @@
 
 use std::fmt::Write as _;
 
-use super::text::{write_f64, write_series};
+use super::text::{write_f64, write_series, write_u64};
 use super::{Encoder, Exemplar, HistogramPoint, Labels};
 use crate::store::kind::Kind;
+use crate::store::labels;
 
 /// The OpenMetrics content type.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -97,21 +98,6 @@ pub(crate) fn write_canonical(out: &mut String, value: f64) {
     }
 }
 
-/// Escapes a HELP text: `\` → `\\`, newline → `\n`, `"` → `\"`.
-fn escape_help(out: &mut String, help: &str) {
-    let mut rest = help;
-    while let Some(at) = rest.find(['\\', '\n', '"']) {
-        out.push_str(&rest[..at]);
-        out.push_str(match rest.as_bytes()[at] {
-            b'\\' => "\\\\",
-            b'"' => "\\\"",
-            _ => "\\n",
-        });
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-}
-
 impl Encoder for OpenMetrics<'_> {
     fn family(&mut self, name: &str, kind: Kind, help: Option<&str>) {
         let family = family_name(name, kind);
@@ -120,7 +106,7 @@ impl Encoder for OpenMetrics<'_> {
             self.out.push_str("# HELP ");
             self.out.push_str(family);
             self.out.push(' ');
-            escape_help(self.out, help);
+            labels::escape_into(self.out, help);
             self.out.push('\n');
         }
     }
@@ -138,7 +124,7 @@ impl Encoder for OpenMetrics<'_> {
             "_total"
         };
         write_series(self.out, name, suffix, labels, None);
-        let _ = write!(self.out, "{value}");
+        write_u64(self.out, value);
         self.exemplar(exemplar.as_ref());
         self.out.push('\n');
     }
