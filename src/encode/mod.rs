@@ -108,6 +108,32 @@ pub(crate) struct HistogramPoint<'a> {
     pub(crate) native: Option<Native<'a>>,
 }
 
+/// The `le="..."` labels of a histogram family's buckets (`+Inf` last), rendered once per
+/// family, not once per line: text encoders keep one.
+#[derive(Default)]
+pub(crate) struct LeLabels {
+    of: Vec<f64>,
+    les: Vec<String>,
+}
+
+impl LeLabels {
+    /// The labels of `bounds`, each number written by `write`.
+    pub(crate) fn of(&mut self, bounds: &[f64], write: fn(&mut String, f64)) -> &[String] {
+        if self.of != bounds || self.les.is_empty() {
+            self.of.clear();
+            self.of.extend_from_slice(bounds);
+            self.les.clear();
+            for bound in bounds.iter().copied().chain([f64::INFINITY]) {
+                let mut le = String::from("le=\"");
+                write(&mut le, bound);
+                le.push('"');
+                self.les.push(le);
+            }
+        }
+        &self.les
+    }
+}
+
 /// Writes one format; [`walk`] calls it in exposition order.
 pub(crate) trait Encoder {
     /// A new family; its series follow.

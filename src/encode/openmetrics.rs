@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 
 use super::text::{write_f64, write_series, write_u64};
-use super::{Encoder, Exemplar, HistogramPoint, Labels};
+use super::{Encoder, Exemplar, HistogramPoint, Labels, LeLabels};
 use crate::store::kind::Kind;
 use crate::store::labels;
 
@@ -31,30 +31,28 @@ pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0
 pub(crate) struct OpenMetrics<'a> {
     out: &'a mut String,
     /// The current histogram family's `le` values, rendered once per family.
-    les: Vec<String>,
-    les_of: Vec<f64>,
+    les: LeLabels,
 }
 
 impl<'a> OpenMetrics<'a> {
     pub(crate) fn new(out: &'a mut String) -> Self {
         Self {
             out,
-            les: Vec::new(),
-            les_of: Vec::new(),
+            les: LeLabels::default(),
         }
     }
+}
 
-    /// ` # {labels} value timestamp`, after a sample's value.
-    fn exemplar(&mut self, exemplar: Option<&Exemplar<'_>>) {
-        if let Some(exemplar) = exemplar {
-            self.out.push_str(" # {");
-            self.out.push_str(exemplar.labels);
-            self.out.push_str("} ");
-            write_f64(self.out, exemplar.value);
-            if exemplar.timestamp.is_finite() {
-                self.out.push(' ');
-                write_f64(self.out, exemplar.timestamp);
-            }
+/// Appends ` # {labels} value timestamp` for an exemplar, if there is one.
+fn write_exemplar(out: &mut String, exemplar: Option<&Exemplar<'_>>) {
+    if let Some(exemplar) = exemplar {
+        out.push_str(" # {");
+        out.push_str(exemplar.labels);
+        out.push_str("} ");
+        write_f64(out, exemplar.value);
+        if exemplar.timestamp.is_finite() {
+            out.push(' ');
+            write_f64(out, exemplar.timestamp);
         }
     }
 }
@@ -125,7 +123,7 @@ impl Encoder for OpenMetrics<'_> {
         };
         write_series(self.out, name, suffix, labels, None);
         write_u64(self.out, value);
-        self.exemplar(exemplar.as_ref());
+        write_exemplar(self.out, exemplar.as_ref());
         self.out.push('\n');
     }
 
@@ -137,29 +135,19 @@ impl Encoder for OpenMetrics<'_> {
 
     fn histogram(&mut self, name: &str, labels: Labels<'_>, point: &HistogramPoint<'_>) {
         let (bounds, counts, sum) = (point.bounds, point.counts, point.sum);
-        if self.les_of != bounds {
-            self.les_of.clear();
-            self.les_of.extend_from_slice(bounds);
-            self.les.clear();
-            for bound in bounds.iter().copied().chain([f64::INFINITY]) {
-                let mut le = String::from("le=\"");
-                write_canonical(&mut le, bound);
-                le.push('"');
-                self.les.push(le);
-            }
-        }
         let mut total = 0u64;
-        for (i, count) in counts.iter().enumerate() {
+        let les = self.les.of(bounds, write_canonical);
+        for (i, (count, le)) in counts.iter().zip(les).enumerate() {
             total = total.wrapping_add(*count);
-            let le = std::mem::take(&mut self.les[i]);
-            write_series(self.out, name, "_bucket", labels, Some(&le));
-            self.les[i] = le;
-            let _ = write!(self.out, "{total}");
-            self.exemplar(point.exemplars.get(i).and_then(Option::as_ref));
+            write_series(self.out, name, "_bucket", labels, Some(le));
+            write_u64(self.out, total);
+            let exemplar = point.exemplars.get(i).and_then(Option::as_ref);
+            write_exemplar(self.out, exemplar);
             self.out.push('\n');
         }
         write_series(self.out, name, "_count", labels, None);
-        let _ = writeln!(self.out, "{total}");
+        write_u64(self.out, total);
+        self.out.push('\n');
         // The sum is a counter to OpenMetrics: it MUST NOT be negative or NaN, and a histogram
         // with a negative bucket threshold MUST NOT have one. Such a point is written without
         // its `_sum`, which keeps it valid (the sum is optional) instead of failing the scrape.

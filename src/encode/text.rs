@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Encoder, Exemplar, HistogramPoint, Labels};
+use super::{Encoder, Exemplar, HistogramPoint, Labels, LeLabels};
 use crate::store::kind::Kind;
 
 /// The text format's content type.
@@ -12,8 +12,7 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 pub(crate) struct Text<'a> {
     out: &'a mut String,
     /// The current histogram family's `le` values, rendered once per family.
-    les: Vec<String>,
-    les_of: Vec<f64>,
+    les: LeLabels,
     /// The current histogram series' labels, joined once for its 14 or so lines.
     joined: String,
 }
@@ -22,8 +21,7 @@ impl<'a> Text<'a> {
     pub(crate) fn new(out: &'a mut String) -> Self {
         Self {
             out,
-            les: Vec::new(),
-            les_of: Vec::new(),
+            les: LeLabels::default(),
             joined: String::new(),
         }
     }
@@ -139,17 +137,6 @@ impl Encoder for Text<'_> {
     /// The classic buckets only (native ones need protobuf).
     fn histogram(&mut self, name: &str, labels: Labels<'_>, point: &HistogramPoint<'_>) {
         let (bounds, counts, sum) = (point.bounds, point.counts, point.sum);
-        if self.les_of != bounds {
-            self.les_of.clear();
-            self.les_of.extend_from_slice(bounds);
-            self.les.clear();
-            for bound in bounds.iter().copied().chain([f64::INFINITY]) {
-                let mut le = String::from("le=\"");
-                write_f64(&mut le, bound);
-                le.push('"');
-                self.les.push(le);
-            }
-        }
         // The series' labels, joined once: each of its lines copies them.
         self.joined.clear();
         for part in (!labels.series.is_empty())
@@ -164,7 +151,7 @@ impl Encoder for Text<'_> {
         }
         let out = &mut *self.out;
         let mut total = 0u64;
-        for (count, le) in counts.iter().zip(&self.les) {
+        for (count, le) in counts.iter().zip(self.les.of(bounds, write_f64)) {
             total = total.wrapping_add(*count);
             out.push_str(name);
             out.push_str("_bucket{");
