@@ -3,7 +3,7 @@
 //! Every fallible public call returns [`Error`]: the caller can match on the variant and act
 //! (pick another address, keep the running server, fix a configuration value), and the
 //! underlying error, where there is one, is its [`source`](std::error::Error::source).
-//! Failures while recording are never errors: the recorder layer drops or rewrites the
+//! Failures while recording are never errors: the store drops or rewrites the
 //! sample, counts it in a self-metric and warns once (see the crate documentation).
 
 use std::io;

@@ -3,7 +3,7 @@
 //!
 //! * [`from_pairs`]: `"key", "value", ...` to a [`Key`]. Pairs are taken in order; an odd
 //!   count leaves a dangling key, which is dropped (the caller counts and warns).
-//!   Validating keys and values is the recorder layer's job, so the collector and the
+//!   Validating keys and values is the store's job, so the collector and the
 //!   macros follow the same rules.
 //! * [`PairsKey`]: a name and label strings packed into one buffer, inline when short, so a
 //!   cached series costs no allocation; [`pairs_hash`] hashes the name and label values with

@@ -115,7 +115,7 @@ pub(crate) enum DropReason {
     MetricLimit,
     /// A histogram observation was NaN or infinite.
     NonFinite,
-    /// Recorded before the exporter existed, past the bounded buffer.
+    /// A histogram observation made before the pipeline was bound, past the bounded buffer.
     BufferFull,
 }
 
