@@ -9,7 +9,8 @@ use std::time::Duration;
 use porter_metrics::testing::{Capture, Exposition};
 use porter_metrics::{Builder, Collector, Limits};
 
-const IDLE: Duration = Duration::from_millis(300);
+// Long enough that a render right after a write comes before expiry on a loaded machine.
+const IDLE: Duration = Duration::from_secs(2);
 
 fn idle_capture() -> Capture {
     Capture::with_recorder(Builder::new().idle_timeout(IDLE).build_local())
@@ -17,7 +18,7 @@ fn idle_capture() -> Capture {
 
 /// Renders until `name` is gone from the exposition (upkeep expired it); bounded.
 fn wait_until_expired(capture: &Capture, name: &str) {
-    let gone = common::wait_for(Duration::from_secs(10), || {
+    let gone = common::wait_for(Duration::from_secs(20), || {
         let s = Exposition::parse(&capture.render()).ok()?;
         (s.count(name) == 0 && s.count(&format!("{name}_count")) == 0).then_some(())
     });

@@ -132,7 +132,8 @@ fn a_stopped_timer_returns_the_elapsed_seconds_and_records_them_once() {
     let timer = c.start_timer("operation_duration");
     std::thread::sleep(std::time::Duration::from_millis(20));
     let seconds = timer.stop();
-    assert!(seconds >= 0.02, "{seconds}");
+    // The timer's clock and the sleep's may disagree by a hair.
+    assert!(seconds >= 0.02 * 0.999, "{seconds}");
     let h = scrape(&capture)
         .histogram("operation_duration", &[])
         .unwrap();
@@ -227,7 +228,7 @@ fn the_noop_collector_records_nothing_but_times() {
     c.record_histogram("x", 1.0, &[]);
     let timer = c.start_timer("x");
     std::thread::sleep(std::time::Duration::from_millis(5));
-    assert!(timer.stop() >= 0.005);
+    assert!(timer.stop() >= 0.005 * 0.999);
 }
 
 #[test]

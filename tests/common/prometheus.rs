@@ -153,7 +153,7 @@ impl Prometheus {
         &self,
         promql: &str,
         limit: Duration,
-        check: impl Fn(f64) -> bool,
+        mut check: impl FnMut(f64) -> bool,
     ) -> Option<f64> {
         wait_for(limit, || match self.query(promql).as_slice() {
             [(_, value)] if check(*value) => Some(*value),

@@ -85,8 +85,11 @@ async fn settled(recorder: &LocalRecorder, calls: u64) -> Exposition {
     loop {
         recorder.run_upkeep();
         let scrape = Exposition::parse(&recorder.render()).expect("a valid exposition");
-        let handled = scrape.sum("grpc_server_handled_total");
-        if handled as u64 == calls || Instant::now() > deadline {
+        // The layer ends a call with two writes (the counter, then the histogram): wait
+        // for both.
+        let handled = scrape.sum("grpc_server_handled_total") as u64;
+        let timed = scrape.sum("grpc_server_handling_seconds_count") as u64;
+        if (handled, timed) == (calls, calls) || Instant::now() > deadline {
             return scrape;
         }
         // Polling, bounded by the deadline: the layer has no completion signal to wait on.

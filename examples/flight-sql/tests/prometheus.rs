@@ -347,27 +347,24 @@ fn a_sum_across_two_example_processes_equals_the_sum_of_each() {
     const REQUESTS: u64 = 300;
     let instances = [Instance::start(REQUESTS), Instance::start(REQUESTS)];
     // Each stops its load after REQUESTS (a started operation finishes: a few more).
-    let totals: Vec<f64> = instances
-        .iter()
-        .map(|instance| {
-            let mut last = None;
-            common::wait_for(Duration::from_secs(60), || {
-                let now = instance.requests_served().filter(|n| *n >= REQUESTS as f64);
-                let settled = now.is_some() && now == last;
-                last = now;
-                settled.then_some(())
-            })
-            .expect("the load finished");
-            last.expect("a total")
+    for instance in &instances {
+        common::wait_for(Duration::from_secs(60), || {
+            instance.requests_served().filter(|n| *n >= REQUESTS as f64)
         })
-        .collect();
+        .expect("the load finished");
+    }
     let prometheus = Prometheus::start(&[instances[0].metrics, instances[1].metrics]);
     let limit = Duration::from_secs(60);
-    let expected = totals.iter().sum::<f64>();
+    // The instances' own totals, read again on every poll: an operation still in flight
+    // when the load stopped may add a request after any earlier reading.
+    let totals = || -> Option<Vec<f64>> { instances.iter().map(|i| i.requests_served()).collect() };
+    let mut last = None;
     let sum = prometheus.wait_until("sum(flight_requests_total{job=\"porter\"})", limit, |v| {
-        v == expected
+        last = totals();
+        last.as_ref().is_some_and(|t| v == t.iter().sum::<f64>())
     });
-    assert_eq!(sum, Some(expected), "each served {totals:?}");
+    let expected = last.as_ref().map(|t| t.iter().sum::<f64>());
+    assert_eq!(sum, expected, "each served {last:?}");
     let up = prometheus.wait_until("count(up{job=\"porter\"} == 1)", limit, |v| v == 2.0);
     assert_eq!(up, Some(2.0));
 }
