@@ -6,8 +6,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::matcher::Matcher;
-use crate::store::kind::Kind;
-use crate::store::{rules, Limits, NativeHistograms};
+use crate::store::names::is_legacy_label;
+use crate::store::{Limits, NativeHistograms};
 use crate::Error;
 
 /// Prometheus' default histogram buckets, in seconds.
@@ -45,6 +45,8 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     pub(crate) upkeep: Duration,
     pub(crate) standalone: bool,
+    /// Whether OpenMetrics scrapes get `_created` samples.
+    pub(crate) created_timestamps: bool,
     #[cfg_attr(not(feature = "process"), allow(dead_code))]
     pub(crate) process: bool,
     /// The tokio runtime whose metrics the pipeline reports, if any.
@@ -66,6 +68,7 @@ impl Default for Config {
             limits: Limits::default(),
             upkeep: DEFAULT_UPKEEP,
             standalone: false,
+            created_timestamps: false,
             process: false,
             #[cfg(feature = "runtime")]
             runtime: None,
@@ -105,9 +108,10 @@ pub(crate) fn native(settings: NativeHistograms) -> Result<NativeHistograms, Err
     }
 }
 
-/// A global label key, checked: valid, not reserved, not `le` or `quantile`.
+/// A global label key, checked: a legacy label name (so every scraper reads it), not
+/// reserved, not `le` or `quantile`.
 pub(crate) fn label_key(key: &str) -> Result<(), Error> {
-    if rules::is_label_key(key, Kind::Histogram) && key != "quantile" {
+    if is_legacy_label(key) && !key.starts_with("__") && key != "le" && key != "quantile" {
         Ok(())
     } else {
         Err(Error::InvalidLabelKey {

@@ -1,118 +1,170 @@
-//! What a call resolves to: a series of the store, or a handle that counts each use.
+//! What a call resolves to: a series of the store, the family's overflow series (each use
+//! also counted as folded), or nothing (each use counted as dropped).
+//!
+//! [`Target`] is a collector call's, for the length of the call. [`Bound`] is what the
+//! `metrics` handles of the macros and the timers hold: it pins its series, so a kept handle
+//! never writes into a series reclaimed meanwhile (idle expiry only hides a pinned one).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use metrics::{Counter, Gauge, Histogram, HistogramFn};
+use metrics::{CounterFn, GaugeFn, HistogramFn};
 
-use crate::store::family::Series;
-use crate::store::value::{CounterValue, GaugeValue, HistogramValue};
+use crate::store::family::{Family, Series};
+use crate::store::self_metrics::DropReason;
+use crate::store::Shared;
 
-/// What a call resolved to: a series of the store, or a handle that counts each use
-/// (folded into an overflow series, or dropped).
-#[derive(Clone)]
-pub(crate) enum Handle {
-    Counter(Arc<Series<CounterValue>>),
-    Gauge(Arc<Series<GaugeValue>>),
-    Histogram(Arc<Series<HistogramValue>>),
-    /// Folded or dropped: the `metrics` handle does the counting.
-    Counted(Counted),
+/// A collector call's series, or why it has none.
+pub(crate) enum Target<'a> {
+    Series(Series<'a>),
+    /// Past a limit: each use is counted as folded.
+    Overflow(Series<'a>),
+    Dropped(&'a Shared, DropReason),
 }
 
-/// A handle that counts each use; see [`Handle::Counted`].
-#[derive(Clone)]
-pub(crate) enum Counted {
-    Counter(Counter),
-    Gauge(Gauge),
-    Histogram(Histogram),
-}
-
-impl Handle {
-    /// Whether a thread cache may keep using it: not a series idle expiry removed.
+impl Target<'_> {
+    /// The series to write, counting a use of the overflow series or a drop of `n`.
     #[inline]
-    pub(crate) fn is_live(&self) -> bool {
+    fn series(&self, n: u64) -> Option<&Series<'_>> {
         match self {
-            Handle::Counter(s) => s.live.load(Ordering::Relaxed),
-            Handle::Gauge(s) => s.live.load(Ordering::Relaxed),
-            Handle::Histogram(s) => s.live.load(Ordering::Relaxed),
-            Handle::Counted(_) => true,
+            Target::Series(series) => Some(series),
+            Target::Overflow(series) => {
+                series.family.count_folded(n);
+                Some(series)
+            }
+            Target::Dropped(shared, reason) => {
+                shared.count_dropped(*reason, n);
+                None
+            }
         }
     }
 
     #[inline]
     pub(crate) fn increment(&self, n: u64) {
-        match self {
-            Handle::Counter(s) => s.add(n),
-            Handle::Counted(Counted::Counter(c)) => c.increment(n),
-            _ => {}
+        if let Some(s) = self.series(1) {
+            s.add(n);
         }
     }
 
     #[inline]
     pub(crate) fn set(&self, value: f64) {
-        match self {
-            Handle::Gauge(s) => s.set(value),
-            Handle::Counted(Counted::Gauge(g)) => g.set(value),
-            _ => {}
+        if let Some(s) = self.series(1) {
+            s.set(value);
         }
     }
 
     #[inline]
     pub(crate) fn add(&self, delta: f64) {
-        match self {
-            Handle::Gauge(s) => s.add(delta),
-            Handle::Counted(Counted::Gauge(g)) => g.increment(delta),
-            _ => {}
+        if let Some(s) = self.series(1) {
+            s.add_f64(delta);
         }
     }
 
     #[inline]
     pub(crate) fn record(&self, value: f64) {
-        match self {
-            Handle::Histogram(s) => s.record(value),
-            Handle::Counted(Counted::Histogram(h)) => h.record(value),
-            _ => {}
+        // A non-finite value is dropped (and counted) by the series, never folded.
+        let n = u64::from(value.is_finite() || !matches!(self, Target::Overflow(_)));
+        if let Some(s) = self.series(n) {
+            s.observe(value, 1);
         }
     }
 
-    /// Adds `n`, with an exemplar when the handle is a series (a folded or dropped call has
-    /// no series to keep it in).
+    /// Adds `n`, with an exemplar when the call has a series of its own.
     pub(crate) fn increment_with_exemplar(&self, n: u64, exemplar: &[&str]) {
         match self {
-            Handle::Counter(s) => s.add_with_exemplar(n, exemplar),
+            Target::Series(s) => s.add_with_exemplar(n, exemplar),
             other => other.increment(n),
         }
     }
 
-    /// Observes `value`, with an exemplar when the handle is a series.
+    /// Observes `value`, with an exemplar when the call has a series of its own.
     pub(crate) fn record_with_exemplar(&self, value: f64, exemplar: &[&str]) {
         match self {
-            Handle::Histogram(s) if value.is_finite() => s.observe_with_exemplar(value, exemplar),
+            Target::Series(s) => s.observe_with_exemplar(value, exemplar),
             other => other.record(value),
         }
     }
+}
 
-    pub(crate) fn into_counter(self) -> Counter {
-        match self {
-            Handle::Counter(s) => Counter::from_arc(s),
-            Handle::Counted(Counted::Counter(c)) => c,
-            _ => Counter::noop(),
+/// See the module documentation.
+pub(crate) enum Bound {
+    Series {
+        /// The recorder it belongs to.
+        recorder: u64,
+        family: Arc<Family>,
+        index: u32,
+    },
+    Overflow {
+        family: Arc<Family>,
+        index: u32,
+    },
+    Dropped {
+        shared: Arc<Shared>,
+        reason: DropReason,
+    },
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if let Bound::Series { family, index, .. } = self {
+            family.pin(*index, -1);
         }
     }
+}
 
-    pub(crate) fn into_gauge(self) -> Gauge {
+impl Bound {
+    /// Runs `f` on the series, counting a fold or a drop of `n` uses.
+    #[inline]
+    fn with(&self, n: u64, f: impl FnOnce(&Series<'_>)) {
         match self {
-            Handle::Gauge(s) => Gauge::from_arc(s),
-            Handle::Counted(Counted::Gauge(g)) => g,
-            _ => Gauge::noop(),
+            Bound::Series { family, index, .. } => {
+                if let Some(series) = family.pinned(*index) {
+                    f(&series);
+                }
+            }
+            Bound::Overflow { family, index } => {
+                if let Some(series) = family.pinned(*index) {
+                    family.count_folded(n);
+                    f(&series);
+                }
+            }
+            Bound::Dropped { shared, reason } => shared.count_dropped(*reason, n),
         }
     }
+}
 
-    pub(crate) fn into_histogram(self) -> Histogram {
-        match self {
-            Handle::Histogram(s) => Histogram::from_arc(s),
-            Handle::Counted(Counted::Histogram(h)) => h,
-            _ => Histogram::noop(),
-        }
+impl CounterFn for Bound {
+    fn increment(&self, value: u64) {
+        self.with(1, |s| s.add(value));
+    }
+    fn absolute(&self, value: u64) {
+        self.with(1, |s| s.absolute(value));
+    }
+}
+
+impl GaugeFn for Bound {
+    fn increment(&self, value: f64) {
+        self.with(1, |s| s.add_f64(value));
+    }
+    fn decrement(&self, value: f64) {
+        self.with(1, |s| s.add_f64(-value));
+    }
+    fn set(&self, value: f64) {
+        self.with(1, |s| s.set(value));
+    }
+}
+
+impl HistogramFn for Bound {
+    fn record(&self, value: f64) {
+        self.record_many(value, 1);
+    }
+    fn record_many(&self, value: f64, count: usize) {
+        let n = count as u64;
+        // A non-finite value is dropped (and counted) by the series, never folded.
+        let uses = if value.is_finite() || !matches!(self, Bound::Overflow { .. }) {
+            n
+        } else {
+            0
+        };
+        self.with(uses, |s| s.observe(value, n));
     }
 }

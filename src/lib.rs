@@ -3,15 +3,14 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod cache;
 mod collector;
 mod config;
 pub mod decorators;
 mod encode;
 mod error;
 mod handle;
-mod key;
 mod local;
-mod lookup;
 mod matcher;
 mod pipeline;
 mod recorder;

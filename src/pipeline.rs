@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::encode::openmetrics::OpenMetrics;
 use crate::encode::protobuf::Protobuf;
-use crate::encode::{self, text::Text, CounterFamily, Format};
+use crate::encode::{self, text::Text, CounterFamily, Format, Negotiated, Options, Tally};
 use crate::recorder::PorterRecorder;
 use crate::store::{Limits, Settings};
 use crate::Error;
@@ -36,6 +36,8 @@ pub(crate) struct Pipeline {
     /// The size of the last exposition of each format: the next one's buffer starts that
     /// large.
     last_size: [AtomicU64; 3],
+    /// Families left out of scrapes by escaping collisions.
+    tally: Tally,
     #[cfg(feature = "process")]
     process: OnceLock<metrics_process::Collector>,
 }
@@ -49,6 +51,7 @@ impl Pipeline {
             upkeep: OnceLock::new(),
             exporting: AtomicBool::new(false),
             last_size: Default::default(),
+            tally: Tally::default(),
             #[cfg(feature = "process")]
             process: OnceLock::new(),
         })
@@ -104,27 +107,40 @@ impl Pipeline {
         Ok(claim)
     }
 
-    /// The exposition of everything recorded so far in `format`, with `extra` families.
-    pub(crate) fn render(&self, format: Format, extra: &[CounterFamily]) -> Vec<u8> {
+    /// The exposition of everything recorded so far, as negotiated, with `extra` families.
+    pub(crate) fn render(&self, negotiated: Negotiated, extra: &[CounterFamily]) -> Vec<u8> {
         let store = self.recorder.store();
-        match format {
-            Format::Text => self.render_text(extra).into_bytes(),
-            Format::OpenMetrics => self
-                .sized(format, |out: &mut String| {
-                    encode::walk(store, extra, &mut OpenMetrics::new(out));
+        let options = Options {
+            escaping: negotiated.escaping,
+            created: self.config.get().is_some_and(|c| c.created_timestamps),
+        };
+        let tally = &self.tally;
+        match negotiated.format {
+            Format::Text => self
+                .sized(Format::Text, |out: &mut String| {
+                    encode::walk(store, extra, options, tally, &mut Text::new(out));
                 })
                 .into_bytes(),
-            Format::Protobuf => self.sized(format, |out: &mut Vec<u8>| {
-                encode::walk(store, extra, &mut Protobuf::new(out));
+            Format::OpenMetrics => self
+                .sized(Format::OpenMetrics, |out: &mut String| {
+                    encode::walk(
+                        store,
+                        extra,
+                        options,
+                        tally,
+                        &mut OpenMetrics::new(out, options.created),
+                    );
+                })
+                .into_bytes(),
+            Format::Protobuf => self.sized(Format::Protobuf, |out: &mut Vec<u8>| {
+                encode::walk(store, extra, options, tally, &mut Protobuf::new(out));
             }),
         }
     }
 
-    /// The text exposition (format 0.0.4), with `extra` families.
+    /// The text exposition, with legacy names, and `extra` families.
     pub(crate) fn render_text(&self, extra: &[CounterFamily]) -> String {
-        self.sized(Format::Text, |out: &mut String| {
-            encode::walk(self.recorder.store(), extra, &mut Text::new(out));
-        })
+        String::from_utf8(self.render(Negotiated::default(), extra)).unwrap_or_default()
     }
 
     /// Runs `render` into a buffer as large as the format's last exposition (and a little

@@ -1,11 +1,13 @@
 //! The handle caches never lose an update or send one to a series that is not rendered:
-//! after idle expiry, past a cardinality limit, and when threads race on a new series.
+//! after idle expiry (a series hidden, then reclaimed), past a cardinality limit, and when
+//! threads race on a new series.
 
 mod common;
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use porter_metrics::self_metrics::HIDDEN_SERIES;
 use porter_metrics::testing::{Capture, Exposition};
 use porter_metrics::{Builder, Collector, Limits};
 
@@ -26,7 +28,7 @@ fn wait_until_expired(capture: &Capture, name: &str) {
 }
 
 #[test]
-fn a_series_written_again_after_idle_expiry_is_rendered() {
+fn a_series_written_again_after_idle_expiry_comes_back_with_its_value() {
     let capture = idle_capture();
     let c = capture.collector();
     c.increment_counter("idle_total", &["k", "v"]);
@@ -37,25 +39,55 @@ fn a_series_written_again_after_idle_expiry_is_rendered() {
 
     wait_until_expired(&capture, "idle_total");
     wait_until_expired(&capture, "idle_seconds");
+    let hidden = capture.exposition().unwrap().value(HIDDEN_SERIES, &[]);
+    assert!(hidden >= Some(2.0), "hidden: {hidden:?}");
 
-    // The collector's cache still holds the old handles: they must not be used.
+    // Hidden in place: the next write shows each series again, with what it held.
     c.increment_counter("idle_total", &["k", "v"]);
     c.record_histogram("idle_seconds", 0.2, &[]);
     c.record_gauge("idle_gauge", 6.0, &[]);
     let s = capture.exposition().unwrap();
-    assert_eq!(s.value("idle_total", &["k", "v"]), Some(1.0));
-    assert_eq!(s.histogram("idle_seconds", &[]).map(|h| h.count), Some(1));
+    assert_eq!(s.value("idle_total", &["k", "v"]), Some(2.0));
+    let h = s.histogram("idle_seconds", &[]).expect("shown again");
+    assert_eq!(h.count, 2);
+    assert!((h.sum - 0.3).abs() < 1e-9);
     assert_eq!(s.value("idle_gauge", &[]), Some(6.0));
 }
 
 #[test]
-fn macros_after_idle_expiry_are_rendered() {
+fn a_series_idle_for_two_timeouts_is_reclaimed_and_starts_afresh() {
+    let capture = Capture::with_recorder(
+        Builder::new()
+            .idle_timeout(Duration::from_millis(200))
+            .upkeep_interval(Duration::from_millis(10))
+            .build_local(),
+    );
+    let c = capture.collector();
+    c.add_to_counter("gone_total", 3, &["k", "v"]);
+    wait_until_expired(&capture, "gone_total");
+    // Hidden, then reclaimed: nothing holds it (the collector's cache owns nothing).
+    let reclaimed = common::wait_for(Duration::from_secs(20), || {
+        let s = Exposition::parse(&capture.render()).ok()?;
+        (s.value(HIDDEN_SERIES, &[]) == Some(0.0)).then_some(())
+    });
+    assert!(reclaimed.is_some(), "the hidden series was not reclaimed");
+    c.increment_counter("gone_total", &["k", "v"]);
+    let s = capture.exposition().unwrap();
+    assert_eq!(
+        s.value("gone_total", &["k", "v"]),
+        Some(1.0),
+        "a new series, from zero"
+    );
+}
+
+#[test]
+fn macros_after_idle_expiry_keep_their_series() {
     let capture = idle_capture();
     capture.run(|| metrics::counter!("idle_macro_total").increment(1));
     wait_until_expired(&capture, "idle_macro_total");
     capture.run(|| metrics::counter!("idle_macro_total").increment(2));
     let s = capture.exposition().unwrap();
-    assert_eq!(s.value("idle_macro_total", &[]), Some(2.0));
+    assert_eq!(s.value("idle_macro_total", &[]), Some(3.0));
 }
 
 #[test]

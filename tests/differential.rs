@@ -9,7 +9,8 @@
 //! Names with our self-metrics' prefix are dropped by design, and label keys that collide
 //! after sanitizing keep every value in ours (the exporter keeps the last one only), as do
 //! raw names that sanitize alike (the exporter lets one overwrite the other), so the calls
-//! avoid all three. Label values carry no backslash: the exporter's escaping of `\` is not injective, so
+//! avoid all three. A counter's series end in `_total` in ours whatever it was recorded
+//! as (one name in every format): the exporter's counter `x` is our `x_total`. Label values carry no backslash: the exporter's escaping of `\` is not injective, so
 //! its output for them is not a reference. Histogram observations are finite (the
 //! exporter puts a NaN into `_sum` for good; we drop and count it).
 
@@ -85,17 +86,22 @@ fn distinct_keys(labels: Vec<(String, String)>) -> Vec<(String, String)> {
     out
 }
 
-/// Keeps the calls of one raw name per sanitized name: the exporter keys series by raw
-/// name but prints them by sanitized name, so look-alikes overwrite each other there,
-/// while ours merges them into one metric.
+/// Keeps the calls of one raw name per sanitized name (and `_total` or not): the exporter
+/// keys series by raw name but prints them by sanitized name, so look-alikes overwrite
+/// each other there, while ours keeps them apart (and leaves one out of a scrape with
+/// legacy names); a counter is one metric with or without `_total` in ours, two in the
+/// exporter.
 fn one_raw_name_each(calls: Vec<Call>) -> Vec<Call> {
     let mut raw: HashMap<String, String> = HashMap::new();
     calls
         .into_iter()
         .filter(|c| {
-            let known = raw
-                .entry(sanitize_metric_name(&c.name))
-                .or_insert_with(|| c.name.clone());
+            let sanitized = sanitize_metric_name(&c.name);
+            let base = sanitized
+                .strip_suffix("_total")
+                .unwrap_or(&sanitized)
+                .to_owned();
+            let known = raw.entry(base).or_insert_with(|| c.name.clone());
             *known == c.name
         })
         .collect()
@@ -169,8 +175,14 @@ fn valid_reference_samples(text: &str) -> Vec<(Id, f64)> {
         let Ok(parsed) = Exposition::parse(block) else {
             continue;
         };
+        // Ours writes a counter's series with `_total` whatever it was recorded as.
+        let counter = parsed.families().iter().any(|f| f.kind == "counter");
         for sample in parsed.samples() {
-            out.push((id(&sample.name, &sample.labels), sample.value));
+            let name = match (counter, sample.name.ends_with("_total")) {
+                (true, false) => format!("{}_total", sample.name),
+                _ => sample.name.clone(),
+            };
+            out.push((id(&name, &sample.labels), sample.value));
         }
     }
     // An empty label is an absent one to Prometheus: two samples that differ only by one

@@ -7,14 +7,15 @@
 //! Either way a call goes straight to the pipeline's layer, which finds the handle in this
 //! thread's cache or its shared index: a warm call costs a hash and an atomic update.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use metrics::Histogram;
+use metrics::{Histogram, Key, Label};
 
-use crate::handle::Handle;
+use crate::handle::Target;
 use crate::pipeline::{self, Pipeline};
 use crate::store::kind::Kind;
-use crate::{key, Collector, Timer};
+use crate::{Collector, Timer};
 
 /// A [`Collector`] exported by the [`MetricsServer`](crate::MetricsServer).
 ///
@@ -31,11 +32,11 @@ use crate::{key, Collector, Timer};
 /// ```
 #[derive(Clone)]
 pub struct PrometheusCollector {
-    target: Target,
+    target: Destination,
 }
 
 #[derive(Clone)]
-enum Target {
+enum Destination {
     Pipeline(Arc<Pipeline>),
     /// Another crate's global recorder was installed first: record through it.
     Foreign,
@@ -44,8 +45,8 @@ enum Target {
 impl std::fmt::Debug for PrometheusCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let target = match &self.target {
-            Target::Pipeline(p) => format!("pipeline {}", p.recorder().id()),
-            Target::Foreign => "a foreign global recorder".to_owned(),
+            Destination::Pipeline(p) => format!("pipeline {}", p.recorder().id()),
+            Destination::Foreign => "a foreign global recorder".to_owned(),
         };
         f.debug_struct("PrometheusCollector")
             .field("target", &target)
@@ -71,15 +72,15 @@ impl PrometheusCollector {
     /// ```
     pub fn new() -> Self {
         let target = match pipeline::global() {
-            Ok(global) => Target::Pipeline(global.clone()),
+            Ok(global) => Destination::Pipeline(global.clone()),
             Err(_) => {
-                static WARNED: std::sync::Once = std::sync::Once::new();
-                WARNED.call_once(|| {
+                static WARNED: AtomicBool = AtomicBool::new(false);
+                if !WARNED.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         "porter-metrics: another global metrics recorder is installed; PrometheusCollector records through it"
                     );
-                });
-                Target::Foreign
+                }
+                Destination::Foreign
             }
         };
         Self { target }
@@ -87,85 +88,119 @@ impl PrometheusCollector {
 
     pub(crate) fn for_pipeline(pipeline: Arc<Pipeline>) -> Self {
         Self {
-            target: Target::Pipeline(pipeline),
+            target: Destination::Pipeline(pipeline),
         }
     }
 
+    /// Runs `op` on the series of a call, in the pipeline; through the foreign recorder,
+    /// calls `foreign` with the call's `metrics` key instead.
     #[inline]
-    fn with_handle<T>(
+    fn record(
         &self,
         kind: Kind,
         name: &str,
         labels: &[&str],
-        f: impl Fn(&Handle) -> T,
-    ) -> T {
+        op: impl FnOnce(Target<'_>),
+        foreign: impl FnOnce(&dyn metrics::Recorder, &Key),
+    ) {
         match &self.target {
-            Target::Pipeline(pipeline) => pipeline.recorder().with_pairs(kind, name, labels, f),
-            Target::Foreign => foreign(kind, name, labels, f),
+            Destination::Pipeline(pipeline) => {
+                pipeline.recorder().with_pairs(kind, name, labels, op)
+            }
+            Destination::Foreign => through_foreign(name, labels, foreign),
         }
-    }
-
-    fn histogram(&self, name: &str) -> Histogram {
-        self.with_handle(Kind::Histogram, name, &[], |handle| {
-            handle.clone().into_histogram()
-        })
     }
 }
 
+static METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new("porter_metrics::collector", metrics::Level::INFO, None);
+
 /// Registers afresh with whatever recorder `metrics` has in scope (not ours).
 #[cold]
-fn foreign<T>(kind: Kind, name: &str, labels: &[&str], f: impl Fn(&Handle) -> T) -> T {
-    use crate::handle::Counted;
-    let (key, dangling) = key::from_pairs(name, labels);
-    if dangling {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
+fn through_foreign(name: &str, labels: &[&str], f: impl FnOnce(&dyn metrics::Recorder, &Key)) {
+    if labels.len() % 2 == 1 {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
             tracing::warn!(metric = name, "porter-metrics: odd number of label strings; the last key has no value and was dropped");
-        });
+        }
     }
-    static METADATA: metrics::Metadata<'static> =
-        metrics::Metadata::new("porter_metrics::collector", metrics::Level::INFO, None);
-    metrics::with_recorder(|recorder| {
-        let handle = Handle::Counted(match kind {
-            Kind::Counter => Counted::Counter(recorder.register_counter(&key, &METADATA)),
-            Kind::Gauge => Counted::Gauge(recorder.register_gauge(&key, &METADATA)),
-            Kind::Histogram => Counted::Histogram(recorder.register_histogram(&key, &METADATA)),
-        });
-        f(&handle)
-    })
+    let labels: Vec<Label> = labels
+        .chunks_exact(2)
+        .map(|pair| Label::new(pair[0].to_owned(), pair[1].to_owned()))
+        .collect();
+    let key = Key::from_parts(name.to_owned(), labels);
+    metrics::with_recorder(|recorder| f(recorder, &key));
 }
 
 impl Collector for PrometheusCollector {
     fn increment_counter(&self, name: &str, labels: &[&str]) {
-        self.with_handle(Kind::Counter, name, labels, |handle| handle.increment(1));
+        self.add_to_counter(name, 1, labels);
     }
 
     fn record_histogram(&self, name: &str, value: f64, labels: &[&str]) {
-        self.with_handle(Kind::Histogram, name, labels, |handle| handle.record(value));
+        self.record(
+            Kind::Histogram,
+            name,
+            labels,
+            |t| t.record(value),
+            |r, key| r.register_histogram(key, &METADATA).record(value),
+        );
     }
 
     fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
-        self.with_handle(Kind::Gauge, name, labels, |handle| handle.set(value));
+        self.record(
+            Kind::Gauge,
+            name,
+            labels,
+            |t| t.set(value),
+            |r, key| r.register_gauge(key, &METADATA).set(value),
+        );
     }
 
     /// Starts a timer recording into the histogram `name` (a long timer loses nothing to
-    /// idle expiry: its series comes back when it records).
+    /// idle expiry: its series stays for it).
     fn start_timer(&self, name: &str) -> Timer {
-        Timer::recording_into(self.histogram(name))
+        let histogram = match &self.target {
+            Destination::Pipeline(pipeline) => Histogram::from_arc(pipeline.recorder().timer(name)),
+            Destination::Foreign => {
+                let mut histogram = Histogram::noop();
+                through_foreign(name, &[], |r, key| {
+                    histogram = r.register_histogram(key, &METADATA)
+                });
+                histogram
+            }
+        };
+        Timer::recording_into(histogram)
     }
 
     fn add_to_counter(&self, name: &str, n: u64, labels: &[&str]) {
-        self.with_handle(Kind::Counter, name, labels, |handle| handle.increment(n));
+        self.record(
+            Kind::Counter,
+            name,
+            labels,
+            |t| t.increment(n),
+            |r, key| r.register_counter(key, &METADATA).increment(n),
+        );
     }
 
     fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
-        self.with_handle(Kind::Gauge, name, labels, |handle| handle.add(delta));
+        self.record(
+            Kind::Gauge,
+            name,
+            labels,
+            |t| t.add(delta),
+            |r, key| r.register_gauge(key, &METADATA).increment(delta),
+        );
     }
 
     fn increment_counter_with_exemplar(&self, name: &str, labels: &[&str], exemplar: &[&str]) {
-        self.with_handle(Kind::Counter, name, labels, |handle| {
-            handle.increment_with_exemplar(1, exemplar)
-        });
+        self.record(
+            Kind::Counter,
+            name,
+            labels,
+            |t| t.increment_with_exemplar(1, exemplar),
+            |r, key| r.register_counter(key, &METADATA).increment(1),
+        );
     }
 
     fn record_histogram_with_exemplar(
@@ -175,8 +210,12 @@ impl Collector for PrometheusCollector {
         labels: &[&str],
         exemplar: &[&str],
     ) {
-        self.with_handle(Kind::Histogram, name, labels, |handle| {
-            handle.record_with_exemplar(value, exemplar)
-        });
+        self.record(
+            Kind::Histogram,
+            name,
+            labels,
+            |t| t.record_with_exemplar(value, exemplar),
+            |r, key| r.register_histogram(key, &METADATA).record(value),
+        );
     }
 }

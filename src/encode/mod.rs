@@ -1,80 +1,131 @@
 //! Exposition: one walk of the store, written out by an [`Encoder`] per format.
 //!
 //! [`walk`] visits the self-metrics, then every family in name order, then every series of
-//! each family under that family's read lock, and hands each value to the encoder as it
-//! goes: no snapshot maps, and nothing allocated per series. A format is one `Encoder`:
-//! [`text::Text`] (the Prometheus text format 0.0.4), [`openmetrics::OpenMetrics`]
-//! (OpenMetrics 1.0 text) and [`protobuf::Protobuf`] (delimited
-//! `io.prometheus.client.MetricFamily` messages); [`format`] picks one for a scrape.
+//! each family as the store's lock-free walk hands it over, and gives each value to the
+//! encoder as it goes: no lock is held while anything is written, and nothing is allocated
+//! per series. A format is one `Encoder`: [`text::Text`] (the Prometheus text format),
+//! [`openmetrics::OpenMetrics`] (OpenMetrics 1.0) and [`protobuf::Protobuf`] (delimited
+//! `io.prometheus.client.MetricFamily` messages); [`format`] picks one for a scrape, and
+//! its escaping ([`escape`]) how names are written.
+//!
+//! Under an escaping that folds two recorded names into one (`a.b` and `a_b` under
+//! `underscores`), the family whose name needed no escaping keeps it (else the first by
+//! name), and the other is left out of that scrape and counted in
+//! `porter_metrics_escaping_collisions_total{escaping}`: a scrape is always valid. The same
+//! holds for two series written alike (keys `a-b` and `a_b`, or a key of a global label
+//! given as the series' own): the first keeps the place, the other is left out and
+//! counted.
 
+pub(crate) mod escape;
 pub(crate) mod format;
 pub(crate) mod openmetrics;
 pub(crate) mod protobuf;
 pub(crate) mod text;
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::store::family::Family;
+pub(crate) use escape::Escaping;
+pub(crate) use format::{Format, Negotiated};
+
+use crate::store::family::{Family, LabelsView, Scratch};
 use crate::store::kind::Kind;
+use crate::store::names::{is_legacy_label, suffixes};
 use crate::store::self_metrics::{
-    DROPPED_EXEMPLARS, DROPPED_LABELS, DROPPED_SAMPLES, METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
+    DROPPED_EXEMPLARS, DROPPED_LABELS, DROPPED_SAMPLES, ESCAPING_COLLISIONS, HIDDEN_SERIES,
+    METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
 };
-use crate::store::value::{Snapshot, Value};
-use crate::store::{labels, FamilyRef, Store};
+use crate::store::value::Snapshot;
+use crate::store::{Pairs, Store};
 
-/// An exposition format a scrape can ask for (see [`format::negotiate`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Format {
-    /// The Prometheus text format 0.0.4: the default.
-    Text,
-    /// OpenMetrics 1.0 text.
-    OpenMetrics,
-    /// Delimited protobuf `io.prometheus.client.MetricFamily` messages.
-    Protobuf,
+/// How one render writes: the escaping of names, and whether OpenMetrics writes
+/// `_created` lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Options {
+    pub(crate) escaping: Escaping,
+    pub(crate) created: bool,
 }
 
-impl Format {
-    /// The `Content-Type` of a response in this format.
-    pub(crate) fn content_type(self) -> &'static str {
-        match self {
-            Format::Text => text::CONTENT_TYPE,
-            Format::OpenMetrics => openmetrics::CONTENT_TYPE,
-            Format::Protobuf => protobuf::CONTENT_TYPE,
-        }
-    }
+/// A family's head: its name as written (before suffixes), kind and HELP text.
+pub(crate) struct FamilyHead<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) kind: Kind,
+    pub(crate) help: Option<&'a str>,
 }
 
-/// The labels of one series: its own (rendered, canonical) and the global ones it does
-/// not override.
+/// A series' own labels, as the walk hands them to an encoder.
+#[derive(Clone, Copy)]
+enum Own<'a> {
+    /// Read from the store; keys escaped as they are written.
+    Store(LabelsView<'a>, Escaping),
+    /// Keys that clashed once escaped, renamed (see [`renamed`]).
+    Renamed(&'a [(String, String)]),
+    Fixed(&'a [(&'a str, &'a str)]),
+}
+
+/// The labels of one series: its own, then the global ones it does not have. Keys are as
+/// written (escaped), values as recorded.
 #[derive(Clone, Copy)]
 pub(crate) struct Labels<'a> {
-    pub(crate) series: &'a str,
-    /// `(key, rendered key="value")`.
-    pub(crate) global: &'a [(String, String)],
+    own: Own<'a>,
+    global: &'a [(String, String)],
 }
 
 impl<'a> Labels<'a> {
-    /// The global labels to print beside the series' own (rendered `key="value"`).
-    pub(crate) fn global(&self) -> impl Iterator<Item = &'a str> + 'a {
-        let series = self.series;
-        self.global
-            .iter()
-            .filter(move |(key, _)| series.is_empty() || !labels::has_key(series, key))
-            .map(|(_, pair)| pair.as_str())
+    /// Labels given as they are written.
+    pub(crate) fn fixed(own: &'a [(&'a str, &'a str)], global: &'a [(String, String)]) -> Self {
+        Self {
+            own: Own::Fixed(own),
+            global,
+        }
     }
 
-    /// Every label, the series' own then the global ones, as `(key, value)` with the value
-    /// unescaped (for formats that do not print the text form).
-    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&'a str, std::borrow::Cow<'a, str>)> + 'a {
-        labels::parse(self.series).chain(self.global().flat_map(labels::parse))
+    fn own(self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> + Clone {
+        let (store, renamed, fixed) = match self.own {
+            Own::Store(view, escaping) => (Some((view, escaping)), &[][..], &[][..]),
+            Own::Renamed(renamed) => (None, renamed, &[][..]),
+            Own::Fixed(fixed) => (None, &[][..], fixed),
+        };
+        store
+            .into_iter()
+            .flat_map(|(view, e)| view.iter().map(move |(k, v)| (e.key(k), v)))
+            .chain(
+                renamed
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_str())),
+            )
+            .chain(fixed.iter().map(|(k, v)| (Cow::Borrowed(*k), *v)))
+    }
+
+    /// Every label, `(key, value)`.
+    pub(crate) fn iter(self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> + Clone {
+        let own = self.own();
+        let mine = own.clone();
+        let global = self
+            .global
+            .iter()
+            .filter(move |(key, _)| !mine.clone().any(|(k, _)| k == key.as_str()))
+            .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_str()));
+        own.chain(global)
     }
 }
 
-/// An exemplar: a label set (rendered, canonical, at most 128 characters of names and
-/// values), the value it was recorded with, and when (seconds since the Unix epoch).
-#[derive(Clone, Copy, Debug)]
+/// One series as the encoders see it.
+pub(crate) struct Sample<'a> {
+    /// The family's name as written (before suffixes).
+    pub(crate) name: &'a str,
+    pub(crate) labels: Labels<'a>,
+    /// When a counter or histogram series started, in ms since the Unix epoch.
+    pub(crate) start_ms: Option<u64>,
+}
+
+/// An exemplar: its labels (at most 128 characters of names and values), the value it was
+/// recorded with, and when (seconds since the Unix epoch).
+#[derive(Clone, Copy)]
 pub(crate) struct Exemplar<'a> {
-    pub(crate) labels: &'a str,
+    pub(crate) labels: &'a Pairs,
     pub(crate) value: f64,
     pub(crate) timestamp: f64,
 }
@@ -92,14 +143,14 @@ pub(crate) struct Native<'a> {
     pub(crate) negative: &'a [(i32, u64)],
 }
 
-/// One histogram series as the encoders see it: a consistent snapshot.
-#[derive(Clone, Copy, Debug)]
+/// One histogram series as the encoders see it: a snapshot of one moment.
+#[derive(Clone, Copy)]
 pub(crate) struct HistogramPoint<'a> {
     /// Classic bucket bounds, without `+Inf`.
     pub(crate) bounds: &'a [f64],
     /// Per classic bucket, not cumulative; the last is `+Inf`'s own.
     pub(crate) counts: &'a [u64],
-    /// Every observation: the classic counts' total (and the native buckets').
+    /// Every observation: the classic counts' total.
     pub(crate) count: u64,
     pub(crate) sum: f64,
     /// The most recent exemplar of each classic bucket (as long as `counts`), or empty.
@@ -108,7 +159,7 @@ pub(crate) struct HistogramPoint<'a> {
     pub(crate) native: Option<Native<'a>>,
 }
 
-/// The `le="..."` labels of a histogram family's buckets (`+Inf` last), rendered once per
+/// The `le="..."` values of a histogram family's buckets (`+Inf` last), rendered once per
 /// family, not once per line: text encoders keep one.
 #[derive(Default)]
 pub(crate) struct LeLabels {
@@ -117,16 +168,15 @@ pub(crate) struct LeLabels {
 }
 
 impl LeLabels {
-    /// The labels of `bounds`, each number written by `write`.
+    /// The values of `bounds`, each number written by `write`.
     pub(crate) fn of(&mut self, bounds: &[f64], write: fn(&mut String, f64)) -> &[String] {
         if self.of != bounds || self.les.is_empty() {
             self.of.clear();
             self.of.extend_from_slice(bounds);
             self.les.clear();
             for bound in bounds.iter().copied().chain([f64::INFINITY]) {
-                let mut le = String::from("le=\"");
+                let mut le = String::new();
                 write(&mut le, bound);
-                le.push('"');
                 self.les.push(le);
             }
         }
@@ -137,16 +187,10 @@ impl LeLabels {
 /// Writes one format; [`walk`] calls it in exposition order.
 pub(crate) trait Encoder {
     /// A new family; its series follow.
-    fn family(&mut self, name: &str, kind: Kind, help: Option<&str>);
-    fn counter(
-        &mut self,
-        name: &str,
-        labels: Labels<'_>,
-        value: u64,
-        exemplar: Option<Exemplar<'_>>,
-    );
-    fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64);
-    fn histogram(&mut self, name: &str, labels: Labels<'_>, point: &HistogramPoint<'_>);
+    fn family(&mut self, head: &FamilyHead<'_>);
+    fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar<'_>>);
+    fn gauge(&mut self, sample: &Sample<'_>, value: f64);
+    fn histogram(&mut self, sample: &Sample<'_>, point: &HistogramPoint<'_>);
     /// After the last family.
     fn finish(&mut self) {}
     /// Whether the format carries exemplars (the walk reads them only then).
@@ -164,12 +208,24 @@ pub(crate) trait Encoder {
 pub(crate) struct CounterFamily {
     pub(crate) name: &'static str,
     pub(crate) help: &'static str,
-    /// `(rendered label set, value)`.
-    pub(crate) samples: Vec<(&'static str, u64)>,
+    pub(crate) samples: Vec<(&'static [(&'static str, &'static str)], u64)>,
 }
 
+/// Families left out of scrapes because their escaped name was taken, by escaping.
+#[derive(Default)]
+pub(crate) struct Tally {
+    left_out: [AtomicU64; 4],
+}
+
+const SCHEMES: [Escaping; 4] = [
+    Escaping::AllowUtf8,
+    Escaping::Underscores,
+    Escaping::Dots,
+    Escaping::Values,
+];
+
 /// HELP texts of the self-metrics.
-const SELF_HELP: [(&str, &str); 6] = [
+const SELF_HELP: [(&str, &str); 8] = [
     (
         DROPPED_EXEMPLARS,
         "Exemplars porter-metrics dropped (their samples kept), by reason.",
@@ -180,89 +236,215 @@ const SELF_HELP: [(&str, &str); 6] = [
     ),
     (
         DROPPED_LABELS,
-        "Labels porter-metrics removed from a call, by reason.",
+        "Labels porter-metrics removed from a call or cut, by reason.",
     ),
     (
         OVERFLOW_SAMPLES,
         "Calls folded into a metric's otel_metric_overflow series, by metric.",
     ),
-    (SERIES, "Series currently tracked by porter-metrics."),
+    (
+        ESCAPING_COLLISIONS,
+        "Families and series left out of a scrape because another was written alike, by escaping.",
+    ),
+    (SERIES, "Series currently exported by porter-metrics."),
+    (
+        HIDDEN_SERIES,
+        "Series idle expiry hid and has not reclaimed yet.",
+    ),
     (
         METRIC_NAMES,
         "Metric names currently tracked by porter-metrics.",
     ),
 ];
 
+/// Each family's name as written under `escaping`, or `None` when another family took it
+/// (see the module documentation); and how many were left out.
+fn written_names(families: &[Arc<Family>], escaping: Escaping) -> (Vec<Option<Cow<'_, str>>>, u64) {
+    let mut names: Vec<Option<Cow<'_, str>>> = families
+        .iter()
+        .map(|f| Some(escaping.name(&f.base)))
+        .collect();
+    if escaping == Escaping::AllowUtf8 {
+        return (names, 0); // the store keeps recorded names apart
+    }
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut left_out = 0;
+    // Names that needed no escaping first: they keep them.
+    for escaped in [false, true] {
+        for (family, name) in families.iter().zip(names.iter_mut()) {
+            let Some(written) = name else { continue };
+            if matches!(written, Cow::Owned(_)) != escaped {
+                continue;
+            }
+            let claims: Vec<String> = std::iter::once(written.to_string())
+                .chain(
+                    suffixes(family.kind)
+                        .iter()
+                        .map(|s| format!("{written}{s}")),
+                )
+                .collect();
+            if claims.iter().any(|c| taken.contains(c)) {
+                *name = None;
+                left_out += 1;
+            } else {
+                taken.extend(claims);
+            }
+        }
+    }
+    (names, left_out)
+}
+
+/// Whether the escaped keys of `view` clash; if so, fills `out` with them renamed (the
+/// keys that needed no escaping keep their names, the others take `_1`, `_2`, ...).
+fn renamed(view: LabelsView<'_>, escaping: Escaping, out: &mut Vec<(String, String)>) -> bool {
+    if escaping == Escaping::AllowUtf8 || view.iter().all(|(k, _)| is_legacy_label(k)) {
+        return false;
+    }
+    let keys: Vec<Cow<'_, str>> = view.iter().map(|(k, _)| escaping.key(k)).collect();
+    let unique: HashSet<&str> = keys.iter().map(|k| &**k).collect();
+    if unique.len() == keys.len() {
+        return false;
+    }
+    out.clear();
+    let mut taken: HashSet<String> = view
+        .iter()
+        .filter(|(k, _)| is_legacy_label(k))
+        .map(|(k, _)| k.to_owned())
+        .collect();
+    for ((raw, value), key) in view.iter().zip(&keys) {
+        let mut name = key.to_string();
+        if !is_legacy_label(raw) {
+            let mut n = 0;
+            while taken.contains(&name) {
+                n += 1;
+                name = format!("{key}_{n}");
+                // `_` + `_1` would start with the reserved `__`.
+                if name.starts_with("__") {
+                    name.insert_str(0, "exported_");
+                }
+            }
+            taken.insert(name.clone());
+        }
+        out.push((name, value.to_owned()));
+    }
+    true
+}
+
 /// Walks `store`, with `extra` families, into `encoder` (see the module documentation).
-pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl Encoder) {
-    let global: Vec<(String, String)> = store
-        .settings()
-        .map(|s| {
-            s.global
-                .iter()
-                .map(|(key, value)| {
-                    let mut pair = String::new();
-                    labels::pair(&mut pair, key, value);
-                    (key.clone(), pair)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let global = global.as_slice();
+pub(crate) fn walk(
+    store: &Store,
+    extra: &[CounterFamily],
+    options: Options,
+    tally: &Tally,
+    encoder: &mut impl Encoder,
+) {
+    let global = store.settings().map_or(&[][..], |s| &s.global[..]);
     let families = store.families();
-    self_metrics(store, &families, global, encoder);
+    let (names, left_out) = written_names(&families, options.escaping);
+    let scheme = SCHEMES
+        .iter()
+        .position(|s| *s == options.escaping)
+        .unwrap_or(0);
+    tally.left_out[scheme].fetch_add(left_out, Ordering::Relaxed);
+    self_metrics(store, &families, &names, global, tally, encoder);
     for family in extra {
-        encoder.family(family.name, Kind::Counter, Some(family.help));
-        for (series, value) in &family.samples {
-            encoder.counter(family.name, Labels { series, global }, *value, None);
+        let head = FamilyHead {
+            name: family.name.trim_end_matches("_total"),
+            kind: Kind::Counter,
+            help: Some(family.help),
+        };
+        encoder.family(&head);
+        for (labels, value) in &family.samples {
+            let sample = Sample {
+                name: head.name,
+                labels: Labels::fixed(labels, global),
+                start_ms: None,
+            };
+            encoder.counter(&sample, *value, None);
         }
     }
     let (exemplars, native) = (encoder.wants_exemplars(), encoder.wants_native());
+    let mut scratch = Scratch::default();
     let mut snapshot = Snapshot::default();
-    // Exemplar label sets, copied out of their slots: one buffer per bucket, reused.
-    let mut texts: Vec<String> = Vec::new();
+    let mut renames = Vec::new();
+    // Exemplar labels, copied out of their slots: one buffer per bucket, reused.
+    let mut texts: Vec<Pairs> = Vec::new();
     let mut found: Vec<Option<(f64, f64)>> = Vec::new();
-    let mut counter_text = String::new();
-    for family in &families {
-        match family {
-            FamilyRef::Counter(f) => series_of(f, Kind::Counter, encoder, |e, name, s| {
-                let labels = Labels {
-                    series: &s.labels,
-                    global,
-                };
-                let exemplar = exemplars
-                    .then(|| s.value.1.read(0, &mut counter_text))
-                    .flatten()
-                    .map(|(value, timestamp)| Exemplar {
-                        labels: &counter_text,
-                        value,
-                        timestamp,
-                    });
-                e.counter(name, labels, s.get(), exemplar);
-            }),
-            FamilyRef::Gauge(f) => series_of(f, Kind::Gauge, encoder, |e, name, s| {
-                e.gauge(
-                    name,
-                    Labels {
-                        series: &s.labels,
-                        global,
-                    },
-                    s.get(),
-                );
-            }),
-            FamilyRef::Histogram(f) => {
-                let Some(layout) = f.layout.get() else {
-                    continue; // not bound yet: nothing is exported before a server starts
-                };
-                series_of(f, Kind::Histogram, encoder, |e, name, s| {
-                    if !s.snapshot(&mut snapshot, native)
+    for (family, name) in families.iter().zip(&names) {
+        let Some(name) = name else { continue };
+        let layout = family.layout.get();
+        if family.kind == Kind::Histogram && layout.is_none() {
+            continue; // not bound yet: nothing is exported before a server starts
+        }
+        let help = family.help();
+        let head = FamilyHead {
+            name,
+            kind: family.kind,
+            help: help.as_deref(),
+        };
+        let mut started = false;
+        // Series that could be written alike: their label sets, as written, are checked.
+        let escaping = options.escaping;
+        let alike = family.any_key(|k| {
+            (escaping != Escaping::AllowUtf8 && !is_legacy_label(k))
+                || global.iter().any(|(g, _)| g == k)
+        });
+        let mut written: HashSet<Vec<(String, String)>> = HashSet::new();
+        family.for_each(&mut scratch, |series, view| {
+            let own = match renamed(view, escaping, &mut renames) {
+                true => Own::Renamed(&renames),
+                false => Own::Store(view, escaping),
+            };
+            let labels = Labels { own, global };
+            if alike {
+                let mut set: Vec<(String, String)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.into_owned(), v.to_owned()))
+                    .collect();
+                set.sort();
+                if !written.insert(set) {
+                    tally.left_out[scheme].fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            if !started {
+                encoder.family(&head);
+                started = true;
+            }
+            let start = series.record.start.load(Ordering::Relaxed);
+            let sample = Sample {
+                name,
+                labels,
+                start_ms: (family.kind != Kind::Gauge).then(|| family.shared.start_ms(start)),
+            };
+            match family.kind {
+                Kind::Counter => {
+                    texts.resize_with(1, Pairs::default);
+                    let kept = series.extra(false).filter(|_| exemplars);
+                    let exemplar = kept.and_then(|e| e.exemplars.read(0, &mut texts[0])).map(
+                        |(value, timestamp)| Exemplar {
+                            labels: &texts[0],
+                            value,
+                            timestamp,
+                        },
+                    );
+                    encoder.counter(&sample, series.get(), exemplar.as_ref());
+                }
+                Kind::Gauge => encoder.gauge(&sample, f64::from_bits(series.get())),
+                Kind::Histogram => {
+                    let Some(layout) = layout else { return };
+                    if !series.snapshot(&mut snapshot, native)
                         || snapshot.counts.len() != layout.bounds.len() + 1
                     {
                         return;
                     }
                     found.clear();
-                    if let Some(kept) = s.value.exemplars().filter(|e| exemplars && e.any()) {
-                        texts.resize_with(snapshot.counts.len(), String::new);
+                    if let Some(kept) = series
+                        .extra(false)
+                        .map(|e| &e.exemplars)
+                        .filter(|e| exemplars && e.any())
+                    {
+                        texts.resize_with(snapshot.counts.len(), Pairs::default);
                         for (at, text) in texts.iter_mut().enumerate() {
                             found.push(kept.read(at, text));
                         }
@@ -296,89 +478,99 @@ pub(crate) fn walk(store: &Store, extra: &[CounterFamily], encoder: &mut impl En
                         exemplars: &bucket_exemplars,
                         native,
                     };
-                    e.histogram(
-                        name,
-                        Labels {
-                            series: &s.labels,
-                            global,
-                        },
-                        &point,
-                    );
-                });
+                    encoder.histogram(&sample, &point);
+                }
             }
-        }
+        });
     }
     encoder.finish();
 }
 
-fn series_of<V: Value, E: Encoder>(
-    family: &Family<V>,
-    kind: Kind,
-    encoder: &mut E,
-    mut each: impl FnMut(&mut E, &str, &crate::store::family::Series<V>),
-) {
-    if family.is_empty() {
-        return;
-    }
-    encoder.family(&family.name, kind, family.help().as_deref());
-    family.for_each(|series| each(encoder, &family.name, series));
-}
-
-fn self_metrics(
+fn self_metrics<E: Encoder>(
     store: &Store,
-    families: &[FamilyRef],
+    families: &[Arc<Family>],
+    names: &[Option<Cow<'_, str>>],
     global: &[(String, String)],
-    encoder: &mut impl Encoder,
+    tally: &Tally,
+    encoder: &mut E,
 ) {
     let help = |name: &str| SELF_HELP.iter().find(|(n, _)| *n == name).map(|(_, h)| *h);
+    let counter = |encoder: &mut E, name: &'static str, samples: &[(&str, &str, u64)]| {
+        let base = name.trim_end_matches("_total");
+        write_family(encoder, base, Kind::Counter, help(name));
+        for (key, value, n) in samples {
+            let pair = [(*key, *value)];
+            let own: &[(&str, &str)] = if key.is_empty() { &[] } else { &pair };
+            let sample = Sample {
+                name: base,
+                labels: Labels::fixed(own, global),
+                start_ms: None,
+            };
+            Encoder::counter(encoder, &sample, *n, None);
+        }
+    };
     let metrics = &store.shared.self_metrics;
-    let mut set = String::new();
-    for (name, counts) in [
-        (DROPPED_SAMPLES, metrics.dropped().collect::<Vec<_>>()),
-        (DROPPED_LABELS, metrics.label_drops().collect()),
-        (DROPPED_EXEMPLARS, metrics.exemplar_drops().collect()),
+    let reasons = |counts: Vec<(&'static str, u64)>| -> Vec<(&str, &str, u64)> {
+        counts.into_iter().map(|(r, n)| ("reason", r, n)).collect()
+    };
+    counter(
+        encoder,
+        DROPPED_SAMPLES,
+        &reasons(metrics.dropped().collect()),
+    );
+    counter(
+        encoder,
+        DROPPED_LABELS,
+        &reasons(metrics.label_drops().collect()),
+    );
+    counter(
+        encoder,
+        DROPPED_EXEMPLARS,
+        &reasons(metrics.exemplar_drops().collect()),
+    );
+    // A zero series without `metric` keeps the metric present before any overflow. The
+    // metric is named as its series are written.
+    let overflowed: Vec<(String, u64)> = families
+        .iter()
+        .zip(names)
+        .filter_map(|(f, name)| {
+            let suffix = if f.kind == Kind::Counter {
+                "_total"
+            } else {
+                ""
+            };
+            Some((format!("{}{suffix}", name.as_ref()?), f.folded()?))
+        })
+        .collect();
+    let mut folded = vec![("", "", 0)];
+    folded.extend(
+        overflowed
+            .iter()
+            .map(|(name, n)| ("metric", name.as_str(), *n)),
+    );
+    counter(encoder, OVERFLOW_SAMPLES, &folded);
+    let collisions: Vec<(&str, &str, u64)> = SCHEMES
+        .iter()
+        .zip(&tally.left_out)
+        .map(|(s, n)| ("escaping", s.as_str(), n.load(Ordering::Relaxed)))
+        .collect();
+    counter(encoder, ESCAPING_COLLISIONS, &collisions);
+    let (series, hidden, names) = store.counts();
+    for (name, value) in [
+        (SERIES, series),
+        (HIDDEN_SERIES, hidden),
+        (METRIC_NAMES, names),
     ] {
-        encoder.family(name, Kind::Counter, help(name));
-        for (reason, n) in counts {
-            set.clear();
-            let _ = write!(set, "reason=\"{reason}\"");
-            encoder.counter(
-                name,
-                Labels {
-                    series: &set,
-                    global,
-                },
-                n,
-                None,
-            );
-        }
-    }
-    encoder.family(OVERFLOW_SAMPLES, Kind::Counter, help(OVERFLOW_SAMPLES));
-    // A zero series without `metric` keeps the metric present before any overflow.
-    encoder.counter(OVERFLOW_SAMPLES, Labels { series: "", global }, 0, None);
-    for family in families {
-        let (name, folded) = match family {
-            FamilyRef::Counter(f) => (&f.name, f.folded()),
-            FamilyRef::Gauge(f) => (&f.name, f.folded()),
-            FamilyRef::Histogram(f) => (&f.name, f.folded()),
+        write_family(encoder, name, Kind::Gauge, help(name));
+        let sample = Sample {
+            name,
+            labels: Labels::fixed(&[], global),
+            start_ms: None,
         };
-        if let Some(folded) = folded {
-            set.clear();
-            labels::pair(&mut set, "metric", name);
-            encoder.counter(
-                OVERFLOW_SAMPLES,
-                Labels {
-                    series: &set,
-                    global,
-                },
-                folded,
-                None,
-            );
-        }
+        encoder.gauge(&sample, value as f64);
     }
-    let (series, names) = store.counts();
-    for (name, value) in [(SERIES, series), (METRIC_NAMES, names)] {
-        encoder.family(name, Kind::Gauge, help(name));
-        encoder.gauge(name, Labels { series: "", global }, value as f64);
-    }
+}
+
+fn write_family(encoder: &mut impl Encoder, name: &str, kind: Kind, help: Option<&str>) {
+    encoder.family(&FamilyHead { name, kind, help });
 }

@@ -2,10 +2,11 @@
 //!
 //! What differs from the Prometheus text format:
 //!
-//! * A counter family is named without `_total`, its samples with it: a counter `jobs` is
-//!   the family `jobs` with the sample `jobs_total`; a counter `requests_total` is the
-//!   family `requests` with the sample `requests_total` (the store keeps any other family
-//!   from taking those names).
+//! * A counter family is named without `_total`, its samples with it: a counter `jobs`
+//!   (or `jobs_total`) is the family `jobs` with the sample `jobs_total` (the store keeps
+//!   any other family from taking those names).
+//! * With `Builder::created_timestamps`, counters and histograms have a `_created` sample:
+//!   when the series started, in seconds.
 //! * `# TYPE` comes before `# HELP` (the order the specification recommends), and HELP
 //!   escapes `"` as well as `\` and newlines.
 //! * Counter samples and histogram buckets carry their exemplar, when there is one:
@@ -19,10 +20,12 @@
 
 use std::fmt::Write as _;
 
-use super::text::{write_f64, write_series, write_u64};
-use super::{Encoder, Exemplar, HistogramPoint, Labels, LeLabels};
+use super::text::{
+    escape_into, join_labels, write_f64, write_family_name, write_series, write_u64,
+};
+use super::{Encoder, Exemplar, FamilyHead, HistogramPoint, LeLabels, Sample};
+#[cfg(test)]
 use crate::store::kind::Kind;
-use crate::store::labels;
 
 /// The OpenMetrics content type.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -30,15 +33,30 @@ pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0
 /// Writes OpenMetrics 1.0 text into a `String`.
 pub(crate) struct OpenMetrics<'a> {
     out: &'a mut String,
+    /// Whether counters and histograms get `_created` samples.
+    created: bool,
     /// The current histogram family's `le` values, rendered once per family.
     les: LeLabels,
+    /// The current series' labels, rendered once for all its lines.
+    joined: String,
 }
 
 impl<'a> OpenMetrics<'a> {
-    pub(crate) fn new(out: &'a mut String) -> Self {
+    pub(crate) fn new(out: &'a mut String, created: bool) -> Self {
         Self {
             out,
+            created,
             les: LeLabels::default(),
+            joined: String::new(),
+        }
+    }
+
+    /// The `_created` sample of a series, if asked for.
+    fn created(&mut self, sample: &Sample<'_>) {
+        if let (true, Some(ms)) = (self.created, sample.start_ms) {
+            write_series(self.out, sample.name, "_created", &self.joined, None);
+            write_f64(self.out, ms as f64 / 1000.0);
+            self.out.push('\n');
         }
     }
 }
@@ -47,21 +65,21 @@ impl<'a> OpenMetrics<'a> {
 fn write_exemplar(out: &mut String, exemplar: Option<&Exemplar<'_>>) {
     if let Some(exemplar) = exemplar {
         out.push_str(" # {");
-        out.push_str(exemplar.labels);
+        for (i, (key, value)) in exemplar.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            out.push_str("=\"");
+            escape_into(out, value, true);
+            out.push('"');
+        }
         out.push_str("} ");
         write_f64(out, exemplar.value);
         if exemplar.timestamp.is_finite() {
             out.push(' ');
             write_f64(out, exemplar.timestamp);
         }
-    }
-}
-
-/// The family name of a metric: a counter's without its `_total`.
-fn family_name(name: &str, kind: Kind) -> &str {
-    match (kind, name.strip_suffix("_total")) {
-        (Kind::Counter, Some(family)) if !family.is_empty() => family,
-        _ => name,
     }
 }
 
@@ -97,55 +115,50 @@ pub(crate) fn write_canonical(out: &mut String, value: f64) {
 }
 
 impl Encoder for OpenMetrics<'_> {
-    fn family(&mut self, name: &str, kind: Kind, help: Option<&str>) {
-        let family = family_name(name, kind);
-        let _ = writeln!(self.out, "# TYPE {family} {}", kind.as_str());
-        if let Some(help) = help {
+    fn family(&mut self, head: &FamilyHead<'_>) {
+        self.out.push_str("# TYPE ");
+        write_family_name(self.out, head.name, "");
+        self.out.push(' ');
+        self.out.push_str(head.kind.as_str());
+        self.out.push('\n');
+        if let Some(help) = head.help {
             self.out.push_str("# HELP ");
-            self.out.push_str(family);
+            write_family_name(self.out, head.name, "");
             self.out.push(' ');
-            labels::escape_into(self.out, help);
+            escape_into(self.out, help, true);
             self.out.push('\n');
         }
     }
 
-    fn counter(
-        &mut self,
-        name: &str,
-        labels: Labels<'_>,
-        value: u64,
-        exemplar: Option<Exemplar<'_>>,
-    ) {
-        let suffix = if name.ends_with("_total") {
-            ""
-        } else {
-            "_total"
-        };
-        write_series(self.out, name, suffix, labels, None);
+    fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar<'_>>) {
+        join_labels(&mut self.joined, sample.labels);
+        write_series(self.out, sample.name, "_total", &self.joined, None);
         write_u64(self.out, value);
-        write_exemplar(self.out, exemplar.as_ref());
+        write_exemplar(self.out, exemplar);
         self.out.push('\n');
+        self.created(sample);
     }
 
-    fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64) {
-        write_series(self.out, name, "", labels, None);
+    fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
+        join_labels(&mut self.joined, sample.labels);
+        write_series(self.out, sample.name, "", &self.joined, None);
         write_f64(self.out, value);
         self.out.push('\n');
     }
 
-    fn histogram(&mut self, name: &str, labels: Labels<'_>, point: &HistogramPoint<'_>) {
+    fn histogram(&mut self, sample: &Sample<'_>, point: &HistogramPoint<'_>) {
+        join_labels(&mut self.joined, sample.labels);
         let (bounds, counts, sum) = (point.bounds, point.counts, point.sum);
         let mut total = 0u64;
         let les = self.les.of(bounds, write_canonical);
         for (i, (count, le)) in counts.iter().zip(les).enumerate() {
             total = total.wrapping_add(*count);
-            write_series(self.out, name, "_bucket", labels, Some(le));
+            write_series(self.out, sample.name, "_bucket", &self.joined, Some(le));
             write_u64(self.out, total);
-            let exemplar = point.exemplars.get(i).and_then(Option::as_ref);
-            write_exemplar(self.out, exemplar);
+            write_exemplar(self.out, point.exemplars.get(i).and_then(Option::as_ref));
             self.out.push('\n');
         }
-        write_series(self.out, name, "_count", labels, None);
+        write_series(self.out, sample.name, "_count", &self.joined, None);
         write_u64(self.out, total);
         self.out.push('\n');
         // The sum is a counter to OpenMetrics: it MUST NOT be negative or NaN, and a histogram
@@ -153,10 +166,11 @@ impl Encoder for OpenMetrics<'_> {
         // its `_sum`, which keeps it valid (the sum is optional) instead of failing the scrape.
         let negative_bounds = bounds.first().is_some_and(|b| *b < 0.0);
         if !(sum.is_nan() || sum < 0.0 || negative_bounds) {
-            write_series(self.out, name, "_sum", labels, None);
+            write_series(self.out, sample.name, "_sum", &self.joined, None);
             write_f64(self.out, sum);
             self.out.push('\n');
         }
+        self.created(sample);
     }
 
     fn finish(&mut self) {
@@ -171,14 +185,14 @@ impl Encoder for OpenMetrics<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::Native;
+    use crate::encode::{Labels, Native};
+    use crate::store::Pairs;
 
-    const NO_GLOBAL: &[(String, String)] = &[];
-
-    fn labels(series: &str) -> Labels<'_> {
-        Labels {
-            series,
-            global: NO_GLOBAL,
+    fn sample<'a>(name: &'a str, own: &'a [(&'a str, &'a str)]) -> Sample<'a> {
+        Sample {
+            name,
+            labels: Labels::fixed(own, &[]),
+            start_ms: Some(1_700_000_000_500),
         }
     }
 
@@ -227,26 +241,33 @@ mod tests {
     #[test]
     fn counters_are_families_without_total_and_samples_with_it() {
         let mut out = String::new();
-        let mut om = OpenMetrics::new(&mut out);
-        om.family("jobs", Kind::Counter, Some("Jobs \"done\"\\\nnext"));
-        om.counter("jobs", labels("queue=\"a\""), 3, None);
-        om.family("requests_total", Kind::Counter, None);
+        let mut om = OpenMetrics::new(&mut out, false);
+        om.family(&FamilyHead {
+            name: "jobs",
+            kind: Kind::Counter,
+            help: Some("Jobs \"done\"\\\nnext"),
+        });
+        om.counter(&sample("jobs", &[("queue", "a")]), 3, None);
+        let labels = Pairs::from_flat(&["trace_id", "abc"]);
         let exemplar = Exemplar {
-            labels: "trace_id=\"abc\"",
+            labels: &labels,
             value: 1.0,
             timestamp: 1_700_000_000.125,
         };
-        om.counter("requests_total", labels(""), 7, Some(exemplar));
-        om.family("temperature", Kind::Gauge, None);
-        om.gauge("temperature", labels(""), -1.5);
+        om.counter(&sample("jobs", &[("queue", "b")]), 7, Some(&exemplar));
+        om.family(&FamilyHead {
+            name: "temperature",
+            kind: Kind::Gauge,
+            help: None,
+        });
+        om.gauge(&sample("temperature", &[]), -1.5);
         om.finish();
         assert_eq!(
             out,
             "# TYPE jobs counter\n\
              # HELP jobs Jobs \\\"done\\\"\\\\\\nnext\n\
              jobs_total{queue=\"a\"} 3\n\
-             # TYPE requests counter\n\
-             requests_total 7 # {trace_id=\"abc\"} 1 1700000000.125\n\
+             jobs_total{queue=\"b\"} 7 # {trace_id=\"abc\"} 1 1700000000.125\n\
              # TYPE temperature gauge\n\
              temperature -1.5\n\
              # EOF\n"
@@ -254,9 +275,22 @@ mod tests {
     }
 
     #[test]
+    fn created_samples_follow_counters_and_histograms_when_asked() {
+        let mut out = String::new();
+        let mut om = OpenMetrics::new(&mut out, true);
+        om.counter(&sample("jobs", &[]), 3, None);
+        om.gauge(&sample("temperature", &[]), 1.0);
+        assert_eq!(
+            out,
+            "jobs_total 3\njobs_created 1700000000.5\ntemperature 1\n"
+        );
+    }
+
+    #[test]
     fn histograms_have_canonical_buckets_exemplars_and_a_valid_sum() {
+        let labels = Pairs::from_flat(&["trace_id", "t\"1"]);
         let exemplar = Exemplar {
-            labels: "trace_id=\"t\\\"1\"",
+            labels: &labels,
             value: 0.3,
             timestamp: 1_700_000_000.5,
         };
@@ -276,22 +310,26 @@ mod tests {
             }),
         };
         let mut out = String::new();
-        let mut om = OpenMetrics::new(&mut out);
-        om.family("latency_seconds", Kind::Histogram, Some("Latency."));
-        om.histogram("latency_seconds", labels("path=\"/\""), &point);
-        // A negative sum (negative observations) is left out.
+        let mut om = OpenMetrics::new(&mut out, false);
+        om.family(&FamilyHead {
+            name: "latency_seconds",
+            kind: Kind::Histogram,
+            help: Some("Latency."),
+        });
+        om.histogram(&sample("latency_seconds", &[("path", "/")]), &point);
+        // A negative sum (negative observations) is left out, and so is a NaN one.
         let negative = HistogramPoint {
             sum: -2.0,
             exemplars: &[],
             native: None,
             ..point
         };
-        om.histogram("latency_seconds", labels("path=\"/x\""), &negative);
+        om.histogram(&sample("latency_seconds", &[("path", "/x")]), &negative);
         let nan = HistogramPoint {
             sum: f64::NAN,
             ..negative
         };
-        om.histogram("latency_seconds", labels("path=\"/y\""), &nan);
+        om.histogram(&sample("latency_seconds", &[("path", "/y")]), &nan);
         om.finish();
         assert_eq!(
             out,
@@ -325,24 +363,25 @@ mod tests {
             native: None,
         };
         let mut out = String::new();
-        OpenMetrics::new(&mut out).histogram("h", labels(""), &point);
+        OpenMetrics::new(&mut out, false).histogram(&sample("h", &[]), &point);
         assert!(!out.contains("h_sum"), "{out}");
         assert!(out.contains("h_bucket{le=\"-1.0\"} 0\n"), "{out}");
     }
 
     #[test]
-    fn global_labels_follow_the_series_own() {
-        let global = [("env".to_owned(), "env=\"prod\"".to_owned())];
+    fn global_labels_follow_the_series_own_unless_it_has_them() {
+        let global = [
+            ("env".to_owned(), "prod".to_owned()),
+            ("queue".to_owned(), "x".to_owned()),
+        ];
         let mut out = String::new();
-        OpenMetrics::new(&mut out).counter(
-            "jobs",
-            Labels {
-                series: "queue=\"a\"",
-                global: &global,
-            },
-            1,
-            None,
-        );
+        let own = [("queue", "a")];
+        let sample = Sample {
+            name: "jobs",
+            labels: Labels::fixed(&own, &global),
+            start_ms: None,
+        };
+        OpenMetrics::new(&mut out, false).counter(&sample, 1, None);
         assert_eq!(out, "jobs_total{queue=\"a\",env=\"prod\"} 1\n");
     }
 }

@@ -14,9 +14,8 @@
 
 use prost::Message;
 
-use super::{Encoder, Exemplar as Exemplar_, HistogramPoint, Labels};
+use super::{Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
 use crate::store::kind::Kind;
-use crate::store::labels;
 
 /// The protobuf format's content type.
 pub(crate) const CONTENT_TYPE: &str =
@@ -173,6 +172,14 @@ pub(crate) struct Timestamp {
 }
 
 impl Timestamp {
+    /// Milliseconds since the Unix epoch.
+    fn from_ms(ms: u64) -> Self {
+        Self {
+            seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+            nanos: (ms % 1000) as i32 * 1_000_000,
+        }
+    }
+
     /// Seconds since the Unix epoch, with a fraction.
     fn from_seconds(seconds: f64) -> Self {
         let whole = seconds.floor();
@@ -218,32 +225,37 @@ impl<'a> Protobuf<'a> {
         }
     }
 
-    /// Encodes one `Metric` into the family: `labels` as its field 1, then what `value`
-    /// writes (the counter, gauge or histogram field).
+    /// Encodes one `Metric` into the family: `labels` as its field 1 (sorted by name, as
+    /// client_golang sorts them), then what `value` writes.
     ///
-    /// The label pairs are written straight from the borrowed label text, as the derived
+    /// The label pairs are written straight from the borrowed strings, as the derived
     /// [`LabelPair`] encodes them: no `String` per label, the cost of most series.
     fn metric(&mut self, labels: Labels<'_>, value: impl FnOnce(&mut Vec<u8>)) {
         use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
         let scratch = &mut self.scratch;
         scratch.clear();
-        let mut pairs: Vec<_> = labels.pairs().collect();
-        // Sorted by name, as client_golang sorts them (the series' own already are).
-        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
-            pairs.sort_by(|a, b| a.0.cmp(b.0));
-        }
-        for (name, value) in &pairs {
-            let field = |text: &str| {
-                let len = text.len();
-                1 + encoded_len_varint(len as u64) + len
-            };
+        let mut put = |name: &str, value: &str| {
+            let field = |text: &str| 1 + encoded_len_varint(text.len() as u64) + text.len();
             encode_key(1, WireType::LengthDelimited, scratch);
             encode_varint((field(name) + field(value)) as u64, scratch);
-            for (tag, text) in [(1, *name), (2, value.as_ref())] {
+            for (tag, text) in [(1, name), (2, value)] {
                 encode_key(tag, WireType::LengthDelimited, scratch);
                 encode_varint(text.len() as u64, scratch);
                 scratch.extend_from_slice(text.as_bytes());
             }
+        };
+        let mut previous: Option<std::borrow::Cow<'_, str>> = None;
+        let sorted = labels.iter().all(|(key, _)| {
+            let ordered = previous.as_ref().is_none_or(|p| *p <= key);
+            previous = Some(key);
+            ordered
+        });
+        if sorted {
+            labels.iter().for_each(|(k, v)| put(&k, v));
+        } else {
+            let mut pairs: Vec<_> = labels.iter().collect();
+            pairs.sort();
+            pairs.iter().for_each(|(k, v)| put(k, v));
         }
         value(scratch);
         encode_key(4, WireType::LengthDelimited, &mut self.body);
@@ -254,10 +266,12 @@ impl<'a> Protobuf<'a> {
 
 fn exemplar(exemplar: &Exemplar_<'_>) -> Exemplar {
     Exemplar {
-        label: labels::parse(exemplar.labels)
+        label: exemplar
+            .labels
+            .iter()
             .map(|(name, value)| LabelPair {
                 name: Some(name.to_owned()),
-                value: Some(value.into_owned()),
+                value: Some(value.to_owned()),
             })
             .collect(),
         value: Some(exemplar.value),
@@ -297,50 +311,49 @@ fn spans_and_deltas(buckets: &[(i32, u64)], spans: &mut Vec<BucketSpan>, deltas:
 }
 
 impl Encoder for Protobuf<'_> {
-    fn family(&mut self, name: &str, kind: Kind, help: Option<&str>) {
+    fn family(&mut self, head: &FamilyHead<'_>) {
         self.flush();
-        let kind = match kind {
+        let name = match head.kind {
+            Kind::Counter => format!("{}_total", head.name),
+            _ => head.name.to_owned(),
+        };
+        let kind = match head.kind {
             Kind::Counter => MetricType::Counter,
             Kind::Gauge => MetricType::Gauge,
             Kind::Histogram => MetricType::Histogram,
         };
         self.header = Some(MetricFamily {
-            name: Some(name.to_owned()),
-            help: help.map(str::to_owned),
+            name: Some(name),
+            help: head.help.map(str::to_owned),
             r#type: Some(kind as i32),
             metric: Vec::new(),
             unit: None,
         });
     }
 
-    fn counter(
-        &mut self,
-        _: &str,
-        labels: Labels<'_>,
-        value: u64,
-        exemplar: Option<Exemplar_<'_>>,
-    ) {
+    fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar_<'_>>) {
         let counter = Counter {
             value: Some(value as f64),
-            exemplar: exemplar.as_ref().map(self::exemplar),
-            created_timestamp: None,
+            exemplar: exemplar.map(self::exemplar),
+            created_timestamp: sample.start_ms.map(Timestamp::from_ms),
         };
-        self.metric(labels, |out| {
+        self.metric(sample.labels, |out| {
             prost::encoding::message::encode(3, &counter, out)
         });
     }
 
-    fn gauge(&mut self, _: &str, labels: Labels<'_>, value: f64) {
+    fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
         let gauge = Gauge { value: Some(value) };
-        self.metric(labels, |out| {
+        self.metric(sample.labels, |out| {
             prost::encoding::message::encode(2, &gauge, out)
         });
     }
 
-    fn histogram(&mut self, _: &str, labels: Labels<'_>, point: &HistogramPoint<'_>) {
+    fn histogram(&mut self, sample: &Sample<'_>, point: &HistogramPoint<'_>) {
         let mut histogram = Histogram {
             sample_count: Some(point.count),
             sample_sum: Some(point.sum),
+            created_timestamp: sample.start_ms.map(Timestamp::from_ms),
             ..Histogram::default()
         };
         let bucket_exemplar = |i: usize| point.exemplars.get(i).and_then(Option::as_ref);
@@ -394,7 +407,7 @@ impl Encoder for Protobuf<'_> {
                 .map(exemplar)
                 .collect();
         }
-        self.metric(labels, |out| {
+        self.metric(sample.labels, |out| {
             prost::encoding::message::encode(7, &histogram, out);
         });
     }
@@ -416,6 +429,19 @@ impl Encoder for Protobuf<'_> {
 mod tests {
     use super::*;
     use crate::encode::Native;
+    use crate::store::Pairs;
+
+    fn head<'a>(name: &'a str, kind: Kind, help: Option<&'static str>) -> FamilyHead<'a> {
+        FamilyHead { name, kind, help }
+    }
+
+    fn bare(name: &str) -> Sample<'_> {
+        Sample {
+            name,
+            labels: Labels::fixed(&[], &[]),
+            start_ms: None,
+        }
+    }
 
     /// Every message of a delimited stream.
     fn decode(mut bytes: &[u8]) -> Vec<MetricFamily> {
@@ -435,42 +461,30 @@ mod tests {
 
     #[test]
     fn families_are_delimited_messages_with_unescaped_labels() {
-        let global = [("env".to_owned(), "env=\"a\\\"b\"".to_owned())];
-        let labels = Labels {
-            series: "path=\"/a\\\\b\\n\",code=\"200\"",
-            global: &global,
+        let global = [("env".to_owned(), "a\"b".to_owned())];
+        let own = [("path", "/a\\b\n"), ("code", "200")];
+        let sample = Sample {
+            name: "requests",
+            labels: Labels::fixed(&own, &global),
+            start_ms: Some(1_500),
         };
         let mut out = Vec::new();
         let mut proto = Protobuf::new(&mut out);
-        proto.family(
-            "requests_total",
+        proto.family(&head(
+            "requests",
             Kind::Counter,
             Some("Requests \"served\"."),
-        );
+        ));
+        let labels = Pairs::from_flat(&["trace_id", "x"]);
         let e = Exemplar_ {
-            labels: "trace_id=\"x\"",
+            labels: &labels,
             value: 2.0,
             timestamp: 1_700_000_000.25,
         };
-        proto.counter("requests_total", labels, 5, Some(e));
-        proto.counter(
-            "requests_total",
-            Labels {
-                series: "",
-                global: &[],
-            },
-            0,
-            None,
-        );
-        proto.family("temperature", Kind::Gauge, None);
-        proto.gauge(
-            "temperature",
-            Labels {
-                series: "",
-                global: &[],
-            },
-            -3.5,
-        );
+        proto.counter(&sample, 5, Some(&e));
+        proto.counter(&bare("requests"), 0, None);
+        proto.family(&head("temperature", Kind::Gauge, None));
+        proto.gauge(&bare("temperature"), -3.5);
         proto.finish();
         let families = decode(&out);
         assert_eq!(families.len(), 2);
@@ -490,6 +504,13 @@ mod tests {
         );
         let counter = first.counter.as_ref().unwrap();
         assert_eq!(counter.value, Some(5.0));
+        assert_eq!(
+            counter.created_timestamp,
+            Some(Timestamp {
+                seconds: 1,
+                nanos: 500_000_000
+            })
+        );
         let exemplar = counter.exemplar.as_ref().unwrap();
         assert_eq!(exemplar.label, [pair("trace_id", "x")]);
         assert_eq!(exemplar.value, Some(2.0));
@@ -514,8 +535,8 @@ mod tests {
     fn an_empty_family_is_still_a_message() {
         let mut out = Vec::new();
         let mut proto = Protobuf::new(&mut out);
-        proto.family("a", Kind::Counter, None);
-        proto.family("b", Kind::Gauge, None);
+        proto.family(&head("a", Kind::Counter, None));
+        proto.family(&head("b", Kind::Gauge, None));
         proto.finish();
         let families = decode(&out);
         assert_eq!(families.len(), 2);
@@ -524,8 +545,9 @@ mod tests {
 
     #[test]
     fn classic_buckets_are_cumulative_with_inf_and_exemplars() {
+        let labels = Pairs::from_flat(&["trace_id", "t"]);
         let e = Exemplar_ {
-            labels: "trace_id=\"t\"",
+            labels: &labels,
             value: 0.7,
             timestamp: 1.5,
         };
@@ -540,15 +562,8 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut proto = Protobuf::new(&mut out);
-        proto.family("h", Kind::Histogram, None);
-        proto.histogram(
-            "h",
-            Labels {
-                series: "",
-                global: &[],
-            },
-            &point,
-        );
+        proto.family(&head("h", Kind::Histogram, None));
+        proto.histogram(&bare("h"), &point);
         proto.finish();
         let families = decode(&out);
         assert_eq!(families[0].r#type, Some(MetricType::Histogram as i32));
@@ -569,8 +584,9 @@ mod tests {
 
     #[test]
     fn native_buckets_are_spans_and_deltas() {
+        let labels = Pairs::from_flat(&["trace_id", "n"]);
         let e = Exemplar_ {
-            labels: "trace_id=\"n\"",
+            labels: &labels,
             value: 3.0,
             timestamp: 10.0,
         };
@@ -592,15 +608,8 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut proto = Protobuf::new(&mut out);
-        proto.family("n", Kind::Histogram, None);
-        proto.histogram(
-            "n",
-            Labels {
-                series: "",
-                global: &[],
-            },
-            &point,
-        );
+        proto.family(&head("n", Kind::Histogram, None));
+        proto.histogram(&bare("n"), &point);
         proto.finish();
         let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
         let spans = |s: &[BucketSpan]| -> Vec<(i32, u32)> {
@@ -665,15 +674,8 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut proto = Protobuf::new(&mut out);
-        proto.family("e", Kind::Histogram, None);
-        proto.histogram(
-            "e",
-            Labels {
-                series: "",
-                global: &[],
-            },
-            &point,
-        );
+        proto.family(&head("e", Kind::Histogram, None));
+        proto.histogram(&bare("e"), &point);
         proto.finish();
         let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
         assert_eq!(
@@ -696,15 +698,8 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut proto = Protobuf::new(&mut out);
-        proto.family("e", Kind::Histogram, None);
-        proto.histogram(
-            "e",
-            Labels {
-                series: "",
-                global: &[],
-            },
-            &with_threshold,
-        );
+        proto.family(&head("e", Kind::Histogram, None));
+        proto.histogram(&bare("e"), &with_threshold);
         proto.finish();
         let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
         assert!(h.positive_span.is_empty());

@@ -1,9 +1,14 @@
-//! The Prometheus text format 0.0.4, as client_golang writes it.
+//! The Prometheus text format, as client_golang writes it.
+//!
+//! A counter's series end in `_total` here as in every format (its family is `NAME_total`).
+//! A name that is not a legacy name (possible only under `escaping=allow-utf-8`) is quoted
+//! inside the braces, and so is a label name: `{"http.server.duration_bucket","http.route"="/",le="0.1"} 3`.
 
 use std::fmt::Write as _;
 
-use super::{Encoder, Exemplar, HistogramPoint, Labels, LeLabels};
+use super::{Encoder, Exemplar, FamilyHead, HistogramPoint, Labels, LeLabels, Sample};
 use crate::store::kind::Kind;
+use crate::store::names::{is_legacy_label, is_legacy_name};
 
 /// The text format's content type.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -13,7 +18,7 @@ pub(crate) struct Text<'a> {
     out: &'a mut String,
     /// The current histogram family's `le` values, rendered once per family.
     les: LeLabels,
-    /// The current histogram series' labels, joined once for its 14 or so lines.
+    /// The current series' labels, rendered once for all its lines.
     joined: String,
 }
 
@@ -25,39 +30,95 @@ impl<'a> Text<'a> {
             joined: String::new(),
         }
     }
+}
 
-    fn series(&mut self, name: &str, suffix: &str, labels: Labels<'_>, extra: Option<&str>) {
-        write_series(self.out, name, suffix, labels, extra);
+/// Appends `text` escaped for a quoted string: `\` → `\\`, `"` → `\"`, newline → `\n`
+/// (without `"` when `quote` is false: HELP text in the text format).
+pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
+    let mut rest = text;
+    let special = |c: char| c == '\\' || c == '\n' || (quote && c == '"');
+    while let Some(at) = rest.find(special) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
+/// Appends `name` as a comment line names a family: bare if it is a legacy name, else
+/// quoted.
+pub(crate) fn write_family_name(out: &mut String, name: &str, suffix: &str) {
+    if is_legacy_name(name) {
+        out.push_str(name);
+        out.push_str(suffix);
+    } else {
+        out.push('"');
+        escape_into(out, name, true);
+        out.push_str(suffix);
+        out.push('"');
     }
 }
 
-/// Writes `name{labels[,extra]} ` (braces only when there is a label): the sample's name and
-/// labels as the text format and OpenMetrics both print them.
-pub(super) fn write_series(
+/// Renders `labels` as `k="v",...` into `out` (cleared first).
+pub(crate) fn join_labels(out: &mut String, labels: Labels<'_>) {
+    out.clear();
+    for (key, value) in labels.iter() {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if is_legacy_label(&key) {
+            out.push_str(&key);
+        } else {
+            out.push('"');
+            escape_into(out, &key, true);
+            out.push('"');
+        }
+        out.push_str("=\"");
+        escape_into(out, value, true);
+        out.push('"');
+    }
+}
+
+/// Writes `name+suffix{joined[,le="extra"]} `: the sample's name and labels as the text
+/// format and OpenMetrics both print them (a non-legacy name first inside the braces).
+pub(crate) fn write_series(
     out: &mut String,
     name: &str,
     suffix: &str,
-    labels: Labels<'_>,
-    extra: Option<&str>,
+    joined: &str,
+    le: Option<&str>,
 ) {
-    out.push_str(name);
-    out.push_str(suffix);
-    let mut first = true;
-    let mut put = |out: &mut String, part: &str| {
-        out.push(if first { '{' } else { ',' });
-        first = false;
-        out.push_str(part);
+    let legacy = is_legacy_name(name);
+    let mut open = false;
+    let part = |out: &mut String, open: &mut bool| {
+        out.push(if *open { ',' } else { '{' });
+        *open = true;
     };
-    if !labels.series.is_empty() {
-        put(out, labels.series);
+    if legacy {
+        out.push_str(name);
+        out.push_str(suffix);
+    } else {
+        part(out, &mut open);
+        out.push('"');
+        escape_into(out, name, true);
+        out.push_str(suffix);
+        out.push('"');
     }
-    for pair in labels.global() {
-        put(out, pair);
+    if !joined.is_empty() {
+        part(out, &mut open);
+        out.push_str(joined);
     }
-    if let Some(extra) = extra {
-        put(out, extra);
+    if let Some(le) = le {
+        part(out, &mut open);
+        out.push_str("le=\"");
+        out.push_str(le);
+        out.push('"');
     }
-    if !first {
+    if open {
         out.push('}');
     }
     out.push(' ');
@@ -94,91 +155,63 @@ pub(crate) fn write_u64(out: &mut String, mut value: u64) {
     out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
 }
 
-/// Escapes a HELP text: `\` → `\\`, newline → `\n`.
-fn escape_help(out: &mut String, help: &str) {
-    let mut rest = help;
-    while let Some(at) = rest.find(['\\', '\n']) {
-        out.push_str(&rest[..at]);
-        out.push_str(if rest.as_bytes()[at] == b'\\' {
-            "\\\\"
-        } else {
-            "\\n"
-        });
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-}
-
 impl Encoder for Text<'_> {
-    fn family(&mut self, name: &str, kind: Kind, help: Option<&str>) {
-        if let Some(help) = help {
+    fn family(&mut self, head: &FamilyHead<'_>) {
+        let suffix = if head.kind == Kind::Counter {
+            "_total"
+        } else {
+            ""
+        };
+        if let Some(help) = head.help {
             self.out.push_str("# HELP ");
-            self.out.push_str(name);
+            write_family_name(self.out, head.name, suffix);
             self.out.push(' ');
-            escape_help(self.out, help);
+            escape_into(self.out, help, false);
             self.out.push('\n');
         }
-        let _ = writeln!(self.out, "# TYPE {name} {}", kind.as_str());
+        self.out.push_str("# TYPE ");
+        write_family_name(self.out, head.name, suffix);
+        self.out.push(' ');
+        self.out.push_str(head.kind.as_str());
+        self.out.push('\n');
     }
 
-    /// Exemplars are an OpenMetrics feature: the text format 0.0.4 has none.
-    fn counter(&mut self, name: &str, labels: Labels<'_>, value: u64, _: Option<Exemplar<'_>>) {
-        self.series(name, "", labels, None);
+    /// Exemplars are an OpenMetrics feature: the text format has none.
+    fn counter(&mut self, sample: &Sample<'_>, value: u64, _: Option<&Exemplar<'_>>) {
+        join_labels(&mut self.joined, sample.labels);
+        write_series(self.out, sample.name, "_total", &self.joined, None);
         write_u64(self.out, value);
         self.out.push('\n');
     }
 
-    fn gauge(&mut self, name: &str, labels: Labels<'_>, value: f64) {
-        self.series(name, "", labels, None);
+    fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
+        join_labels(&mut self.joined, sample.labels);
+        write_series(self.out, sample.name, "", &self.joined, None);
         write_f64(self.out, value);
         self.out.push('\n');
     }
 
     /// The classic buckets only (native ones need protobuf).
-    fn histogram(&mut self, name: &str, labels: Labels<'_>, point: &HistogramPoint<'_>) {
-        let (bounds, counts, sum) = (point.bounds, point.counts, point.sum);
-        // The series' labels, joined once: each of its lines copies them.
-        self.joined.clear();
-        for part in (!labels.series.is_empty())
-            .then_some(labels.series)
-            .into_iter()
-            .chain(labels.global())
-        {
-            if !self.joined.is_empty() {
-                self.joined.push(',');
-            }
-            self.joined.push_str(part);
-        }
+    fn histogram(&mut self, sample: &Sample<'_>, point: &HistogramPoint<'_>) {
+        join_labels(&mut self.joined, sample.labels);
         let out = &mut *self.out;
         let mut total = 0u64;
-        for (count, le) in counts.iter().zip(self.les.of(bounds, write_f64)) {
+        for (count, le) in point
+            .counts
+            .iter()
+            .zip(self.les.of(point.bounds, write_f64))
+        {
             total = total.wrapping_add(*count);
-            out.push_str(name);
-            out.push_str("_bucket{");
-            if !self.joined.is_empty() {
-                out.push_str(&self.joined);
-                out.push(',');
-            }
-            out.push_str(le);
-            out.push_str("} ");
+            write_series(out, sample.name, "_bucket", &self.joined, Some(le));
             write_u64(out, total);
             out.push('\n');
         }
-        for (suffix, value) in [("_sum", None), ("_count", Some(total))] {
-            out.push_str(name);
-            out.push_str(suffix);
-            if !self.joined.is_empty() {
-                out.push('{');
-                out.push_str(&self.joined);
-                out.push('}');
-            }
-            out.push(' ');
-            match value {
-                Some(total) => write_u64(out, total),
-                None => write_f64(out, sum),
-            }
-            out.push('\n');
-        }
+        write_series(out, sample.name, "_sum", &self.joined, None);
+        write_f64(out, point.sum);
+        out.push('\n');
+        write_series(out, sample.name, "_count", &self.joined, None);
+        write_u64(out, total);
+        out.push('\n');
     }
 }
 
@@ -211,9 +244,44 @@ mod tests {
     }
 
     #[test]
-    fn help_is_escaped() {
+    fn help_is_escaped_and_counters_end_in_total() {
         let mut out = String::new();
-        Text::new(&mut out).family("m", Kind::Gauge, Some("a\\b\nc"));
-        assert_eq!(out, "# HELP m a\\\\b\\nc\n# TYPE m gauge\n");
+        let head = FamilyHead {
+            name: "m",
+            kind: Kind::Counter,
+            help: Some("a\\b\nc\""),
+        };
+        Text::new(&mut out).family(&head);
+        assert_eq!(out, "# HELP m_total a\\\\b\\nc\"\n# TYPE m_total counter\n");
+    }
+
+    #[test]
+    fn utf8_names_are_quoted_inside_the_braces() {
+        let mut out = String::new();
+        let own = [("http.route", "/a\"b"), ("code", "200")];
+        let sample = Sample {
+            name: "http.requests",
+            labels: Labels::fixed(&own, &[]),
+            start_ms: None,
+        };
+        let mut text = Text::new(&mut out);
+        text.family(&FamilyHead {
+            name: "http.requests",
+            kind: Kind::Counter,
+            help: None,
+        });
+        text.counter(&sample, 3, None);
+        let bare = Sample {
+            name: "up",
+            labels: Labels::fixed(&[], &[]),
+            start_ms: None,
+        };
+        text.gauge(&bare, 1.0);
+        assert_eq!(
+            out,
+            "# TYPE \"http.requests_total\" counter\n\
+             {\"http.requests_total\",\"http.route\"=\"/a\\\"b\",code=\"200\"} 3\n\
+             up 1\n"
+        );
     }
 }

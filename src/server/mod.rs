@@ -27,7 +27,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::Config;
-use crate::encode::{CounterFamily, Format};
+use crate::encode::{CounterFamily, Negotiated};
 use crate::pipeline::{self, ExportClaim, Pipeline};
 use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
 use listener::{ConnectionStats, Listener, Render};
@@ -60,7 +60,7 @@ impl Exported {
         let claim = pipeline.export(&self.config)?;
         let render: Render = {
             let pipeline = pipeline.clone();
-            Arc::new(move |format: Format| pipeline.render(format, &extra()))
+            Arc::new(move |negotiated: Negotiated| pipeline.render(negotiated, &extra()))
         };
         Ok((claim, render))
     }

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use super::listener::Render;
 use super::Exported;
 use crate::config::Config;
-use crate::encode::Format;
+use crate::encode::{Format, Negotiated};
 use crate::pipeline::ExportClaim;
 use crate::{Error, LocalRecorder, PrometheusCollector, PushError};
 
@@ -215,13 +215,13 @@ impl Pushing {
                             _ = &mut stopped => break,
                             _ = ticks.tick() => {}
                         }
-                        if let Err(e) = push_once(&client, &uri, render(Format::Text)).await {
+                        if let Err(e) = push_once(&client, &uri, render(Negotiated::of(Format::Text))).await {
                             if !warned.swap(true, Ordering::Relaxed) {
                                 tracing::warn!(%endpoint, error = %e, "porter-metrics: push failed; retrying every interval");
                             }
                         }
                     }
-                    push_once(&client, &uri, render(Format::Text)).await
+                    push_once(&client, &uri, render(Negotiated::of(Format::Text))).await
                 })
             })
             .map_err(Error::Runtime)?;
@@ -263,7 +263,7 @@ fn client() -> Result<PushClient, Error> {
 /// Pushes `body` (the text format) once, with `PUT` (the job's group is replaced).
 async fn push_once(client: &PushClient, uri: &Uri, body: Vec<u8>) -> Result<(), PushError> {
     let request = Request::put(uri.clone())
-        .header("content-type", Format::Text.content_type())
+        .header("content-type", Negotiated::of(Format::Text).content_type())
         .body(Full::from(body))
         .map_err(|e| PushError::Request(e.into()))?;
     let response = tokio::time::timeout(PUSH_TIMEOUT, client.request(request))

@@ -1,70 +1,189 @@
-//! A family: every series of one metric name, in one map from canonical label set to
-//! series, as `prometheus-client`'s `Family` keeps them.
+//! A family: every series of one metric, each a small record at a dense `u32` index.
 //!
-//! The map decides everything about a series in one place: whether a label set is new,
-//! whether it fits the limits or folds into the overflow series, and when it expires.
-//! Expired series that somebody still holds (a thread cache, a kept `metrics` handle) wait
-//! in `limbo` until they are written again (and come back) or let go.
+//! A series is a [`Record`] (its state, its label list, its idle clock and its start
+//! timestamp: 16 bytes) and its value cells, `stride` atomics at the same index in the
+//! segment's value array (one for a counter or gauge; count, sum and one per bucket for a
+//! histogram). Label keys and values are interned in the family's [`Arena`]. A hash table
+//! of indices, keyed by the label set, finds a series on a miss; the segments are read
+//! without any lock, so a scrape walks the records in index order while writers and
+//! creators carry on.
+//!
+//! A record's state word holds a generation, `LIVE` (it holds a series) and `VISIBLE` (it
+//! is exported). Idle expiry hides a series in place and its next write shows it again,
+//! with everything it held; a series hidden for another idle timeout, that no kept handle
+//! pins, is reclaimed: its index goes back to the free list and its strings to the arena.
+//!
+//! Writes and expiry meet as in Dekker's algorithm. With expiry on, a writer stamps the
+//! record's clock before it reads the state, and expiry changes the state before it reads
+//! the clock (all sequentially consistent): either expiry sees the fresh stamp and backs
+//! off, or the writer sees the change. No write lands in a reclaimed record, and none is
+//! left hidden.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
-use std::sync::atomic::AtomicU32;
+use hashbrown::{HashMap, HashTable};
 
-use metrics::{CounterFn, GaugeFn, HistogramFn};
-
-use super::exemplar;
-use super::map::{Keyed, SeriesMap};
-use super::self_metrics::DropReason;
-use super::value::{add_f64, CounterValue, GaugeValue, HistogramValue, Layout, Snapshot, Value};
+use super::arena::{Arena, Space};
+use super::exemplar::Exemplars;
+use super::kind::Kind;
+use super::labels::Canonical;
+use super::native::{NativeHistograms, NativeState};
+use super::slab::Segmented;
 use super::Shared;
 
-/// What a label set resolved to.
-pub(crate) enum Outcome<V> {
-    /// Its series (known, or new and counted).
-    Series(Arc<Series<V>>),
-    /// Past a limit: the family's overflow series.
-    Overflow(Arc<Series<V>>),
-}
-
-/// See the module documentation.
-pub(crate) struct Family<V> {
-    /// The name the exposition prints (sanitized; `NAME_histogram` for a histogram whose
-    /// name ends like one of its series).
-    pub(crate) name: Box<str>,
-    pub(crate) shared: Arc<Shared>,
-    /// A copy of `shared.expiring()`, read on every update: the family's cache line is
-    /// already at hand there, the store's is one more miss.
-    pub(crate) expiring: AtomicBool,
-    /// The HELP text, unescaped: the user's description, or the collector's default.
-    help: Mutex<Option<Arc<str>>>,
-    /// Whether `help` is set: read on lookups, so they take no lock for it.
-    has_help: AtomicBool,
-    /// A histogram family's buckets, once the pipeline is bound.
-    pub(crate) layout: OnceLock<Layout>,
-    series: RwLock<SeriesMap<Arc<Series<V>>>>,
-    limbo: Mutex<Vec<Arc<Series<V>>>>,
-    overflow: OnceLock<Arc<Series<V>>>,
-    /// Samples folded into the overflow series.
-    overflowed: AtomicU64,
-}
+/// The state word: `LIVE`, `VISIBLE`, and the generation above them.
+pub(crate) const LIVE: u32 = 1;
+pub(crate) const VISIBLE: u32 = 2;
+const GENERATION: u32 = 4;
 
 /// The label set of the overflow series, as OpenTelemetry SDKs name it.
-pub(crate) const OVERFLOW_LABELS: &str = "otel_metric_overflow=\"true\"";
+pub(crate) const OVERFLOW: (&str, &str) = ("otel_metric_overflow", "true");
 
-impl<V: Value> Family<V> {
-    pub(crate) fn new(name: String, shared: Arc<Shared>, help: Option<Arc<str>>) -> Self {
+/// One series' record; see the module documentation.
+#[derive(Default)]
+pub(crate) struct Record {
+    pub(crate) state: AtomicU32,
+    /// Offset of its label list in the arena.
+    labels: AtomicU32,
+    /// When last written (the store's coarse clock, ms, wrapping); with expiry only.
+    touched: AtomicU32,
+    /// When the series started, in tenths of a second since the store's epoch.
+    pub(crate) start: AtomicU32,
+}
+
+/// A histogram family's buckets: the classic bounds (without `+Inf`) and, if configured,
+/// the native ones' settings.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    pub(crate) bounds: Arc<[f64]>,
+    pub(crate) native: Option<NativeHistograms>,
+}
+
+/// What not every series needs, made on first use: native buckets, exemplars.
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub(crate) native: OnceLock<Mutex<NativeState>>,
+    pub(crate) exemplars: Exemplars,
+}
+
+impl Extra {
+    fn reset(&self) {
+        if let Some(native) = self.native.get() {
+            native
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+        self.exemplars.clear();
+    }
+}
+
+/// Records, their value cells and their extras, for one range of indices.
+pub(crate) struct Segment {
+    records: Box<[Record]>,
+    /// `stride` cells per record; a histogram family's only once its buckets are known.
+    values: OnceLock<Box<[AtomicU64]>>,
+    extras: OnceLock<Box<[OnceLock<Box<Extra>>]>>,
+}
+
+type Records = Segmented<Box<Segment>, 4>;
+
+/// What the family's write lock guards.
+struct Index {
+    /// Record indices, by the hash of their label set.
+    series: HashTable<u32>,
+    space: Space,
+    /// Reclaimed indices, reused first.
+    free: Vec<u32>,
+    /// The first index never used.
+    next: u32,
+    /// Label keys its series have used, up to [`MAX_KEYS`]; `None` past that.
+    keys: Option<Vec<Box<str>>>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
         Self {
-            name: name.into_boxed_str(),
+            series: HashTable::new(),
+            space: Space::default(),
+            free: Vec::new(),
+            next: 0,
+            keys: Some(Vec::new()),
+        }
+    }
+}
+
+/// Label keys a family remembers by name.
+const MAX_KEYS: usize = 64;
+
+/// See the module documentation.
+pub(crate) struct Family {
+    /// Its index in the store.
+    pub(crate) id: u32,
+    /// The name it was created with (a counter's without `_total`).
+    pub(crate) key: Box<str>,
+    /// The name its series are written with, before suffixes.
+    pub(crate) base: Box<str>,
+    pub(crate) kind: Kind,
+    pub(crate) shared: Arc<Shared>,
+    /// A histogram family's buckets, once the pipeline is bound.
+    pub(crate) layout: OnceLock<Layout>,
+    help: Mutex<Option<Arc<str>>>,
+    has_help: AtomicBool,
+    /// A copy of the store's expiry flag, read on every write: the family's line is at hand.
+    pub(crate) expiring: AtomicBool,
+    records: Records,
+    pub(crate) arena: Arena,
+    index: RwLock<Index>,
+    /// Kept handles per index: a pinned series is never reclaimed.
+    pins: Mutex<HashMap<u32, u32>>,
+    /// Records ever used: a walk stops there.
+    len: AtomicU32,
+    /// Series exported now (the overflow series aside): the limits count these.
+    visible: AtomicU32,
+    overflow: OnceLock<u32>,
+    /// Samples folded into the overflow series.
+    folded: AtomicU64,
+}
+
+/// A series found: its record and its cells, and the state it was found in.
+pub(crate) struct Series<'a> {
+    pub(crate) family: &'a Family,
+    pub(crate) index: u32,
+    pub(crate) record: &'a Record,
+    segment: &'a Segment,
+    at: usize,
+    state: u32,
+}
+
+/// What a label set resolved to.
+pub(crate) enum Found {
+    Series(u32),
+    /// Past a limit: the family's overflow series.
+    Overflow(u32),
+}
+
+impl Family {
+    pub(crate) fn new(id: u32, key: &str, base: String, kind: Kind, shared: Arc<Shared>) -> Self {
+        Self {
+            id,
+            key: key.into(),
+            base: base.into(),
+            kind,
             expiring: AtomicBool::new(shared.expiring()),
             shared,
-            has_help: AtomicBool::new(help.is_some()),
-            help: Mutex::new(help),
             layout: OnceLock::new(),
-            series: RwLock::new(SeriesMap::default()),
-            limbo: Mutex::new(Vec::new()),
+            help: Mutex::new(None),
+            has_help: AtomicBool::new(false),
+            records: Records::default(),
+            arena: Arena::default(),
+            index: RwLock::default(),
+            pins: Mutex::default(),
+            len: AtomicU32::new(0),
+            visible: AtomicU32::new(0),
             overflow: OnceLock::new(),
-            overflowed: AtomicU64::new(0),
+            folded: AtomicU64::new(0),
         }
     }
 
@@ -84,390 +203,505 @@ impl<V: Value> Family<V> {
         }
     }
 
-    /// Whether the family has a HELP text yet.
     pub(crate) fn has_help(&self) -> bool {
         self.has_help.load(Ordering::Acquire)
     }
 
-    fn hash(&self, labels: &str) -> u64 {
-        self.shared.hash(labels)
-    }
-
-    /// The series of the canonical label set `labels`, creating it if the limits allow.
-    pub(crate) fn resolve(self: &Arc<Self>, labels: &str) -> Outcome<V> {
-        let hash = self.hash(labels);
-        let found = self
-            .series
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .find(hash, labels)
-            .cloned();
-        if let Some(series) = found {
-            return Outcome::Series(series);
+    /// Value cells per series: one for a counter or gauge; count, sum and the buckets
+    /// (`+Inf` last) for a histogram, once its buckets are known.
+    pub(crate) fn stride(&self) -> Option<usize> {
+        match self.kind {
+            Kind::Counter | Kind::Gauge => Some(1),
+            Kind::Histogram => self.layout.get().map(|l| l.bounds.len() + 3),
         }
-        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(series) = map.find(hash, labels) {
-            return Outcome::Series(series.clone());
-        }
-        if !self.shared.admit_series(map.len()) {
-            drop(map);
-            return Outcome::Overflow(self.overflow_series());
-        }
-        let series = Arc::new(Series::new(self.clone(), labels.into(), self.shared.now()));
-        map.insert(series.clone(), |l| self.hash(l));
-        Outcome::Series(series)
-    }
-
-    /// The series collecting label sets past the limits (made on first use).
-    pub(crate) fn overflow_series(self: &Arc<Self>) -> Arc<Series<V>> {
-        self.overflow
-            .get_or_init(|| {
-                Arc::new(Series::new(
-                    self.clone(),
-                    OVERFLOW_LABELS.into(),
-                    self.shared.now(),
-                ))
-            })
-            .clone()
-    }
-
-    /// Counts `n` samples folded into the overflow series.
-    pub(crate) fn count_folded(&self, n: u64) {
-        self.overflowed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Samples folded so far, if the overflow series exists.
     pub(crate) fn folded(&self) -> Option<u64> {
         self.overflow
             .get()
-            .map(|_| self.overflowed.load(Ordering::Relaxed))
+            .map(|_| self.folded.load(Ordering::Relaxed))
     }
 
-    /// Puts back an expired series that was written to (see `Series::updated`): into the
-    /// map if its label set is free, else into the series that took its place.
-    #[cold]
-    pub(crate) fn revive(&self, series: &Series<V>) {
-        let hash = self.hash(&series.labels);
-        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = map.find(hash, &series.labels) {
-            if !std::ptr::eq(&**current, series) {
-                current.value.absorb(&series.value);
-                current.touched.store(self.shared.now(), Ordering::SeqCst);
-            }
-            return;
-        }
-        let kept = {
-            let mut limbo = self.limbo.lock().unwrap_or_else(PoisonError::into_inner);
-            let at = limbo.iter().position(|s| std::ptr::eq(&**s, series));
-            at.map(|at| limbo.swap_remove(at))
+    /// One more (or one fewer) series exported, in the family and the store; with
+    /// `hidden`, one fewer (or one more) hidden.
+    fn shown(&self, n: i32, hidden: bool) {
+        match n {
+            1 => self.visible.fetch_add(1, Ordering::Relaxed),
+            _ => self.visible.fetch_sub(1, Ordering::Relaxed),
         };
-        let Some(kept) = kept else {
-            return; // the store is being dropped
-        };
-        if self.shared.admit_series(map.len()) {
-            kept.live.store(true, Ordering::SeqCst);
-            map.insert(kept, |l| self.hash(l));
-        } else {
-            drop(map);
-            kept.family.overflow_series().value.absorb(&series.value);
-            self.count_folded(1);
-            // Stays dead: later writes through it are folded the same way.
-            self.limbo
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(kept);
+        self.shared.count_series(n, if hidden { -n } else { 0 });
+    }
+
+    pub(crate) fn count_folded(&self, n: u64) {
+        self.folded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Gives the family its buckets, and every series so far its cells (the pipeline is
+    /// being bound).
+    pub(crate) fn bind(&self, layout: Layout) {
+        let _index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        self.layout.get_or_init(|| layout);
+        for (_, segment) in self.records.allocated() {
+            self.fill(segment);
         }
     }
 
-    /// Removes the series not updated for `idle_ms` (see the `series` module on why no
-    /// update is lost); lets go of expired series nobody holds any more. Allocates nothing
-    /// per series. Returns how many series were removed.
-    pub(crate) fn expire(&self, now: u32, idle_ms: u32) -> usize {
-        let idle = |touched: u32| now.wrapping_sub(touched) > idle_ms;
-        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        let mut limbo = self.limbo.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = map.len();
-        map.retain(
-            |series| {
-                if !idle(series.touched.load(Ordering::Relaxed)) {
-                    return true;
-                }
-                series.live.store(false, Ordering::SeqCst);
-                if !idle(series.touched.load(Ordering::SeqCst)) {
-                    series.live.store(true, Ordering::SeqCst);
-                    return true;
-                }
-                if Arc::strong_count(series) > 1 {
-                    limbo.push(series.clone());
-                }
-                false
-            },
-            |l| self.hash(l),
-        );
-        limbo.retain(|series| Arc::strong_count(series) > 1);
-        before - map.len()
+    /// The cells (and, for native histograms, the extras) of a segment, once the stride
+    /// is known.
+    fn fill(&self, segment: &Segment) {
+        let Some(stride) = self.stride() else { return };
+        segment.values.get_or_init(|| {
+            (0..segment.records.len() * stride)
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        });
     }
 
-    /// Runs `f` on every exported series, under the map's read lock (`f` is the encoder's,
-    /// never user code); the overflow series last.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&Series<V>)) {
-        {
-            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            map.iter().for_each(|s| f(s));
-        }
-        if let Some(overflow) = self.overflow.get() {
-            f(overflow);
-        }
-    }
-
-    /// Whether the family has anything to export.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.overflow.get().is_none()
-            && self
-                .series
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_empty()
-    }
-
-    /// Lets every series go (the store is dropped): breaks the series → family cycle.
-    pub(crate) fn clear(&self) {
-        self.series
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        self.limbo
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-}
-
-impl Family<HistogramValue> {
-    /// Gives the family its buckets, and every series it has so far its counts: when the
-    /// pipeline binds. Returns the series, by address, to replay early observations into.
-    pub(crate) fn bind_buckets(
-        &self,
-        layout: Layout,
-        out: &mut Vec<(usize, Arc<Series<HistogramValue>>)>,
-    ) {
-        let map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        let layout = self.layout.get_or_init(|| layout);
-        let limbo = self.limbo.lock().unwrap_or_else(PoisonError::into_inner);
-        for series in map.iter().chain(limbo.iter()).chain(self.overflow.get()) {
-            series.value.with_buckets(layout);
-            out.push((address(series), series.clone()));
-        }
-    }
-
-    /// Keeps an observation made before the buckets were known (see `Shared::keep_early`).
-    #[cold]
-    pub(crate) fn early(&self, series: &Series<HistogramValue>, value: f64, n: u64) {
-        let ready = || series.value.counts.get().is_some() && self.layout.get().is_some();
-        if self.shared.keep_early(address(series), value, n, ready) {
-            series.replay(value, n);
-            series.updated();
-        }
-    }
-}
-
-impl<V> Keyed for Arc<Series<V>> {
-    fn key(&self) -> &str {
-        &self.labels
-    }
-}
-
-/// A series' identity while it lives: its address.
-pub(crate) fn address<V>(series: &Series<V>) -> usize {
-    series as *const Series<V> as usize
-}
-
-// ---- One series: its canonical labels, its value inline, and its idle clock. ----
-//
-// With idle expiry on, every update also stamps the series' clock and then checks that the
-// series is still live. Expiry marks a series dead *before* it reads the stamp once more
-// (both sides sequentially consistent), so either the update sees the mark and puts the
-// series back (`Family::revive`), or expiry sees the stamp and keeps the series. No update
-// can land in a series nobody will export again.
-
-/// One series of a family; see the module documentation.
-pub(crate) struct Series<V> {
-    pub(crate) family: Arc<Family<V>>,
-    /// The canonical label set, rendered as the text format prints it (`a="1",b="2"`, keys
-    /// sorted, values escaped): the map key, and what the encoder copies.
-    pub(crate) labels: Box<str>,
-    /// When last updated (the store's coarse clock, ms, wrapping); with idle expiry only.
-    pub(crate) touched: AtomicU32,
-    /// False once idle expiry removed the series from its family.
-    pub(crate) live: AtomicBool,
-    pub(crate) value: V,
-}
-
-impl<V: Value> Series<V> {
-    pub(crate) fn new(family: Arc<Family<V>>, labels: Box<str>, now: u32) -> Self {
-        let value = V::new(family.layout.get());
-        Self {
-            family,
-            labels,
-            touched: AtomicU32::new(now),
-            live: AtomicBool::new(true),
-            value,
-        }
-    }
-
-    /// After every update: with idle expiry, stamp the clock and make sure the update is
-    /// exported (see the module documentation).
     #[inline]
-    pub(crate) fn updated(&self) {
-        if self.family.expiring.load(Ordering::Relaxed) {
-            self.touched
-                .store(self.family.shared.now(), Ordering::SeqCst);
-            if !self.live.load(Ordering::SeqCst) {
-                self.family.revive(self);
+    fn slot(&self, index: u32) -> Option<(&Segment, usize)> {
+        let (k, at) = Records::locate(index);
+        let segment = self.records.segment(k)?;
+        (at < segment.records.len()).then_some((segment, at))
+    }
+
+    /// The series at `index` as it stands, or `None` if it holds none.
+    fn series_at(&self, index: u32) -> Option<Series<'_>> {
+        let (segment, at) = self.slot(index)?;
+        let record = &segment.records[at];
+        if self.expiring.load(Ordering::Relaxed) {
+            record.touched.store(self.shared.now(), Ordering::SeqCst);
+        }
+        let state = record.state.load(Ordering::SeqCst);
+        (state & LIVE != 0).then_some(Series {
+            family: self,
+            index,
+            record,
+            segment,
+            at,
+            state,
+        })
+    }
+
+    /// The series at `index` if its labels are `pairs`: pair `j` is the series' pair
+    /// `position(j)`, or has an empty value where that is [`ANY_EMPTY`] (`None`: no match).
+    #[inline]
+    pub(crate) fn check<'a, 'c>(
+        &'a self,
+        index: u32,
+        pairs: impl Iterator<Item = (&'c str, &'c str)>,
+        position: impl Fn(usize) -> Option<u32>,
+    ) -> Option<Series<'a>> {
+        let series = self.series_at(index)?;
+        let list = series.record.labels.load(Ordering::Relaxed);
+        let mut matched = 0;
+        for (j, (key, value)) in pairs.enumerate() {
+            match position(j)? {
+                ANY_EMPTY if value.is_empty() => continue,
+                ANY_EMPTY => return None,
+                p => {
+                    let (k, v) = self.arena.pair(list, p as usize);
+                    if !(self.arena.eq(k, key) && self.arena.eq(v, value)) {
+                        return None;
+                    }
+                    matched += 1;
+                }
             }
         }
-    }
-}
-
-impl Series<CounterValue> {
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        self.value.0.fetch_add(n, Ordering::Relaxed);
-        self.updated();
+        fence(Ordering::Acquire);
+        let same = series.record.state.load(Ordering::Relaxed) == series.state;
+        (same && matched == self.arena.pairs(list)).then_some(series)
     }
 
-    pub(crate) fn get(&self) -> u64 {
-        self.value.0.load(Ordering::Relaxed)
+    /// The series at `index`, which a kept handle pins (so it is live).
+    pub(crate) fn pinned(&self, index: u32) -> Option<Series<'_>> {
+        self.series_at(index)
     }
 
-    /// Adds `n`, keeping `exemplar` (flat pairs) as the counter's exemplar.
-    pub(crate) fn add_with_exemplar(&self, n: u64, exemplar: &[&str]) {
-        match exemplar::check(exemplar) {
-            Ok(()) => self.value.1.record(1, 0, exemplar, n as f64),
-            Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
-        }
-        self.add(n);
-    }
-}
-
-impl Series<GaugeValue> {
-    #[inline]
-    pub(crate) fn set(&self, value: f64) {
-        self.value.0.store(value.to_bits(), Ordering::Relaxed);
-        self.updated();
-    }
-
-    #[inline]
-    pub(crate) fn add(&self, delta: f64) {
-        add_f64(&self.value.0, delta);
-        self.updated();
-    }
-
-    pub(crate) fn get(&self) -> f64 {
-        f64::from_bits(self.value.0.load(Ordering::Relaxed))
-    }
-}
-
-impl Series<HistogramValue> {
-    /// Observes `value` `n` times. Non-finite values are the caller's to filter.
-    #[inline]
-    pub(crate) fn observe(&self, value: f64, n: u64) {
-        match (self.value.counts.get(), self.family.layout.get()) {
-            (Some(_), Some(layout)) => {
-                self.value.count(layout, value, n);
-                self.updated();
-            }
-            _ => self.family.early(self, value, n),
-        }
-    }
-
-    /// Observes `value` once, keeping `exemplar` (flat pairs) for its bucket.
-    pub(crate) fn observe_with_exemplar(&self, value: f64, exemplar: &[&str]) {
-        if let Some(layout) = self.family.layout.get() {
-            match exemplar::check(exemplar) {
-                Ok(()) => {
-                    let at = layout.bounds.partition_point(|bound| *bound < value);
-                    let slots = layout.bounds.len() + 1;
-                    let extra = self.value.extra(layout);
-                    extra.exemplars.record(slots, at, exemplar, value);
-                }
-                Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
-            }
-        }
-        self.observe(value, 1);
-    }
-
-    /// Applies observations kept from before the buckets were known.
-    pub(crate) fn replay(&self, value: f64, n: u64) {
-        if let Some(layout) = self.family.layout.get() {
-            self.value.count(layout, value, n);
-        }
-    }
-
-    /// A consistent snapshot into `out`: classic counts (per bucket), the sum, and the
-    /// native buckets when `native` is asked for and the family has them. `false` before
-    /// the buckets are known.
-    pub(crate) fn snapshot(&self, out: &mut Snapshot, native: bool) -> bool {
-        let Some(counts) = self.value.counts.get() else {
+    /// Whether the record at `index` holds the canonical label set `set`.
+    fn holds(&self, index: u32, set: &Canonical<'_>) -> bool {
+        let Some((segment, at)) = self.slot(index) else {
             return false;
         };
-        let state = self
-            .value
-            .native()
-            .map(|n| n.lock().unwrap_or_else(PoisonError::into_inner));
-        out.counts.clear();
-        out.counts
-            .extend(counts.iter().map(|c| c.load(Ordering::Relaxed)));
-        out.sum = f64::from_bits(self.value.sum.load(Ordering::Relaxed));
-        out.native = None;
-        if let (Some(state), true) = (state, native) {
-            out.positive.clear();
-            out.positive
-                .extend(state.positive.iter().map(|(i, c)| (*i, *c)));
-            out.negative.clear();
-            out.negative
-                .extend(state.negative.iter().map(|(i, c)| (*i, *c)));
-            out.native = Some((state.schema, state.zero_count));
+        let list = segment.records[at].labels.load(Ordering::Relaxed);
+        self.arena.pairs(list) == set.pairs().len()
+            && set.pairs().enumerate().all(|(j, (key, value))| {
+                let (k, v) = self.arena.pair(list, j);
+                self.arena.eq(k, key) && self.arena.eq(v, value)
+            })
+    }
+
+    /// The series of the canonical label set `set` (of hash `hash`), created if the limits
+    /// allow, else the overflow series. With `pin`, a kept handle pins it.
+    pub(crate) fn find_or_create(&self, set: &Canonical<'_>, hash: u64, pin: bool) -> Found {
+        {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(&i) = index.series.find(hash, |&i| self.holds(i, set)) {
+                if pin {
+                    self.pin(i, 1);
+                }
+                return Found::Series(i);
+            }
         }
-        true
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&i) = index.series.find(hash, |&i| self.holds(i, set)) {
+            if pin {
+                self.pin(i, 1);
+            }
+            return Found::Series(i);
+        }
+        let visible = self.visible.load(Ordering::Relaxed) as usize;
+        if !self.shared.admit_series(visible) {
+            drop(index);
+            return Found::Overflow(self.overflow_series());
+        }
+        let i = self.create(&mut index, set.pairs(), hash);
+        self.shown(1, false);
+        if pin {
+            self.pin(i, 1);
+        }
+        Found::Series(i)
+    }
+
+    /// A new record for `pairs` (under the write lock).
+    fn create<'p>(
+        &self,
+        index: &mut Index,
+        pairs: impl Iterator<Item = (&'p str, &'p str)>,
+        hash: u64,
+    ) -> u32 {
+        let hasher = &self.shared.hasher;
+        let ids: Vec<(u32, u32)> = pairs
+            .map(|(k, v)| {
+                if let Some(keys) = &mut index.keys {
+                    if !keys.iter().any(|known| **known == *k) {
+                        keys.push(k.into());
+                    }
+                }
+                let key = index.space.intern(&self.arena, hasher, k);
+                (key, index.space.intern(&self.arena, hasher, v))
+            })
+            .collect();
+        if index.keys.as_ref().is_some_and(|k| k.len() > MAX_KEYS) {
+            index.keys = None;
+        }
+        let list = index.space.list(&self.arena, &ids);
+        let i = index.free.pop().unwrap_or_else(|| {
+            index.next += 1;
+            index.next - 1
+        });
+        let (k, _) = Records::locate(i);
+        let segment = self.records.segment_or_init(k, |n| {
+            Box::new(Segment {
+                records: (0..n).map(|_| Record::default()).collect(),
+                values: OnceLock::new(),
+                extras: OnceLock::new(),
+            })
+        });
+        if let Some(segment) = segment {
+            self.fill(segment);
+        }
+        let Some((segment, at)) = self.slot(i) else {
+            return i; // past every segment: u32::MAX series; never reached
+        };
+        let record = &segment.records[at];
+        let generation = record.state.load(Ordering::Relaxed) & !(LIVE | VISIBLE);
+        // A reused record starts from zero.
+        if let (Some(values), Some(stride)) = (segment.values.get(), self.stride()) {
+            values[at * stride..(at + 1) * stride]
+                .iter()
+                .for_each(|c| c.store(0, Ordering::Relaxed));
+        }
+        if let Some(extra) = segment.extras.get().and_then(|e| e[at].get()) {
+            extra.reset();
+        }
+        record.labels.store(list, Ordering::Relaxed);
+        record.touched.store(self.shared.now(), Ordering::Relaxed);
+        record.start.store(self.shared.tenths(), Ordering::Relaxed);
+        record
+            .state
+            .store(generation | LIVE | VISIBLE, Ordering::Release);
+        let arena = &self.arena;
+        let records = &self.records;
+        index
+            .series
+            .insert_unique(hash, i, |&j| rehash(records, arena, hasher, j));
+        self.len.fetch_max(i + 1, Ordering::Release);
+        i
+    }
+
+    /// Whether any label key its series have used satisfies `test` (`true` when it has used
+    /// too many to remember).
+    pub(crate) fn any_key(&self, test: impl Fn(&str) -> bool) -> bool {
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        index
+            .keys
+            .as_ref()
+            .is_none_or(|keys| keys.iter().any(|k| test(k)))
+    }
+
+    /// The series collecting label sets past the limits (made on first use; never hidden).
+    pub(crate) fn overflow_series(&self) -> u32 {
+        *self.overflow.get_or_init(|| {
+            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+            let set = Canonical::of([OVERFLOW].into_iter(), self.kind, 1, usize::MAX).0;
+            let hash = set.hash(&self.shared.hasher);
+            match index.series.find(hash, |&i| self.holds(i, &set)) {
+                Some(&i) => i,
+                None => self.create(&mut index, set.pairs(), hash),
+            }
+        })
+    }
+
+    /// Adds `n` kept handles to the series at `index` (negative: lets go of them).
+    pub(crate) fn pin(&self, index: u32, n: i32) {
+        let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = pins.entry(index).or_insert(0);
+        *count = count.saturating_add_signed(n);
+        if *count == 0 {
+            pins.remove(&index);
+        }
+    }
+
+    /// Hides the series idle for `idle_ms`, and reclaims those hidden as long again that
+    /// nothing pins. Allocates nothing per series it keeps.
+    pub(crate) fn expire(&self, now: u32, idle_ms: u32) {
+        let idle = |record: &Record, times: u32| {
+            now.wrapping_sub(record.touched.load(Ordering::SeqCst)) > idle_ms.saturating_mul(times)
+        };
+        let overflow = self.overflow.get().copied();
+        let mut reclaim = Vec::new();
+        for i in 0..self.len.load(Ordering::Acquire) {
+            let Some((segment, at)) = self.slot(i) else {
+                break;
+            };
+            let record = &segment.records[at];
+            let state = record.state.load(Ordering::SeqCst);
+            if state & LIVE == 0 || Some(i) == overflow || !idle(record, 1) {
+                continue;
+            }
+            if state & VISIBLE == 0 {
+                if idle(record, 2) {
+                    reclaim.push(i);
+                }
+                continue;
+            }
+            let hide = state & !VISIBLE;
+            if record
+                .state
+                .compare_exchange(state, hide, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                continue;
+            }
+            // A writer stamped it meanwhile: shown again, unless the writer did it (and
+            // counted it) first.
+            let stays = !idle(record, 1)
+                && record
+                    .state
+                    .compare_exchange(hide, state, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+            if !stays {
+                self.shown(-1, true);
+            }
+        }
+        if !reclaim.is_empty() {
+            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+            for i in reclaim {
+                self.reclaim(&mut index, i, &idle);
+            }
+        }
+    }
+
+    /// Frees a hidden, idle, unpinned record (under the write lock).
+    fn reclaim(&self, index: &mut Index, i: u32, idle: &impl Fn(&Record, u32) -> bool) {
+        let Some((segment, at)) = self.slot(i) else {
+            return;
+        };
+        let record = &segment.records[at];
+        let state = record.state.load(Ordering::SeqCst);
+        let pinned = self
+            .pins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&i);
+        if state & (LIVE | VISIBLE) != LIVE || pinned {
+            return;
+        }
+        let free = (state & !(LIVE | VISIBLE)).wrapping_add(GENERATION);
+        if record
+            .state
+            .compare_exchange(state, free, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return;
+        }
+        if !idle(record, 2) {
+            // A writer stamped it first: it stays.
+            record.state.store(state, Ordering::SeqCst);
+            return;
+        }
+        let hasher = &self.shared.hasher;
+        let hash = rehash(&self.records, &self.arena, hasher, i);
+        if let Ok(entry) = index.series.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        let list = record.labels.load(Ordering::Relaxed);
+        index.space.free_list(&self.arena, hasher, list);
+        index.free.push(i);
+        self.shared.count_series(0, -1);
+    }
+
+    /// Runs `f` on every exported series, in index order, without a lock: each with its
+    /// labels (read into `scratch`) as of one moment, or skipped if it changed meanwhile.
+    pub(crate) fn for_each(
+        &self,
+        scratch: &mut Scratch,
+        mut f: impl FnMut(&Series<'_>, LabelsView<'_>),
+    ) {
+        for i in 0..self.len.load(Ordering::Acquire) {
+            let Some((segment, at)) = self.slot(i) else {
+                break;
+            };
+            let record = &segment.records[at];
+            let state = record.state.load(Ordering::Acquire);
+            if state & (LIVE | VISIBLE) != LIVE | VISIBLE {
+                continue;
+            }
+            scratch.read(&self.arena, record.labels.load(Ordering::Relaxed));
+            let series = Series {
+                family: self,
+                index: i,
+                record,
+                segment,
+                at,
+                state,
+            };
+            fence(Ordering::Acquire);
+            if record.state.load(Ordering::Relaxed) != state {
+                continue;
+            }
+            if let Some(labels) = scratch.labels() {
+                f(&series, labels);
+            }
+        }
     }
 }
 
-// The `metrics` handles of the macros are the series themselves: no allocation per handle.
-
-impl CounterFn for Series<CounterValue> {
-    fn increment(&self, value: u64) {
-        self.add(value);
+/// The hash of the label set of the record at `i`, as [`Canonical::hash`] hashes it.
+fn rehash(records: &Records, arena: &Arena, hasher: &impl std::hash::BuildHasher, i: u32) -> u64 {
+    use std::hash::Hasher;
+    let (k, at) = Records::locate(i);
+    let Some(record) = records.segment(k).and_then(|s| s.records.get(at)) else {
+        return 0;
+    };
+    let list = record.labels.load(Ordering::Relaxed);
+    let mut h = hasher.build_hasher();
+    for j in 0..arena.pairs(list) {
+        let (key, value) = arena.pair(list, j);
+        arena.hash_into(key, &mut h);
+        arena.hash_into(value, &mut h);
     }
-    fn absolute(&self, value: u64) {
-        self.value.0.fetch_max(value, Ordering::Relaxed);
-        self.updated();
+    h.finish()
+}
+
+/// A position of [`Family::check`] with no pair of the series: the value must be empty.
+pub(crate) const ANY_EMPTY: u32 = u32::MAX;
+
+/// Where a walk copies a series' label text.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    text: Vec<u8>,
+    /// Per pair: where its key ends, where its value ends.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Scratch {
+    fn read(&mut self, arena: &Arena, list: u32) {
+        self.text.clear();
+        self.ends.clear();
+        for j in 0..arena.pairs(list) {
+            let (k, v) = arena.pair(list, j);
+            arena.read(k, &mut self.text);
+            let key_end = self.text.len();
+            arena.read(v, &mut self.text);
+            self.ends.push((key_end, self.text.len()));
+        }
+    }
+
+    /// The pairs read; `None` if a racing reuse left bytes that are not text.
+    fn labels(&self) -> Option<LabelsView<'_>> {
+        let text = std::str::from_utf8(&self.text).ok()?;
+        let fits = self
+            .ends
+            .iter()
+            .all(|&(k, v)| text.is_char_boundary(k) && text.is_char_boundary(v));
+        fits.then_some(LabelsView {
+            text,
+            ends: &self.ends,
+        })
     }
 }
 
-impl GaugeFn for Series<GaugeValue> {
-    fn increment(&self, value: f64) {
-        self.add(value);
-    }
-    fn decrement(&self, value: f64) {
-        self.add(-value);
-    }
-    fn set(&self, value: f64) {
-        Series::<GaugeValue>::set(self, value);
+/// A series' label pairs as a walk read them, sorted by key.
+#[derive(Clone, Copy)]
+pub(crate) struct LabelsView<'a> {
+    text: &'a str,
+    ends: &'a [(usize, usize)],
+}
+
+impl<'a> LabelsView<'a> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone {
+        let text = self.text;
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|e| e.1));
+        self.ends
+            .iter()
+            .zip(starts)
+            .map(move |(&(key_end, end), start)| (&text[start..key_end], &text[key_end..end]))
     }
 }
 
-impl HistogramFn for Series<HistogramValue> {
-    fn record(&self, value: f64) {
-        self.record_many(value, 1);
+impl<'a> Series<'a> {
+    /// The series' cells, once its family's stride is known.
+    #[inline]
+    pub(crate) fn cells(&self) -> Option<&'a [AtomicU64]> {
+        let stride = self.family.stride()?;
+        self.segment
+            .values
+            .get()?
+            .get(self.at * stride..(self.at + 1) * stride)
     }
-    fn record_many(&self, value: f64, count: usize) {
-        if value.is_finite() {
-            self.observe(value, count as u64);
-        } else {
-            self.family
-                .shared
-                .count_dropped(DropReason::NonFinite, count as u64);
+
+    /// Its extras, made if `make` and not yet there.
+    pub(crate) fn extra(&self, make: bool) -> Option<&'a Extra> {
+        let extras = match make {
+            true => self.segment.extras.get_or_init(|| {
+                (0..self.segment.records.len())
+                    .map(|_| OnceLock::new())
+                    .collect()
+            }),
+            false => self.segment.extras.get()?,
+        };
+        let slot = extras.get(self.at)?;
+        match make {
+            true => Some(slot.get_or_init(Box::default)),
+            false => slot.get().map(|e| &**e),
+        }
+    }
+
+    /// After a write: a hidden series is shown again (see the module documentation).
+    #[inline]
+    pub(crate) fn written(&self) {
+        if self.state & VISIBLE == 0 {
+            let shown = self.state | VISIBLE;
+            if self
+                .record
+                .state
+                .compare_exchange(self.state, shown, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.family.shown(1, true);
+            }
         }
     }
 }
@@ -477,11 +711,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn series_stay_small() {
-        // Inside their `Arc`: the labels' text and a histogram's counts are one allocation
-        // each beside it.
-        assert_eq!(std::mem::size_of::<Series<CounterValue>>(), 56);
-        assert_eq!(std::mem::size_of::<Series<GaugeValue>>(), 40);
-        assert_eq!(std::mem::size_of::<Series<HistogramValue>>(), 80);
+    fn a_record_stays_small() {
+        assert_eq!(std::mem::size_of::<Record>(), 16);
     }
 }

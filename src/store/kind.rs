@@ -16,4 +16,13 @@ impl Kind {
             Kind::Histogram => "histogram",
         }
     }
+
+    /// The word the collector's default HELP text starts with.
+    pub(crate) fn title(self) -> &'static str {
+        match self {
+            Kind::Counter => "Counter",
+            Kind::Gauge => "Gauge",
+            Kind::Histogram => "Histogram",
+        }
+    }
 }

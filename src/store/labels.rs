@@ -1,169 +1,306 @@
-//! Canonical label sets: any label pairs, in any order, to the one text that names their
-//! series, rendered as the text format prints it (`a="1",b="2"`, keys sorted, values
-//! escaped). The same pairs in another order give the same text, so the text is the key
-//! of a family's map and what the encoder copies out.
+//! Canonical label sets: any label pairs, in any order, to the one list that names their
+//! series. The rules here hold in every format; escaping a key for an old scraper is the
+//! encoder's business, when it writes.
+//!
+//! * A pair with an empty value is removed (Prometheus treats it as absent).
+//! * Keys no format accepts are renamed as Prometheus renames a clashing label: the empty
+//!   key and `__`-prefixed ones get the `exported_` prefix, and so does `le` on a histogram.
+//! * The same pair given twice is one label. Keys that still collide are resolved
+//!   deterministically, whatever the order: a key that needed no change keeps its name, the
+//!   others take the first free name among `key_1`, `key_2`, ...
+//! * Values (and keys) are cut to [`Limits::label_bytes`](super::Limits), and a set keeps
+//!   at most [`Limits::labels`](super::Limits) pairs (the first by key); both are counted.
+//!
+//! The result is sorted by key. A clean call (the usual one) is sorted on the stack: no
+//! allocation.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+
+use super::arena::hash_text;
 
 use super::kind::Kind;
-use super::rules;
 
-/// Appends `value` escaped for a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
-pub(crate) fn escape_into(out: &mut String, value: &str) {
-    let mut rest = value;
-    while let Some(at) = rest.find(['\\', '"', '\n']) {
-        out.push_str(&rest[..at]);
-        out.push_str(match rest.as_bytes()[at] {
-            b'\\' => "\\\\",
-            b'"' => "\\\"",
-            _ => "\\n",
-        });
-        rest = &rest[at + 1..];
+/// Prefix Prometheus gives a label that would clash with a reserved one.
+const EXPORTED: &str = "exported_";
+
+/// Pairs sorted on the stack.
+const INLINE: usize = 8;
+
+/// A canonical label set; see the module documentation. It lives on the stack for the
+/// length of one call: its size is the point.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Canonical<'a> {
+    /// Every pair usable as given: only sorted.
+    Clean([(&'a str, &'a str); INLINE], usize),
+    /// Rewritten by the rules.
+    Rewritten(Vec<(Cow<'a, str>, Cow<'a, str>)>),
+}
+
+/// What the rules changed, for the self-metrics.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Changes {
+    /// Keys renamed to be valid or distinct.
+    pub(crate) renamed: usize,
+    /// Keys or values cut to the length limit.
+    pub(crate) cut: u64,
+    /// Pairs past the count limit, dropped.
+    pub(crate) dropped: u64,
+}
+
+/// Whether `key` can be used as given on a metric of `kind`.
+fn usable(key: &str, kind: Kind) -> bool {
+    !(key.is_empty() || key.starts_with("__") || kind == Kind::Histogram && key == "le")
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
     }
-    out.push_str(rest);
-}
-
-/// Renders one `key="value"` pair.
-pub(crate) fn pair(out: &mut String, key: &str, value: &str) {
-    out.push_str(key);
-    out.push_str("=\"");
-    escape_into(out, value);
-    out.push('"');
-}
-
-/// The canonical label set of `pairs` on a metric of `kind`, and how many keys had to be
-/// renamed (see [`rules::rewrite_labels`]). Empty values are dropped.
-pub(crate) fn canonical<'a>(
-    pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-    kind: Kind,
-) -> (String, usize) {
-    let size: usize = pairs.clone().map(|(k, v)| k.len() + v.len() + 4).sum();
-    let mut out = String::with_capacity(size);
-    if rules::pairs_are_clean(pairs.clone(), kind) {
-        // Sorted on the stack when there are few (the usual case), else in a vector.
-        let mut few = [("", ""); 8];
-        let mut many = Vec::new();
-        let sorted: &mut [(&str, &str)] = match pairs.clone().count() {
-            n if n <= few.len() => {
-                for (slot, p) in few.iter_mut().zip(pairs) {
-                    *slot = p;
-                }
-                &mut few[..n]
-            }
-            _ => {
-                many.extend(pairs);
-                &mut many
-            }
-        };
-        sorted.sort_unstable_by_key(|(key, _)| *key);
-        for (i, (key, value)) in sorted.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            pair(&mut out, key, value);
-        }
-        return (out, 0);
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
-    let (labels, renamed) = rules::rewrite_labels(pairs, kind);
-    for (i, (key, value)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        pair(&mut out, key, value);
-    }
-    (out, renamed)
+    &s[..end]
 }
 
-/// Whether a rendered label set has a label `key`. Values are escaped, so `key="` after a
-/// comma cannot appear inside one. Allocates nothing.
-pub(crate) fn has_key(labels: &str, key: &str) -> bool {
-    labels.match_indices(key).any(|(at, _)| {
-        (at == 0 || labels.as_bytes()[at - 1] == b',')
-            && labels[at + key.len()..].starts_with("=\"")
-    })
-}
-
-/// The `(key, value)` pairs of a rendered label set, values unescaped. The text is one this
-/// module rendered, so it is well formed; anything else ends the iteration.
-pub(crate) fn parse(rendered: &str) -> impl Iterator<Item = (&str, Cow<'_, str>)> + '_ {
-    let mut rest = rendered;
-    std::iter::from_fn(move || {
-        let (key, after) = rest.split_once("=\"")?;
-        // The closing quote: the first one not escaped (an escape takes the next byte).
-        let mut at = 0;
-        loop {
-            let found = at + after.get(at..)?.find(['"', '\\'])?;
-            if after.as_bytes()[found] == b'"' {
-                at = found;
+impl<'a> Canonical<'a> {
+    /// The canonical set of `pairs` on a metric of `kind`, within `max_labels` pairs of at
+    /// most `max_bytes` bytes each.
+    pub(crate) fn of(
+        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        kind: Kind,
+        max_labels: usize,
+        max_bytes: usize,
+    ) -> (Self, Changes) {
+        let mut few = [("", ""); INLINE];
+        let mut n = 0;
+        let mut clean = true;
+        for (key, value) in pairs.clone() {
+            if n == INLINE || value.is_empty() || !usable(key, kind) {
+                clean = false;
                 break;
             }
-            at = found + 2;
+            few[n] = (key, value);
+            n += 1;
         }
-        let raw = after.get(..at)?;
-        rest = after.get(at + 1..)?.strip_prefix(',').unwrap_or_default();
-        let value = if raw.contains('\\') {
-            let mut out = String::with_capacity(raw.len());
-            let mut chars = raw.chars();
-            while let Some(c) = chars.next() {
-                match (c, c == '\\') {
-                    (_, true) => match chars.next() {
-                        Some('n') => out.push('\n'),
-                        Some(other) => out.push(other),
-                        None => {}
-                    },
-                    (c, false) => out.push(c),
-                }
+        if clean && n <= max_labels {
+            let sorted = &mut few[..n];
+            sorted.sort_unstable();
+            let distinct = sorted.windows(2).all(|w| w[0].0 != w[1].0);
+            let short = sorted
+                .iter()
+                .all(|(k, v)| k.len() <= max_bytes && v.len() <= max_bytes);
+            if distinct && short {
+                return (Canonical::Clean(few, n), Changes::default());
             }
-            Cow::Owned(out)
-        } else {
-            Cow::Borrowed(raw)
+        }
+        Self::rewrite(pairs, kind, max_labels, max_bytes)
+    }
+
+    fn rewrite(
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+        kind: Kind,
+        max_labels: usize,
+        max_bytes: usize,
+    ) -> (Self, Changes) {
+        let mut changes = Changes::default();
+        // (needs another name, key, value), then sorted so that the result does not depend
+        // on the order given, and unchanged keys come first.
+        let mut pending: Vec<(bool, Cow<'a, str>, Cow<'a, str>)> = Vec::new();
+        for (key, value) in pairs.filter(|(_, v)| !v.is_empty()) {
+            let (key_cut, value_cut) = (cut(key, max_bytes), cut(value, max_bytes));
+            changes.cut +=
+                u64::from(key_cut.len() < key.len()) + u64::from(value_cut.len() < value.len());
+            let key: Cow<'a, str> = if usable(key_cut, kind) {
+                Cow::Borrowed(key_cut)
+            } else {
+                Cow::Owned(format!("{EXPORTED}{key_cut}"))
+            };
+            pending.push((matches!(key, Cow::Owned(_)), key, Cow::Borrowed(value_cut)));
+        }
+        pending.sort_unstable();
+        pending.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
+        // Linear: each name is checked against the set of names taken.
+        let taken_first: HashSet<&str> = pending.iter().map(|p| &*p.1).collect();
+        let mut taken: HashSet<Cow<'a, str>> = HashSet::with_capacity(pending.len());
+        let mut out = Vec::with_capacity(pending.len());
+        for (changed, key, value) in &pending {
+            let mut name = key.clone();
+            let mut n = 0u32;
+            while taken.contains(&name) || (n > 0 && taken_first.contains(&*name)) {
+                n += 1;
+                let candidate = format!("{key}_{n}");
+                // `_` + `_1` would start with the reserved `__`.
+                name = Cow::Owned(if usable(&candidate, kind) {
+                    candidate
+                } else {
+                    format!("{EXPORTED}{candidate}")
+                });
+            }
+            changes.renamed += usize::from(*changed || n > 0);
+            taken.insert(name.clone());
+            out.push((name, value.clone()));
+        }
+        out.sort_unstable();
+        if out.len() > max_labels {
+            changes.dropped = (out.len() - max_labels) as u64;
+            out.truncate(max_labels);
+        }
+        (Canonical::Rewritten(out), changes)
+    }
+
+    /// The pairs, sorted by key.
+    pub(crate) fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
+        let (clean, rewritten) = match self {
+            Canonical::Clean(few, n) => (&few[..*n], &[][..]),
+            Canonical::Rewritten(all) => (&[][..], all.as_slice()),
         };
-        Some((key, value))
-    })
+        CanonicalPairs {
+            clean: clean.iter(),
+            rewritten: rewritten.iter(),
+        }
+    }
+
+    /// Whether it is the call's pairs as given (in some order).
+    #[cfg(test)]
+    pub(crate) fn is_clean(&self) -> bool {
+        matches!(self, Canonical::Clean(..))
+    }
+
+    /// A seeded hash of the set.
+    pub(crate) fn hash(&self, hasher: &impl BuildHasher) -> u64 {
+        let mut h = hasher.build_hasher();
+        for (key, value) in self.pairs() {
+            hash_text(key, &mut h);
+            hash_text(value, &mut h);
+        }
+        h.finish()
+    }
 }
+
+/// The pairs of a [`Canonical`] set (one of the two slices is empty).
+#[derive(Clone)]
+struct CanonicalPairs<'s, 'a> {
+    clean: std::slice::Iter<'s, (&'a str, &'a str)>,
+    rewritten: std::slice::Iter<'s, (Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'s> Iterator for CanonicalPairs<'s, '_> {
+    type Item = (&'s str, &'s str);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.clean.next() {
+            Some((k, v)) => Some((k, v)),
+            None => self.rewritten.next().map(|(k, v)| (&**k, &**v)),
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.clean.len() + self.rewritten.len();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for CanonicalPairs<'_, '_> {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn values_are_escaped_exactly() {
-        let mut out = String::new();
-        escape_into(&mut out, "a\\b\"c\nd\\");
-        assert_eq!(out, r#"a\\b\"c\nd\\"#);
-        let mut plain = String::new();
-        escape_into(&mut plain, "GET");
-        assert_eq!(plain, "GET");
+    fn set(pairs: &[(&str, &str)], kind: Kind) -> (Vec<(String, String)>, Changes) {
+        let (c, changes) = Canonical::of(pairs.iter().copied(), kind, 64, 4096);
+        let out = c
+            .pairs()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        (out, changes)
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
-    fn the_same_pairs_in_any_order_are_one_label_set() {
-        let a = canonical([("b", "2"), ("a", "1")].into_iter(), Kind::Counter);
-        let b = canonical([("a", "1"), ("b", "2")].into_iter(), Kind::Counter);
-        assert_eq!(a, b);
-        assert_eq!(a.0, r#"a="1",b="2""#);
-        let (dirty, renamed) = canonical(
-            [("a-b", "1"), ("a_b", "2"), ("e", "")].into_iter(),
+    fn clean_pairs_are_only_sorted() {
+        let (c, _) = Canonical::of(
+            [("b", "2"), ("a", "1")].into_iter(),
             Kind::Counter,
+            64,
+            4096,
         );
-        assert_eq!((dirty.as_str(), renamed), (r#"a_b="2",a_b_1="1""#, 1));
-        assert!(has_key(&dirty, "a_b_1") && has_key(&dirty, "a_b") && !has_key(&dirty, "b"));
+        assert!(c.is_clean());
+        let (d, _) = Canonical::of(
+            [("a", "1"), ("b", "2")].into_iter(),
+            Kind::Counter,
+            64,
+            4096,
+        );
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        assert_eq!(c.hash(&hasher), d.hash(&hasher));
+        // Keys are kept as recorded: escaping is for the encoder.
+        let (out, changes) = set(&[("http.route", "/a"), ("a-b", "1")], Kind::Counter);
+        assert_eq!(out, owned(&[("a-b", "1"), ("http.route", "/a")]));
+        assert_eq!(changes, Changes::default());
     }
 
     #[test]
-    fn rendered_sets_parse_back() {
-        let pairs = [("a", "x\\y\"z\nw"), ("b", ""), ("c", "a,b=\"c\"")];
-        let mut rendered = String::new();
-        for (i, (k, v)) in pairs.iter().enumerate() {
-            if i > 0 {
-                rendered.push(',');
-            }
-            pair(&mut rendered, k, v);
-        }
-        let back: Vec<(&str, String)> =
-            parse(&rendered).map(|(k, v)| (k, v.into_owned())).collect();
-        let want: Vec<(&str, String)> = pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        assert_eq!(back, want);
-        assert_eq!(parse("").count(), 0);
+    fn the_rules_apply_whatever_the_order() {
+        let a = [
+            ("__x", "3"),
+            ("le", "4"),
+            ("e", ""),
+            ("k", "1"),
+            ("k", "1"),
+            ("k", "2"),
+            ("", "v"),
+        ];
+        let mut b = a;
+        b.reverse();
+        let (la, changes) = set(&a, Kind::Histogram);
+        assert_eq!(la, set(&b, Kind::Histogram).0);
+        assert_eq!(
+            la,
+            owned(&[
+                ("exported_", "v"),
+                ("exported___x", "3"),
+                ("exported_le", "4"),
+                ("k", "1"),
+                ("k_1", "2"),
+            ])
+        );
+        assert_eq!(changes.renamed, 4);
+        // `le` is a key like any other on a counter.
+        assert_eq!(set(&[("le", "1")], Kind::Counter).0, owned(&[("le", "1")]));
+    }
+
+    #[test]
+    fn an_unchanged_key_keeps_its_name_against_a_renamed_one() {
+        let (out, _) = set(&[("exported_le", "a"), ("le", "b")], Kind::Histogram);
+        assert_eq!(out, owned(&[("exported_le", "a"), ("exported_le_1", "b")]));
+    }
+
+    #[test]
+    fn lengths_and_counts_are_capped_and_counted() {
+        let long = "é".repeat(10); // 20 bytes
+        let (c, changes) = Canonical::of([("k", long.as_str())].into_iter(), Kind::Counter, 64, 5);
+        assert_eq!(c.pairs().next(), Some(("k", "éé")));
+        assert_eq!(changes.cut, 1);
+        let many: Vec<(String, String)> =
+            (0..10).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let (c, changes) = Canonical::of(
+            many.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            Kind::Gauge,
+            3,
+            64,
+        );
+        assert_eq!(
+            c.pairs().map(|p| p.0).collect::<Vec<_>>(),
+            ["k0", "k1", "k2"]
+        );
+        assert_eq!(changes.dropped, 7);
     }
 }

@@ -5,6 +5,7 @@
 /// ```
 /// let limits = porter_metrics::Limits::default();
 /// assert_eq!((limits.series_per_metric, limits.metric_names, limits.series), (2000, 10_000, 500_000));
+/// assert_eq!((limits.labels, limits.label_bytes), (64, 4096));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -17,6 +18,13 @@ pub struct Limits {
     /// Series across all metrics; further label sets fold into their metric's overflow
     /// series. Default 500 000.
     pub series: usize,
+    /// Label pairs per series; past it, the pairs after the first `labels` (by key) are
+    /// dropped and counted (`porter_metrics_dropped_labels_total{reason="too_many"}`).
+    /// Default 64.
+    pub labels: usize,
+    /// Bytes of a label key or value; a longer one is cut (at a character boundary) and
+    /// counted (`reason="too_long"`). Default 4096.
+    pub label_bytes: usize,
 }
 
 impl Default for Limits {
@@ -25,6 +33,8 @@ impl Default for Limits {
             series_per_metric: 2000,
             metric_names: 10_000,
             series: 500_000,
+            labels: 64,
+            label_bytes: 4096,
         }
     }
 }
@@ -66,6 +76,20 @@ impl Limits {
         self
     }
 
+    /// These limits with another cap on label pairs per series and on the bytes of a label
+    /// key or value.
+    ///
+    /// ```
+    /// let limits = porter_metrics::Limits::default().with_labels(8, 256);
+    /// assert_eq!((limits.labels, limits.label_bytes), (8, 256));
+    /// ```
+    #[must_use]
+    pub fn with_labels(mut self, labels: usize, bytes: usize) -> Self {
+        self.labels = labels;
+        self.label_bytes = bytes;
+        self
+    }
+
     /// No limit at all (for benchmarks and tests that want every series).
     ///
     /// ```
@@ -76,6 +100,8 @@ impl Limits {
             series_per_metric: usize::MAX,
             metric_names: usize::MAX,
             series: usize::MAX,
+            labels: usize::MAX,
+            label_bytes: usize::MAX,
         }
     }
 }

@@ -1,45 +1,43 @@
 //! The series store: every series lives here, exactly once.
 //!
-//! A [`Store`] holds one [`Family`] per metric name, each one map from canonical label set
-//! to series (see [`family`]); a series holds its value inline (see [`series`]). The rules
-//! that make any name and labels valid ([`rules`], [`labels`]), the limits ([`Limits`]),
-//! overflow folding, idle expiry and the self-metrics ([`self_metrics`]) are all decided
-//! here, in that one map. Data flows one way: the recorder resolves calls into series, the
-//! encoder reads them out.
+//! A [`Store`] holds one [`Family`] per metric, at a dense index, found by the name it was
+//! recorded with; a family holds its series as small records (see [`family`]). The rules
+//! that hold in every format ([`names`], [`labels`]), the limits ([`Limits`]), overflow,
+//! idle expiry and the self-metrics ([`self_metrics`]) are all decided here. Data flows one
+//! way: the recorder resolves calls into series, the encoder reads them out.
 //!
-//! Histogram buckets are those of the pipeline's settings, known when it is bound (a
-//! server starts). Observations made before that wait in a bounded buffer here and are
-//! counted into their buckets at bind; nothing else is ever buffered.
+//! Histogram buckets are those of the pipeline's settings, known when it is bound (a server
+//! starts). Observations made before that wait in a bounded buffer here and are counted
+//! into their buckets at bind; nothing else is ever buffered.
 
+mod arena;
 mod exemplar;
 pub(crate) mod family;
 pub(crate) mod kind;
 pub(crate) mod labels;
 mod limits;
-mod map;
+pub(crate) mod names;
 mod native;
-pub(crate) mod rules;
 pub mod self_metrics;
+mod slab;
 pub(crate) mod value;
 
 use std::collections::{BTreeMap, HashSet};
-
-use hashbrown::HashMap;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hashbrown::HashMap;
 
 pub use limits::Limits;
 pub use native::NativeHistograms;
 
 use crate::matcher::Matcher;
-use family::Family;
-use family::Series;
+pub(crate) use exemplar::Pairs;
+use family::{Family, Layout, Series};
 use kind::Kind;
-use rules::{claimed_names, family_name, histogram_export_name, SELF_PREFIX};
 use self_metrics::{DropReason, SelfMetrics};
-use value::{CounterValue, GaugeValue, HistogramValue, Layout};
+use slab::Segmented;
 
 /// Histogram observations kept, across all series, before the pipeline is bound.
 pub(crate) const MAX_EARLY_OBSERVATIONS: usize = 100_000;
@@ -47,30 +45,73 @@ pub(crate) const MAX_EARLY_OBSERVATIONS: usize = 100_000;
 /// Most descriptions remembered for metrics not recorded yet.
 const MAX_DESCRIBED: usize = 100_000;
 
-/// What every family of a store shares: the clock, the limits, the counts.
+/// An observation kept until the buckets are known: family, series, value, times.
+type Early = (u32, u32, f64, u64);
+
+/// What every family of a store shares: the clocks, the limits, the counts.
 pub(crate) struct Shared {
     started: Instant,
-    /// Ms since `started` as of the last tick (wrapping): cheap to read on every update.
+    /// When `started` was, in ms since the Unix epoch.
+    epoch_ms: u64,
+    /// Ms since `started` as of the last tick (wrapping): cheap to read on every write.
     coarse: AtomicU32,
     /// The idle timeout in ms; 0 for none.
     idle_ms: AtomicU32,
-    limits: RwLock<Limits>,
+    /// Series per metric, series, labels per series, bytes per label.
+    limits: [AtomicUsize; 4],
     series: AtomicUsize,
+    /// Series hidden by idle expiry and not yet reclaimed.
+    hidden: AtomicUsize,
     pub(crate) self_metrics: SelfMetrics,
-    /// Observations made before the buckets were known, by series address.
-    early: Mutex<Option<Early>>,
-    hasher: hashbrown::DefaultHashBuilder,
-}
-
-#[derive(Default)]
-struct Early {
-    values: HashMap<usize, Vec<(f64, u64)>>,
-    len: usize,
+    /// Observations made before the buckets were known; `None` once bound.
+    early: Mutex<Option<Vec<Early>>>,
+    /// A seeded hash: crafted label values cannot aim at one bucket.
+    pub(crate) hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl Shared {
-    /// Whether idle expiry is on: updates then stamp their series.
-    #[inline]
+    fn new(limits: Limits) -> Self {
+        let epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let shared = Self {
+            started: Instant::now(),
+            epoch_ms,
+            coarse: AtomicU32::new(0),
+            idle_ms: AtomicU32::new(0),
+            limits: Default::default(),
+            series: AtomicUsize::new(0),
+            hidden: AtomicUsize::new(0),
+            self_metrics: SelfMetrics::default(),
+            early: Mutex::new(Some(Vec::new())),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+        };
+        shared.set_limits(limits);
+        shared
+    }
+
+    fn set_limits(&self, limits: Limits) {
+        let values = [
+            limits.series_per_metric,
+            limits.series,
+            limits.labels,
+            limits.label_bytes,
+        ];
+        for (cell, value) in self.limits.iter().zip(values) {
+            cell.store(value, Ordering::Relaxed);
+        }
+    }
+
+    fn limit(&self, i: usize) -> usize {
+        self.limits[i].load(Ordering::Relaxed)
+    }
+
+    /// Labels per series and bytes per label.
+    pub(crate) fn label_limits(&self) -> (usize, usize) {
+        (self.limit(2), self.limit(3))
+    }
+
+    /// Whether idle expiry is on.
     pub(crate) fn expiring(&self) -> bool {
         self.idle_ms.load(Ordering::Relaxed) != 0
     }
@@ -88,116 +129,61 @@ impl Shared {
         now
     }
 
-    /// A seeded hash: crafted label values cannot aim at one bucket.
-    pub(crate) fn hash(&self, labels: &str) -> u64 {
-        self.hasher.hash_one(labels)
+    /// Now, in tenths of a second since the store started (a start timestamp).
+    pub(crate) fn tenths(&self) -> u32 {
+        u32::try_from(self.started.elapsed().as_millis() / 100).unwrap_or(u32::MAX)
     }
 
-    pub(crate) fn limits(&self) -> Limits {
-        *self.limits.read().unwrap_or_else(PoisonError::into_inner)
+    /// A start timestamp in ms since the Unix epoch.
+    pub(crate) fn start_ms(&self, tenths: u32) -> u64 {
+        self.epoch_ms + u64::from(tenths) * 100
     }
 
-    /// Counts a new series of a family holding `family_len`, if the limits allow it.
-    pub(crate) fn admit_series(&self, family_len: usize) -> bool {
-        let limits = self.limits();
-        if family_len >= limits.series_per_metric
-            || self.series.load(Ordering::Relaxed) >= limits.series
-        {
-            return false;
+    /// Whether a family showing `visible` series may show one more.
+    pub(crate) fn admit_series(&self, visible: usize) -> bool {
+        visible < self.limit(0) && self.series.load(Ordering::Relaxed) < self.limit(1)
+    }
+
+    /// `shown` more series exported and `hidden` more hidden (each -1, 0 or 1).
+    pub(crate) fn count_series(&self, shown: i32, hidden: i32) {
+        for (count, n) in [(&self.series, shown), (&self.hidden, hidden)] {
+            match n {
+                1 => count.fetch_add(1, Ordering::Relaxed),
+                -1 => count.fetch_sub(1, Ordering::Relaxed),
+                _ => 0,
+            };
         }
-        self.series.fetch_add(1, Ordering::Relaxed);
-        true
-    }
-
-    /// Series currently stored.
-    pub(crate) fn series(&self) -> usize {
-        self.series.load(Ordering::Relaxed)
     }
 
     pub(crate) fn count_dropped(&self, reason: DropReason, n: u64) {
         self.self_metrics.count_dropped(reason, n);
     }
 
-    /// Keeps an observation of the series at `address` until the buckets are known; says
-    /// `true` when the caller must count it itself (they are known by now).
-    pub(crate) fn keep_early(
-        &self,
-        address: usize,
-        value: f64,
-        n: u64,
-        ready: impl Fn() -> bool,
-    ) -> bool {
+    /// Keeps an observation of `series` until its buckets are known (the pipeline binds),
+    /// or counts it at once if they are known by now.
+    pub(crate) fn keep_early(&self, series: &Series<'_>, value: f64, n: u64) {
         let full = {
             let mut early = self.early.lock().unwrap_or_else(PoisonError::into_inner);
             match early.as_mut() {
-                Some(_) if ready() => return true,
-                None => return true,
-                Some(early) if early.len >= MAX_EARLY_OBSERVATIONS => true,
-                Some(early) => {
-                    early.values.entry(address).or_default().push((value, n));
-                    early.len += 1;
-                    false
+                None => None,
+                Some(kept) if kept.len() >= MAX_EARLY_OBSERVATIONS => Some(true),
+                Some(kept) => {
+                    kept.push((series.family.id, series.index, value, n));
+                    Some(false)
                 }
             }
         };
-        if full {
-            self.count_dropped(DropReason::BufferFull, n);
-            self.self_metrics.warn_once(
-                DropReason::BufferFull.as_str(),
-                "",
-                DropReason::BufferFull.message(),
-            );
-        }
-        false
-    }
-}
-
-/// A family of any kind.
-#[derive(Clone)]
-pub(crate) enum FamilyRef {
-    Counter(Arc<Family<CounterValue>>),
-    Gauge(Arc<Family<GaugeValue>>),
-    Histogram(Arc<Family<HistogramValue>>),
-}
-
-impl FamilyRef {
-    pub(crate) fn kind(&self) -> Kind {
-        match self {
-            FamilyRef::Counter(_) => Kind::Counter,
-            FamilyRef::Gauge(_) => Kind::Gauge,
-            FamilyRef::Histogram(_) => Kind::Histogram,
-        }
-    }
-
-    fn set_help(&self, text: Arc<str>, default: bool) {
-        match self {
-            FamilyRef::Counter(f) => f.set_help(text, default),
-            FamilyRef::Gauge(f) => f.set_help(text, default),
-            FamilyRef::Histogram(f) => f.set_help(text, default),
-        }
-    }
-
-    fn expire(&self, now: u32, idle_ms: u32) -> usize {
-        match self {
-            FamilyRef::Counter(f) => f.expire(now, idle_ms),
-            FamilyRef::Gauge(f) => f.expire(now, idle_ms),
-            FamilyRef::Histogram(f) => f.expire(now, idle_ms),
-        }
-    }
-
-    fn set_expiring(&self, on: bool) {
-        match self {
-            FamilyRef::Counter(f) => f.expiring.store(on, Ordering::Relaxed),
-            FamilyRef::Gauge(f) => f.expiring.store(on, Ordering::Relaxed),
-            FamilyRef::Histogram(f) => f.expiring.store(on, Ordering::Relaxed),
-        }
-    }
-
-    fn clear(&self) {
-        match self {
-            FamilyRef::Counter(f) => f.clear(),
-            FamilyRef::Gauge(f) => f.clear(),
-            FamilyRef::Histogram(f) => f.clear(),
+        match full {
+            // Bound meanwhile: the cells are there now.
+            None if series.cells().is_some() => series.observe(value, n),
+            None => {}
+            Some(false) => {}
+            Some(true) => {
+                self.count_dropped(DropReason::BufferFull, n);
+                let reason = DropReason::BufferFull;
+                self.self_metrics
+                    .warn_once(reason.as_str(), "", reason.message());
+            }
         }
     }
 }
@@ -218,7 +204,7 @@ pub(crate) struct Settings {
     pub(crate) native: Option<NativeHistograms>,
     /// Native buckets for the histograms a matcher matches.
     pub(crate) native_overrides: Vec<(Matcher, NativeHistograms)>,
-    /// Global labels, `(key, value)`, printed on every series without that key.
+    /// Global labels, `(key, value)`, on every series without that key.
     pub(crate) global: Vec<(String, String)>,
 }
 
@@ -249,45 +235,38 @@ impl Settings {
     }
 }
 
+#[derive(Default)]
 struct Table {
-    /// Raw name → family, or why the name is refused. Bounded: past `raw_cap`, refusals are
-    /// worked out again instead of remembered.
-    raw: HashMap<Box<str>, Result<FamilyRef, DropReason>>,
-    /// Sanitized name → family, in name order (the exposition's order).
-    families: BTreeMap<String, FamilyRef>,
-    /// Every name some family prints.
+    /// Recorded names (and family keys) → family.
+    by_name: HashMap<Box<str>, u32>,
+    /// Names refused, per kind; bounded (past the bound, refusals are worked out again).
+    refused: HashMap<Box<str>, [Option<DropReason>; 3]>,
+    /// Every name some family's series take.
     claims: HashSet<String>,
+    /// Families by key: the exposition's order.
+    order: BTreeMap<Box<str>, u32>,
 }
 
 /// See the module documentation.
 pub(crate) struct Store {
     pub(crate) shared: Arc<Shared>,
+    families: Segmented<Box<[OnceLock<Arc<Family>>]>, 4>,
     table: RwLock<Table>,
     settings: OnceLock<Settings>,
-    /// Descriptions of metrics not recorded yet, by sanitized name.
+    /// Descriptions of metrics not recorded yet, by family key.
     described: Mutex<HashMap<String, Arc<str>>>,
+    metric_names: AtomicUsize,
 }
 
 impl Store {
     pub(crate) fn new(limits: Limits) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                started: Instant::now(),
-                coarse: AtomicU32::new(0),
-                idle_ms: AtomicU32::new(0),
-                limits: RwLock::new(limits),
-                series: AtomicUsize::new(0),
-                self_metrics: SelfMetrics::default(),
-                early: Mutex::new(Some(Early::default())),
-                hasher: hashbrown::DefaultHashBuilder::default(),
-            }),
-            table: RwLock::new(Table {
-                raw: HashMap::default(),
-                families: BTreeMap::new(),
-                claims: HashSet::new(),
-            }),
+            shared: Arc::new(Shared::new(limits)),
+            families: Segmented::default(),
+            table: RwLock::default(),
             settings: OnceLock::new(),
-            described: Mutex::new(HashMap::default()),
+            described: Mutex::default(),
+            metric_names: AtomicUsize::new(limits.metric_names),
         }
     }
 
@@ -296,29 +275,35 @@ impl Store {
         self.settings.get()
     }
 
+    /// The family at `id`.
+    #[inline]
+    pub(crate) fn family(&self, id: u32) -> Option<&Arc<Family>> {
+        self.families.get(id)?.get()
+    }
+
     /// Applies limits and the idle timeout (any time; they apply to new series).
     pub(crate) fn configure(&self, limits: Limits, idle: Option<Duration>) {
-        *self
-            .shared
-            .limits
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = limits;
+        self.shared.set_limits(limits);
+        self.metric_names
+            .store(limits.metric_names, Ordering::Relaxed);
         let idle_ms = idle.map_or(0, |t| {
             u32::try_from(t.as_millis())
-                .unwrap_or(u32::MAX / 2)
-                .clamp(1, u32::MAX / 2)
+                .unwrap_or(u32::MAX / 4)
+                .clamp(1, u32::MAX / 4)
         });
         self.shared.tick();
         // Under the table's lock: a family created meanwhile copies the new flag.
-        let table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         self.shared.idle_ms.store(idle_ms, Ordering::Relaxed);
-        for family in table.families.values() {
-            family.set_expiring(idle_ms != 0);
+        for &id in table.order.values() {
+            if let Some(family) = self.family(id) {
+                family.expiring.store(idle_ms != 0, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Binds the store's histogram buckets and global labels, once; replays the
-    /// observations kept until then. Returns `false` if it was bound already.
+    /// Binds the histogram buckets and global labels, once; counts the observations kept
+    /// until then. Returns `false` if it was bound already.
     pub(crate) fn bind(&self, settings: Settings) -> bool {
         if self.settings.set(settings).is_err() {
             return false;
@@ -326,223 +311,217 @@ impl Store {
         let Some(settings) = self.settings.get() else {
             return false;
         };
-        let mut bound = Vec::new();
-        for family in self.families() {
-            if let FamilyRef::Histogram(f) = family {
-                f.bind_buckets(settings.layout_for(&f.name), &mut bound);
-            }
-        }
-        let early = self
+        // Under the buffer's lock: an observation either waits in it and is replayed
+        // here, or finds the buckets.
+        let mut early = self
             .shared
             .early
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(early) = early {
-            let series: HashMap<usize, &Arc<Series<HistogramValue>>> =
-                bound.iter().map(|(a, s)| (*a, s)).collect();
-            for (at, values) in early.values {
-                if let Some(series) = series.get(&at) {
-                    for (value, n) in values {
-                        series.replay(value, n);
-                    }
-                }
+            .unwrap_or_else(PoisonError::into_inner);
+        for family in self.families() {
+            if family.kind == Kind::Histogram {
+                family.bind(settings.layout_for(&family.base));
+            }
+        }
+        for (family, index, value, n) in early.take().unwrap_or_default() {
+            let series = self.family(family).and_then(|f| f.pinned(index));
+            if let Some(series) = series {
+                series.observe(value, n);
             }
         }
         true
     }
 
-    /// The family a raw name belongs to, creating it if the name and kind are admissible;
-    /// logs a refusal once (after every lock is released). The caller counts the drops.
-    pub(crate) fn family(
+    /// The family a recorded name belongs to, created if the name and kind are admissible;
+    /// a refusal is logged once (after every lock is released). The caller counts drops.
+    pub(crate) fn family_of(
         &self,
         raw: &str,
         kind: Kind,
         origin: Origin,
-    ) -> Result<FamilyRef, DropReason> {
-        let found = self
-            .table
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .raw
-            .get(raw)
-            .cloned();
+    ) -> Result<&Arc<Family>, DropReason> {
+        let found = {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            match table.by_name.get(raw) {
+                Some(&id) => Some(Ok(id)),
+                None => table
+                    .refused
+                    .get(raw)
+                    .and_then(|r| r[kind as usize])
+                    .map(Err),
+            }
+        };
         let (result, created) = match found {
             Some(found) => (found, false),
             None => self.create(raw, kind),
         };
-        let result = result.and_then(|family| {
-            if family.kind() == kind {
-                Ok(family)
-            } else {
-                Err(DropReason::KindConflict)
-            }
+        let result = result.and_then(|id| {
+            let family = self.family(id).ok_or(DropReason::InvalidName)?;
+            (family.kind == kind)
+                .then_some(family)
+                .ok_or(DropReason::KindConflict)
         });
         match result {
             Ok(family) => {
-                if origin == Origin::Collector && (created || found_without_help(&family)) {
-                    let text = match kind {
-                        Kind::Counter => "Counter for",
-                        Kind::Gauge => "Gauge for",
-                        Kind::Histogram => "Histogram for",
-                    };
-                    family.set_help(format!("{text} {raw}").into(), true);
+                if origin == Origin::Collector && (created || !family.has_help()) {
+                    family.set_help(format!("{} for {raw}", kind.title()).into(), true);
                 }
                 Ok(family)
             }
             Err(reason) => {
-                self.shared.self_metrics.warn_once(
-                    reason.as_str(),
-                    raw,
-                    &format!("{} ({})", reason.message(), kind.as_str()),
-                );
+                let message = format!("{} ({})", reason.message(), kind.as_str());
+                self.shared
+                    .self_metrics
+                    .warn_once(reason.as_str(), raw, &message);
                 Err(reason)
             }
         }
     }
 
-    fn create(&self, raw: &str, kind: Kind) -> (Result<FamilyRef, DropReason>, bool) {
-        let limits = self.shared.limits();
+    /// Creates the family of `raw`, or refuses it; `true` when created.
+    fn create(&self, raw: &str, kind: Kind) -> (Result<u32, DropReason>, bool) {
+        let key = names::family_key(raw, kind);
+        let refusal = if raw.is_empty() {
+            Some(DropReason::InvalidName)
+        } else if names::is_reserved(key) {
+            Some(DropReason::ReservedName)
+        } else {
+            None
+        };
+        // Worked out before the lock is taken.
+        let claims = names::claims(key, kind);
+        let described = self
+            .described
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = table.raw.get(raw) {
-            return (found.clone(), false);
+        let (result, created) = match (table.by_name.get(raw), table.by_name.get(key)) {
+            (Some(&id), _) => (Ok(id), false),
+            (None, Some(&id)) => {
+                if self.family(id).is_some_and(|f| f.kind == kind) {
+                    table.by_name.insert(raw.into(), id);
+                }
+                (Ok(id), false)
+            }
+            (None, None) => match refusal {
+                Some(reason) => (Err(reason), false),
+                None if claims.iter().any(|c| table.claims.contains(c)) => {
+                    (Err(DropReason::KindConflict), false)
+                }
+                None if table.order.len() >= self.metric_names.load(Ordering::Relaxed) => {
+                    (Err(DropReason::MetricLimit), false)
+                }
+                None => (Ok(self.add(&mut table, raw, key, kind, claims)), true),
+            },
+        };
+        let cap = self
+            .metric_names
+            .load(Ordering::Relaxed)
+            .saturating_mul(4)
+            .max(1024);
+        if let (Err(reason), true) = (result, table.refused.len() < cap) {
+            table.refused.entry(raw.into()).or_default()[kind as usize] = Some(reason);
         }
-        let (result, created) = self.resolve(&mut table, raw, kind, limits);
-        let raw_cap = limits.metric_names.saturating_mul(4).max(1024);
-        if result.is_ok() || table.raw.len() < raw_cap {
-            table.raw.insert(raw.into(), result.clone());
+        drop(table);
+        if let Some(text) = described {
+            match result.ok().and_then(|id| self.family(id)) {
+                Some(family) => family.set_help(text, false),
+                None => self.keep_description(key, text),
+            }
         }
         (result, created)
     }
 
-    fn resolve(
-        &self,
-        table: &mut Table,
-        raw: &str,
-        kind: Kind,
-        limits: Limits,
-    ) -> (Result<FamilyRef, DropReason>, bool) {
-        let name = family_name(raw);
-        if name.is_empty() {
-            return (Err(DropReason::InvalidName), false);
+    /// A new family (under the table's write lock).
+    fn add(&self, table: &mut Table, raw: &str, key: &str, kind: Kind, claims: Vec<String>) -> u32 {
+        let id = u32::try_from(table.order.len()).unwrap_or(u32::MAX);
+        let family = Family::new(
+            id,
+            key,
+            names::series_base(key, kind),
+            kind,
+            self.shared.clone(),
+        );
+        if let (Kind::Histogram, Some(settings)) = (kind, self.settings.get()) {
+            family.bind(settings.layout_for(&family.base));
         }
-        if name.starts_with(SELF_PREFIX) {
-            return (Err(DropReason::ReservedName), false);
+        self.families.reserve(id);
+        if let Some(slot) = self.families.get(id) {
+            let _ = slot.set(Arc::new(family));
         }
-        if let Some(family) = table.families.get(name.as_ref()) {
-            return (Ok(family.clone()), false);
-        }
-        let claims = claimed_names(&name, kind);
-        if claims.iter().any(|c| table.claims.contains(c)) {
-            return (Err(DropReason::KindConflict), false);
-        }
-        if table.families.len() >= limits.metric_names {
-            return (Err(DropReason::MetricLimit), false);
-        }
-        let help = self
-            .described
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name.as_ref());
-        let family = self.new_family(&name, kind, help);
         table.claims.extend(claims);
-        table.families.insert(name.into_owned(), family.clone());
-        (Ok(family), true)
+        table.by_name.insert(key.into(), id);
+        table.by_name.insert(raw.into(), id);
+        table.order.insert(key.into(), id);
+        id
     }
 
-    fn new_family(&self, name: &str, kind: Kind, help: Option<Arc<str>>) -> FamilyRef {
-        let shared = self.shared.clone();
-        match kind {
-            Kind::Counter => FamilyRef::Counter(Arc::new(Family::new(name.into(), shared, help))),
-            Kind::Gauge => FamilyRef::Gauge(Arc::new(Family::new(name.into(), shared, help))),
-            Kind::Histogram => {
-                let export = histogram_export_name(name).unwrap_or_else(|| name.to_owned());
-                let family = Family::new(export, shared, help);
-                if let Some(settings) = self.settings.get() {
-                    let _ = family.layout.set(settings.layout_for(&family.name));
-                }
-                FamilyRef::Histogram(Arc::new(family))
-            }
+    fn keep_description(&self, key: &str, text: Arc<str>) {
+        let mut described = self
+            .described
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if described.len() < MAX_DESCRIBED {
+            described.insert(key.to_owned(), text);
         }
     }
 
     /// Records a user's description: it wins over the collector's default text, whenever
     /// it is given.
-    pub(crate) fn describe(&self, raw: &str, description: &str) {
-        let name = family_name(raw);
-        if name.is_empty() || name.starts_with(SELF_PREFIX) {
-            return;
-        }
+    pub(crate) fn describe(&self, raw: &str, kind: Kind, description: &str) {
+        let key = names::family_key(raw, kind);
         let text: Arc<str> = description.into();
-        let found = self
+        let found = {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            table
+                .by_name
+                .get(raw)
+                .or_else(|| table.by_name.get(key))
+                .copied()
+        };
+        match found.and_then(|id| self.family(id)) {
+            Some(family) => family.set_help(text, false),
+            None => self.keep_description(key, text),
+        }
+    }
+
+    /// Every family, in key order (a snapshot: no lock is held while the caller walks).
+    pub(crate) fn families(&self) -> Vec<Arc<Family>> {
+        let ids: Vec<u32> = self
             .table
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .families
-            .get(name.as_ref())
-            .cloned();
-        match found {
-            Some(family) => family.set_help(text, false),
-            None => {
-                let mut described = self
-                    .described
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if described.len() < MAX_DESCRIBED {
-                    described.insert(name.into_owned(), text);
-                }
-            }
-        }
-    }
-
-    /// Every family, in name order (a snapshot: the table's lock is not held while the
-    /// caller walks them).
-    pub(crate) fn families(&self) -> Vec<FamilyRef> {
-        self.table
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .families
+            .order
             .values()
-            .cloned()
+            .copied()
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| self.family(id).cloned())
             .collect()
     }
 
-    /// Series and metric names currently stored.
-    pub(crate) fn counts(&self) -> (usize, usize) {
+    /// Series exported, series hidden by idle expiry, and metrics stored.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let names = self
             .table
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .families
+            .order
             .len();
-        (self.shared.series(), names)
+        let shared = &self.shared;
+        let count = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        (count(&shared.series), count(&shared.hidden), names)
     }
 
-    /// Periodic work: advances the clock and, with an idle timeout, removes idle series.
+    /// Periodic work: advances the clock and, with an idle timeout, expires idle series.
     pub(crate) fn upkeep(&self) {
         let now = self.shared.tick();
         let idle_ms = self.shared.idle_ms.load(Ordering::Relaxed);
-        if idle_ms == 0 {
-            return;
+        if idle_ms != 0 {
+            for family in self.families() {
+                family.expire(now, idle_ms);
+            }
         }
-        let removed: usize = self.families().iter().map(|f| f.expire(now, idle_ms)).sum();
-        self.shared.series.fetch_sub(removed, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        // Series point at their family: let them go so both are freed.
-        for family in self.families() {
-            family.clear();
-        }
-    }
-}
-
-fn found_without_help(family: &FamilyRef) -> bool {
-    match family {
-        FamilyRef::Counter(f) => !f.has_help(),
-        FamilyRef::Gauge(f) => !f.has_help(),
-        FamilyRef::Histogram(f) => !f.has_help(),
     }
 }

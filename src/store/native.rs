@@ -2,11 +2,13 @@
 //!
 //! Bucket `i` of schema `s` counts the observations `v` with
 //! `2^((i-1)/2^s) < |v| <= 2^(i/2^s)` (negative ones in buckets of their own), and a zero
-//! bucket those with `|v| <= zero_threshold`. A histogram holds only the buckets it has
-//! seen; past `max_buckets` it halves its resolution (schema - 1, merging pairs), as
-//! client_golang does, down to schema -4.
+//! bucket those with `|v| <= zero_threshold`. A series holds the range of buckets it has
+//! seen, densely; past `max_buckets` buckets in use it halves its resolution (schema - 1,
+//! merging pairs), as client_golang does, down to schema -4.
 
-use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use super::value::Snapshot;
 
 /// Settings of native histograms, in the shape of client_golang's `HistogramOpts`.
 ///
@@ -86,23 +88,81 @@ impl NativeHistograms {
     }
 }
 
+/// One sign's buckets: counts from index `first` on.
+#[derive(Debug, Default)]
+struct Buckets {
+    first: i32,
+    counts: Vec<u64>,
+}
+
+impl Buckets {
+    /// Adds `n` to bucket `i`; says whether the bucket was empty.
+    fn add(&mut self, i: i32, n: u64) -> bool {
+        if self.counts.is_empty() {
+            self.first = i;
+        } else if i < self.first {
+            let missing = (self.first - i) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, missing));
+            self.first = i;
+        }
+        let at = (i - self.first) as usize;
+        if at >= self.counts.len() {
+            self.counts.resize(at + 1, 0);
+        }
+        self.counts[at] += n;
+        self.counts[at] == n
+    }
+
+    fn used(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        (self.first..)
+            .zip(self.counts.iter().copied())
+            .filter(|(_, c)| *c > 0)
+    }
+
+    /// Schema - 1: bucket `i` joins bucket `ceil(i / 2)`.
+    fn halve(&mut self) {
+        let old = std::mem::take(self);
+        for (i, count) in old.used() {
+            self.add((i + 1).div_euclid(2), count);
+        }
+    }
+}
+
 /// The native buckets of one series.
 #[derive(Debug)]
 pub(crate) struct NativeState {
-    pub(crate) schema: i32,
-    pub(crate) zero_count: u64,
-    pub(crate) positive: BTreeMap<i32, u64>,
-    pub(crate) negative: BTreeMap<i32, u64>,
+    schema: i32,
+    initial: i32,
+    zero_count: u64,
+    /// Buckets in use, both signs.
+    used: usize,
+    positive: Buckets,
+    negative: Buckets,
 }
 
 impl NativeState {
     pub(crate) fn new(settings: &NativeHistograms) -> Self {
+        let schema = settings.schema();
         Self {
-            schema: settings.schema(),
+            schema,
+            initial: schema,
             zero_count: 0,
-            positive: BTreeMap::new(),
-            negative: BTreeMap::new(),
+            used: 0,
+            positive: Buckets::default(),
+            negative: Buckets::default(),
         }
+    }
+
+    /// Back to empty (a reclaimed record is reused).
+    pub(crate) fn clear(&mut self) {
+        *self = Self {
+            schema: self.initial,
+            initial: self.initial,
+            zero_count: 0,
+            used: 0,
+            positive: Buckets::default(),
+            negative: Buckets::default(),
+        };
     }
 
     /// Counts `value` (finite) `n` times; halves the resolution while over the limit.
@@ -112,62 +172,68 @@ impl NativeState {
             self.zero_count += n;
             return;
         }
-        let index = bucket_index(magnitude, self.schema);
         let buckets = if value > 0.0 {
             &mut self.positive
         } else {
             &mut self.negative
         };
-        *buckets.entry(index).or_insert(0) += n;
-        while self.positive.len() + self.negative.len() > settings.max_buckets as usize
-            && self.schema > -4
-        {
-            self.halve();
-        }
-    }
-
-    /// Schema - 1: bucket `i` joins bucket `ceil(i / 2)`.
-    fn halve(&mut self) {
-        self.schema -= 1;
-        for buckets in [&mut self.positive, &mut self.negative] {
-            let old = std::mem::take(buckets);
-            for (index, count) in old {
-                *buckets.entry((index + 1).div_euclid(2)).or_insert(0) += count;
+        self.used += usize::from(buckets.add(bucket_index(magnitude, self.schema), n));
+        // The dense range is bounded too, so that two far-apart values cannot make it huge.
+        let limit = settings.max_buckets as usize;
+        let cap = limit.max(64) * 4;
+        while self.schema > -4 {
+            let width = self.positive.counts.len() + self.negative.counts.len();
+            if self.used <= limit && (width <= cap || self.used < 2) {
+                break;
             }
+            self.schema -= 1;
+            self.positive.halve();
+            self.negative.halve();
+            self.used = self.positive.used().count() + self.negative.used().count();
         }
     }
 
-    /// Moves every count of `from` into `self`, at the coarser of the two schemas.
-    pub(crate) fn absorb(&mut self, from: &mut NativeState) {
-        while self.schema > from.schema {
-            self.halve();
-        }
-        while from.schema > self.schema {
-            from.halve();
-        }
-        self.zero_count += std::mem::take(&mut from.zero_count);
-        for (to, from) in [
-            (&mut self.positive, &mut from.positive),
-            (&mut self.negative, &mut from.negative),
-        ] {
-            for (index, count) in std::mem::take(from) {
-                *to.entry(index).or_insert(0) += count;
-            }
-        }
+    /// Copies the buckets in use into `out`.
+    pub(crate) fn copy_into(&self, out: &mut Snapshot) {
+        out.positive.clear();
+        out.positive.extend(self.positive.used());
+        out.negative.clear();
+        out.negative.extend(self.negative.used());
+        out.native = Some((self.schema, self.zero_count));
     }
+}
 
-    /// Every observation counted here.
-    #[cfg(test)]
-    fn count(&self) -> u64 {
-        self.zero_count + self.positive.values().sum::<u64>() + self.negative.values().sum::<u64>()
-    }
+/// The bounds within one power of two for schema `s` (1 to 8): `2^(m / 2^s - 1)` for
+/// `m` from 0, as client_golang tabulates them.
+fn bounds(schema: i32) -> &'static [f64] {
+    static TABLES: [OnceLock<Box<[f64]>>; 8] = [const { OnceLock::new() }; 8];
+    TABLES[(schema - 1) as usize].get_or_init(|| {
+        let n = 1 << schema;
+        (0..n)
+            .map(|m| 2f64.powf(f64::from(m) / f64::from(n) - 1.0))
+            .collect()
+    })
 }
 
 /// The bucket of a positive, finite magnitude above the zero threshold.
 fn bucket_index(magnitude: f64, schema: i32) -> i32 {
-    let scaled = magnitude.log2() * 2f64.powi(schema);
-    // Clamped: magnitudes span about ±1075 powers of two, times 2^8 at most.
-    scaled.ceil().clamp(-(1 << 20) as f64, (1 << 20) as f64) as i32
+    let bits = magnitude.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    if biased == 0 {
+        // Subnormal: rare enough for the slow way.
+        return (magnitude.log2() * 2f64.powi(schema)).ceil() as i32;
+    }
+    // magnitude = frac * 2^exp, frac in [0.5, 1).
+    let exp = biased - 1022;
+    let frac = f64::from_bits((bits & ((1 << 52) - 1)) | (1022 << 52));
+    if schema > 0 {
+        let m = bounds(schema).partition_point(|b| *b < frac) as i32;
+        (exp - 1) * (1 << schema) + m
+    } else {
+        let key = if frac == 0.5 { exp - 1 } else { exp };
+        let offset = (1 << -schema) - 1;
+        (key + offset) >> -schema
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +259,24 @@ mod tests {
         assert_eq!(bucket_index(0.5, 0), -1);
         assert_eq!(bucket_index(8.0, -1), 2); // (4, 16]
         assert_eq!(bucket_index(2f64.sqrt() * 1.0001, 1), 2);
+        assert_eq!(bucket_index(1.0, 3), 0);
+        assert_eq!(bucket_index(1.05, 3), 1);
+        assert_eq!(bucket_index(f64::MIN_POSITIVE / 4.0, 0), -1024);
+        // Every value lies in its bucket, at every schema.
+        for schema in -4..=8 {
+            for v in [0.001, 0.3, 1.0, 1.5, 3.0, 1000.0, 123456.789] {
+                let i = bucket_index(v, schema);
+                let scale = 2f64.powi(-schema);
+                let (low, high) = (
+                    2f64.powf(f64::from(i - 1) * scale),
+                    2f64.powf(f64::from(i) * scale),
+                );
+                assert!(
+                    low < v * 1.000001 && v <= high * 1.000001,
+                    "{v} in {i} at {schema}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -204,9 +288,20 @@ mod tests {
         for v in [0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 100.0, -7.0] {
             state.observe(v, 2, &settings);
         }
-        assert!(state.positive.len() + state.negative.len() <= 4);
+        let mut out = Snapshot::default();
+        state.copy_into(&mut out);
+        assert!(out.positive.len() + out.negative.len() <= 4);
         assert!(state.schema < 3);
-        assert_eq!(state.count(), 16);
+        let total: u64 = out.positive.iter().chain(&out.negative).map(|b| b.1).sum();
+        assert_eq!(total + state.zero_count, 16);
         assert_eq!(state.zero_count, 2);
+        // Far-apart values halve until the range is small.
+        let mut wide = NativeState::new(&NativeHistograms::default());
+        wide.observe(1e-300, 1, &NativeHistograms::default());
+        wide.observe(1e300, 1, &NativeHistograms::default());
+        assert!(wide.positive.counts.len() <= 640);
+        state.clear();
+        state.copy_into(&mut out);
+        assert_eq!(out.native, Some((3, 0)));
     }
 }

@@ -71,6 +71,17 @@ pub const OVERFLOW_SAMPLES: &str = "porter_metrics_overflow_samples_total";
 /// assert_eq!(capture.exposition().unwrap().value(SERIES, &[]), Some(2.0));
 /// ```
 pub const SERIES: &str = "porter_metrics_series";
+/// Name of the gauge of series that idle expiry hid and has not reclaimed yet: written
+/// again, they come back with their values; idle for another timeout (and held by no kept
+/// handle), they are reclaimed.
+///
+/// ```
+/// use porter_metrics::{self_metrics::HIDDEN_SERIES, testing::Capture};
+///
+/// assert_eq!(Capture::new().exposition().unwrap().value(HIDDEN_SERIES, &[]), Some(0.0));
+/// ```
+pub const HIDDEN_SERIES: &str = "porter_metrics_hidden_series";
+
 /// Name of the gauge of tracked metric names.
 ///
 /// ```
@@ -98,6 +109,17 @@ pub const METRIC_NAMES: &str = "porter_metrics_metric_names";
 /// assert_eq!(scrape.value(DROPPED_EXEMPLARS, &["reason", "too_long"]), Some(1.0));
 /// ```
 pub const DROPPED_EXEMPLARS: &str = "porter_metrics_dropped_exemplars_total";
+
+/// Name of the counter of families (and series) left out of a scrape because another was
+/// written alike (`a.b` and `a_b` under `escaping=underscores`), by escaping.
+///
+/// ```
+/// use porter_metrics::{self_metrics::ESCAPING_COLLISIONS, LocalRecorder};
+///
+/// let text = LocalRecorder::new().render();
+/// assert!(text.contains(&format!("{ESCAPING_COLLISIONS}{{escaping=\"underscores\"}} 0")));
+/// ```
+pub const ESCAPING_COLLISIONS: &str = "porter_metrics_escaping_collisions_total";
 
 /// How many distinct problems are logged before further warnings are suppressed.
 const MAX_WARNINGS: usize = 1024;
@@ -157,19 +179,41 @@ impl DropReason {
     }
 }
 
-/// Why a label was removed: the `reason` label of `porter_metrics_dropped_labels_total`.
+/// Why a label was removed or cut: the `reason` label of
+/// `porter_metrics_dropped_labels_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum LabelDrop {
     /// An odd number of label strings: the last key had no value.
     DanglingKey,
+    /// Past the limit on pairs per series.
+    TooMany,
+    /// A key or value past the length limit, cut to it.
+    TooLong,
 }
 
 impl LabelDrop {
-    const ALL: [LabelDrop; 1] = [LabelDrop::DanglingKey];
+    const ALL: [LabelDrop; 3] = [
+        LabelDrop::DanglingKey,
+        LabelDrop::TooMany,
+        LabelDrop::TooLong,
+    ];
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LabelDrop::DanglingKey => "dangling_key",
+            LabelDrop::TooMany => "too_many",
+            LabelDrop::TooLong => "too_long",
+        }
+    }
+
+    /// What the one-time warning says.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            LabelDrop::DanglingKey => {
+                "odd number of label strings; the last key has no value and was dropped"
+            }
+            LabelDrop::TooMany => "more label pairs than the limit; the last (by key) were dropped",
+            LabelDrop::TooLong => "label key or value longer than the limit; cut to it",
         }
     }
 }
@@ -235,9 +279,9 @@ impl SelfMetrics {
         })
     }
 
-    /// Counts one label removed for `reason`.
-    pub(crate) fn count_label_drop(&self, reason: LabelDrop) {
-        self.labels[reason as usize].fetch_add(1, Ordering::Relaxed);
+    /// Counts `n` labels removed or cut for `reason`.
+    pub(crate) fn count_label_drop(&self, reason: LabelDrop, n: u64) {
+        self.labels[reason as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Labels removed so far, by reason.

@@ -1,188 +1,219 @@
-//! What a series holds, by kind, inline: a counter is an `AtomicU64`, a gauge an
-//! `AtomicU64` holding f64 bits, a histogram one count per bucket plus the sum. An update is
-//! an atomic operation on them, never a buffer, so a scrape reading them loses nothing.
+//! What a series' cells hold, and how they are written and read.
+//!
+//! A counter is one cell, a gauge one cell of f64 bits. A histogram is `count`, `sum` and
+//! one cell per bucket (`+Inf` last). An observation adds to `count` first and to its
+//! bucket last, with the sum between them; `_count` is the buckets' total.
+//!
+//! A scrape reads a histogram as of one moment, without stopping writers: it reads
+//! `count`, the buckets and the sum, then `count` again. Equal counts that also equal the
+//! buckets' total mean no observation was under way or began meanwhile, so the sum is of
+//! exactly those observations. Writers that keep it from ever seeing that are stopped for
+//! the length of one copy: the reader raises a gate bit in `count`, a writer that finds it
+//! raised takes its count back and waits, and the reader copies once the observations
+//! already counted are in their buckets. client_golang keeps two copies of every count for
+//! the same guarantee; this keeps one, for one more atomic add per observation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::PoisonError;
 
-use super::exemplar::Exemplars;
-use super::native::{NativeHistograms, NativeState};
+use super::exemplar;
+use super::family::Series;
+use super::native::NativeState;
+use super::self_metrics::DropReason;
 
-/// What a series of one kind holds.
-pub(crate) trait Value: Send + Sync + Sized + 'static {
-    /// A zero value for a new series (a histogram takes its buckets from `layout`, its
-    /// family's once the pipeline is bound).
-    fn new(layout: Option<&Layout>) -> Self;
-    /// Moves everything `from` holds into `self`, leaving `from` empty: how a write through
-    /// a handle of an expired series reaches the series that replaced it.
-    fn absorb(&self, from: &Self);
-}
+/// Raised in a histogram's `count` while a reader copies it.
+const GATE: u64 = 1 << 63;
+/// Optimistic reads before a reader raises the gate.
+const TRIES: usize = 8;
 
-/// A counter's value, and its exemplar.
-#[derive(Default)]
-pub(crate) struct CounterValue(pub(crate) AtomicU64, pub(crate) Exemplars);
-
-impl Value for CounterValue {
-    fn new(_: Option<&Layout>) -> Self {
-        Self::default()
-    }
-    fn absorb(&self, from: &Self) {
-        self.0
-            .fetch_add(from.0.swap(0, Ordering::AcqRel), Ordering::AcqRel);
-    }
-}
-
-/// A gauge's value: f64 bits.
-pub(crate) struct GaugeValue(pub(crate) AtomicU64);
-
-impl Value for GaugeValue {
-    fn new(_: Option<&Layout>) -> Self {
-        Self(AtomicU64::new(0f64.to_bits()))
-    }
-    fn absorb(&self, from: &Self) {
-        // A gauge's last value wins: the handle's write is the newest.
-        self.0
-            .store(from.0.load(Ordering::Acquire), Ordering::Release);
-    }
-}
+/// Cells of a histogram before its buckets.
+const COUNT: usize = 0;
+const SUM: usize = 1;
+const BUCKETS: usize = 2;
 
 /// Adds `delta` to the f64 held in `cell`.
 #[inline]
-pub(crate) fn add_f64(cell: &AtomicU64, delta: f64) {
+fn add_f64(cell: &AtomicU64, delta: f64, order: Ordering) {
     let mut current = cell.load(Ordering::Relaxed);
     loop {
         let next = (f64::from_bits(current) + delta).to_bits();
-        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+        match cell.compare_exchange_weak(current, next, order, Ordering::Relaxed) {
             Ok(_) => return,
             Err(seen) => current = seen,
         }
     }
 }
 
-/// A histogram's value: a count per bucket (the last one is `+Inf`) and the sum. The count
-/// is the buckets' total, so `_count` and the `+Inf` bucket always agree.
-pub(crate) struct HistogramValue {
-    /// Set when the family's buckets are known: at creation once the pipeline is bound,
-    /// otherwise when it binds (observations wait in the store until then).
-    pub(crate) counts: OnceLock<Box<[AtomicU64]>>,
-    pub(crate) sum: AtomicU64,
-    /// What not every histogram needs, in one word until needed: native buckets and
-    /// exemplars.
-    extra: OnceLock<Box<Extra>>,
-}
-
-/// The native buckets (of a family configured native) and the exemplars of a histogram.
-/// The native lock also covers the classic counts and the sum, so a scrape reads all of
-/// them as of one moment.
-pub(crate) struct Extra {
-    native: Option<Mutex<NativeState>>,
-    pub(crate) exemplars: Exemplars,
-}
-
-impl HistogramValue {
-    /// Gives the series its buckets (once): `layout`'s classic ones, and native ones if
-    /// the family is configured native.
-    pub(crate) fn with_buckets(&self, layout: &Layout) {
-        let _ = self.counts.set(
-            (0..=layout.bounds.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-        );
-        if layout.native.is_some() {
-            self.extra(layout);
-        }
-    }
-
-    /// The extra part, made with the native buckets `layout` asks for.
-    pub(crate) fn extra(&self, layout: &Layout) -> &Extra {
-        self.extra.get_or_init(|| {
-            Box::new(Extra {
-                native: layout.native.map(|n| Mutex::new(NativeState::new(&n))),
-                exemplars: Exemplars::default(),
-            })
-        })
-    }
-
-    pub(crate) fn native(&self) -> Option<&Mutex<NativeState>> {
-        self.extra.get().and_then(|e| e.native.as_ref())
-    }
-
-    /// The exemplars, if any was ever kept.
-    pub(crate) fn exemplars(&self) -> Option<&Exemplars> {
-        self.extra.get().map(|e| &e.exemplars)
-    }
-
-    fn classic(&self, bounds: &[f64], value: f64, n: u64) {
-        if let Some(counts) = self.counts.get() {
-            // The first bucket whose bound is at least `value` (`le` is inclusive).
-            let at = bounds.partition_point(|bound| *bound < value);
-            if let Some(count) = counts.get(at) {
-                count.fetch_add(n, Ordering::Relaxed);
-            }
-            add_f64(&self.sum, value * n as f64);
-        }
-    }
-
-    /// Counts `value` `n` times, classic and native.
-    pub(crate) fn count(&self, layout: &Layout, value: f64, n: u64) {
-        match (&layout.native, self.native()) {
-            (Some(settings), Some(native)) => {
-                let mut native = native.lock().unwrap_or_else(PoisonError::into_inner);
-                native.observe(value, n, settings);
-                self.classic(&layout.bounds, value, n);
-            }
-            _ => self.classic(&layout.bounds, value, n),
-        }
-    }
-}
-
-/// A histogram family's buckets: the classic bounds (without `+Inf`) and, if configured,
-/// the native ones' settings.
-#[derive(Debug)]
-pub(crate) struct Layout {
-    pub(crate) bounds: Arc<[f64]>,
-    pub(crate) native: Option<NativeHistograms>,
-}
-
-impl Value for HistogramValue {
-    fn new(layout: Option<&Layout>) -> Self {
-        let value = Self {
-            counts: OnceLock::new(),
-            sum: AtomicU64::new(0f64.to_bits()),
-            extra: OnceLock::new(),
-        };
-        if let Some(layout) = layout {
-            value.with_buckets(layout);
-        }
-        value
-    }
-    fn absorb(&self, from: &Self) {
-        let _native = from
-            .native()
-            .map(|n| n.lock().unwrap_or_else(PoisonError::into_inner));
-        if let (Some(to), Some(counts)) = (self.counts.get(), from.counts.get()) {
-            for (to, from) in to.iter().zip(counts.iter()) {
-                to.fetch_add(from.swap(0, Ordering::AcqRel), Ordering::AcqRel);
-            }
-        }
-        let sum = f64::from_bits(from.sum.swap(0f64.to_bits(), Ordering::AcqRel));
-        add_f64(&self.sum, sum);
-        // Native buckets move too (same schema: one family, one layout).
-        if let (Some(to), Some(mut from)) = (self.native(), _native) {
-            let mut to = to.lock().unwrap_or_else(PoisonError::into_inner);
-            to.absorb(&mut from);
-        }
-    }
-}
-
 /// Where a histogram series is copied for the encoder; reused from series to series.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub(crate) struct Snapshot {
+    /// Per bucket, not cumulative; `+Inf` last.
     pub(crate) counts: Vec<u64>,
     pub(crate) sum: f64,
     /// `(schema, zero count)` when native buckets were copied.
     pub(crate) native: Option<(i32, u64)>,
     pub(crate) positive: Vec<(i32, u64)>,
     pub(crate) negative: Vec<(i32, u64)>,
+}
+
+impl Series<'_> {
+    /// Adds `n` to a counter.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        if let Some(cells) = self.cells() {
+            cells[0].fetch_add(n, Ordering::Relaxed);
+            self.written();
+        }
+    }
+
+    /// Raises a counter to at least `n`.
+    pub(crate) fn absolute(&self, n: u64) {
+        if let Some(cells) = self.cells() {
+            cells[0].fetch_max(n, Ordering::Relaxed);
+            self.written();
+        }
+    }
+
+    /// Sets a gauge.
+    #[inline]
+    pub(crate) fn set(&self, value: f64) {
+        if let Some(cells) = self.cells() {
+            cells[0].store(value.to_bits(), Ordering::Relaxed);
+            self.written();
+        }
+    }
+
+    /// Adds `delta` to a gauge.
+    #[inline]
+    pub(crate) fn add_f64(&self, delta: f64) {
+        if let Some(cells) = self.cells() {
+            add_f64(&cells[0], delta, Ordering::Relaxed);
+            self.written();
+        }
+    }
+
+    /// A counter's value, or a gauge's bits.
+    pub(crate) fn get(&self) -> u64 {
+        self.cells().map_or(0, |c| c[0].load(Ordering::Relaxed))
+    }
+
+    /// Adds `n`, keeping `exemplar` (flat pairs) as the counter's exemplar.
+    pub(crate) fn add_with_exemplar(&self, n: u64, pairs: &[&str]) {
+        match exemplar::check(pairs) {
+            Ok(()) => {
+                if let Some(extra) = self.extra(true) {
+                    extra.exemplars.record(1, 0, pairs, n as f64);
+                }
+            }
+            Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
+        }
+        self.add(n);
+    }
+
+    /// Observes `value` `n` times in a histogram: a non-finite value is dropped and
+    /// counted; before the pipeline is bound, the observation waits in the store.
+    #[inline]
+    pub(crate) fn observe(&self, value: f64, n: u64) {
+        if !value.is_finite() {
+            self.family.shared.count_dropped(DropReason::NonFinite, n);
+            return;
+        }
+        match (self.cells(), self.family.layout.get()) {
+            (Some(cells), Some(layout)) => {
+                let at = layout.bounds.partition_point(|bound| *bound < value);
+                // Counted first, in the bucket last: see the module documentation.
+                while cells[COUNT].fetch_add(n, Ordering::Relaxed) & GATE != 0 {
+                    cells[COUNT].fetch_sub(n, Ordering::Relaxed);
+                    while cells[COUNT].load(Ordering::Relaxed) & GATE != 0 {
+                        std::thread::yield_now();
+                    }
+                }
+                add_f64(&cells[SUM], value * n as f64, Ordering::Release);
+                if let Some(settings) = &layout.native {
+                    if let Some(extra) = self.extra(true) {
+                        let native = extra
+                            .native
+                            .get_or_init(|| std::sync::Mutex::new(NativeState::new(settings)));
+                        native
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .observe(value, n, settings);
+                    }
+                }
+                cells[BUCKETS + at].fetch_add(n, Ordering::Release);
+                self.written();
+            }
+            _ => self.family.shared.keep_early(self, value, n),
+        }
+    }
+
+    /// Observes `value` once, keeping `exemplar` (flat pairs) for its bucket.
+    pub(crate) fn observe_with_exemplar(&self, value: f64, pairs: &[&str]) {
+        if let (Some(layout), true) = (self.family.layout.get(), value.is_finite()) {
+            match exemplar::check(pairs) {
+                Ok(()) => {
+                    let at = layout.bounds.partition_point(|bound| *bound < value);
+                    if let Some(extra) = self.extra(true) {
+                        extra
+                            .exemplars
+                            .record(layout.bounds.len() + 1, at, pairs, value);
+                    }
+                }
+                Err(reason) => self.family.shared.self_metrics.count_exemplar_drop(reason),
+            }
+        }
+        self.observe(value, 1);
+    }
+
+    /// Copies a histogram as of one moment into `out` (see the module documentation), with
+    /// its native buckets if `native`; `false` before its buckets are known.
+    pub(crate) fn snapshot(&self, out: &mut Snapshot, native: bool) -> bool {
+        let Some(cells) = self.cells() else {
+            return false;
+        };
+        for _ in 0..TRIES {
+            let before = cells[COUNT].load(Ordering::Acquire);
+            if before & GATE == 0 && self.copy(cells, out, native) == before {
+                std::sync::atomic::fence(Ordering::Acquire);
+                if cells[COUNT].load(Ordering::Relaxed) == before {
+                    return true;
+                }
+            }
+            std::hint::spin_loop();
+        }
+        // Busy: close the gate, wait for the observations already counted, copy.
+        while cells[COUNT].fetch_or(GATE, Ordering::AcqRel) & GATE != 0 {
+            std::thread::yield_now(); // another reader holds it
+        }
+        loop {
+            let counted = cells[COUNT].load(Ordering::Acquire) & !GATE;
+            if self.copy(cells, out, native) == counted {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        cells[COUNT].fetch_and(!GATE, Ordering::Release);
+        true
+    }
+
+    /// Copies buckets, sum and native buckets; returns the buckets' total.
+    fn copy(&self, cells: &[AtomicU64], out: &mut Snapshot, native: bool) -> u64 {
+        out.counts.clear();
+        out.counts
+            .extend(cells[BUCKETS..].iter().map(|c| c.load(Ordering::Acquire)));
+        out.sum = f64::from_bits(cells[SUM].load(Ordering::Acquire));
+        out.native = None;
+        let settings = self.family.layout.get().and_then(|l| l.native.as_ref());
+        if let (Some(settings), true) = (settings, native) {
+            match self.extra(false).and_then(|e| e.native.get()) {
+                Some(state) => state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .copy_into(out),
+                // Nothing observed yet: native, with no bucket.
+                None => NativeState::new(settings).copy_into(out),
+            }
+        }
+        out.counts.iter().fold(0u64, |a, c| a.wrapping_add(*c))
+    }
 }

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use crate::store::rules;
+use crate::store::names::{is_legacy_label, is_legacy_name};
 
 /// Why a text is not a valid exposition: the line and what is wrong with it.
 ///
@@ -147,6 +147,19 @@ fn sorted_pairs(labels: &[&str]) -> Vec<(String, String)> {
 }
 
 impl Exposition {
+    /// The series name `name` is found under: itself, or for a counter recorded without
+    /// `_total`, the name with it (a counter's series always end in `_total`).
+    fn resolve<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.samples.iter().any(|s| s.name == name) || self.family(name).is_some() {
+            return name.into();
+        }
+        let total = format!("{name}_total");
+        match self.family(&total) {
+            Some(f) if f.kind == "counter" => total.into(),
+            _ => name.into(),
+        }
+    }
+
     /// Every family, in order of appearance.
     ///
     /// ```
@@ -185,6 +198,7 @@ impl Exposition {
     /// assert_eq!(scrape.value("requests_total", &["method", "GET"]), None); // exact labels only
     /// ```
     pub fn value(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let name = &*self.resolve(name);
         let want = sorted_pairs(labels);
         self.samples
             .iter()
@@ -203,6 +217,7 @@ impl Exposition {
     /// assert_eq!(scrape.sum("missing_total"), 0.0);
     /// ```
     pub fn sum(&self, name: &str) -> f64 {
+        let name = &*self.resolve(name);
         self.samples
             .iter()
             .filter(|s| s.name == name)
@@ -221,6 +236,7 @@ impl Exposition {
     /// assert_eq!(scrape.count("missing_total"), 0);
     /// ```
     pub fn count(&self, name: &str) -> usize {
+        let name = &*self.resolve(name);
         self.samples.iter().filter(|s| s.name == name).count()
     }
 
@@ -277,7 +293,7 @@ impl Exposition {
     /// assert_eq!(scrape.help("jobs_total"), Some("Counter for jobs_total")); // the default text
     /// ```
     pub fn help(&self, name: &str) -> Option<&str> {
-        self.family(name)?.help.as_deref()
+        self.family(&self.resolve(name))?.help.as_deref()
     }
 
     /// The TYPE of family `name`.
@@ -292,7 +308,7 @@ impl Exposition {
     /// assert_eq!(scrape.kind("missing"), None);
     /// ```
     pub fn kind(&self, name: &str) -> Option<&str> {
-        self.family(name).map(|f| f.kind.as_str())
+        self.family(&self.resolve(name)).map(|f| f.kind.as_str())
     }
 
     fn family(&self, name: &str) -> Option<&Family> {
@@ -332,12 +348,12 @@ struct Parser {
 }
 
 fn is_metric_name(s: &str) -> bool {
-    rules::is_metric_name(s)
+    is_legacy_name(s)
 }
 
 /// A label name as Prometheus accepts it in a scrape (`le` included: buckets carry it).
 fn is_label_name(s: &str) -> bool {
-    rules::is_label_key(s, crate::store::kind::Kind::Counter)
+    is_legacy_label(s) && !s.starts_with("__")
 }
 
 /// Parses a value as Go's `strconv.ParseFloat` does for the forms exporters print.
