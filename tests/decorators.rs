@@ -207,6 +207,10 @@ impl<C: Collector> Collector for LabelledCollector<C> {
     fn start_timer(&self, name: &str) -> Timer {
         self.inner.start_timer(name)
     }
+    fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
+        self.inner
+            .add_to_gauge(name, delta, &self.with_region(labels));
+    }
 }
 
 #[test]

@@ -145,10 +145,9 @@ pub trait Collector: Send + Sync {
 
     /// Adds `delta` (negative to subtract) to the gauge `name` with these label pairs.
     ///
-    /// Provided: a gauge can only be *set* through the design's four methods, so the
-    /// default cannot apply a delta. It records nothing, warns once through `tracing`, and
-    /// counts nothing. The collectors of this crate (and its decorators, which forward it)
-    /// override it; implement it in your own collector to support it.
+    /// Required: the design's four methods can only *set* a gauge, so no default could
+    /// apply a delta; a collector that forwards to another forwards this too, and one that
+    /// cannot support it says so in its own way.
     ///
     /// ```
     /// # use porter_metrics::{testing::Capture, Collector};
@@ -160,16 +159,7 @@ pub trait Collector: Send + Sync {
     /// # let scrape = capture.exposition().unwrap();
     /// # assert_eq!(scrape.value("in_flight", &["route", "/users"]), Some(1.0));
     /// ```
-    fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
-        let _ = (delta, labels);
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        WARNED.call_once(|| {
-            tracing::warn!(
-                metric = name,
-                "porter-metrics: this Collector does not implement add_to_gauge; gauge deltas are not recorded"
-            );
-        });
-    }
+    fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]);
 }
 
 macro_rules! forward_collector {

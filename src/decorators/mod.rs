@@ -39,6 +39,10 @@
 //!         self.calls.fetch_add(1, Ordering::Relaxed);
 //!         self.inner.start_timer(name)
 //!     }
+//!     fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
+//!         self.calls.fetch_add(1, Ordering::Relaxed);
+//!         self.inner.add_to_gauge(name, delta, labels);
+//!     }
 //! }
 //!
 //! let recorder = LocalRecorder::new();

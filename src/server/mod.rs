@@ -19,17 +19,19 @@
 //!   [`Error::AlreadyExported`]. The pipeline's settings (buckets, global labels, idle
 //!   timeout, limits) are those of the first one that started on it.
 
+mod lifecycle;
 pub(crate) mod listener;
 #[cfg(feature = "push")]
 mod push;
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::encode::{CounterFamily, Negotiated};
 use crate::pipeline::{self, ExportClaim, Pipeline};
 use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
+use lifecycle::Lifecycle;
 use listener::{ConnectionStats, Listener, Render};
 #[cfg(feature = "push")]
 pub use push::Pusher;
@@ -99,7 +101,7 @@ pub struct MetricsServer {
     exported: Exported,
     /// The listener's refusals and evictions, kept across a stop and a start.
     connections: Arc<ConnectionStats>,
-    running: Mutex<Option<(ExportClaim, Listener)>>,
+    running: Lifecycle<Listener>,
 }
 
 impl std::fmt::Debug for MetricsServer {
@@ -144,7 +146,7 @@ impl MetricsServer {
             address: address.to_owned(),
             exported: Exported::new(config),
             connections: Arc::default(),
-            running: Mutex::new(None),
+            running: Lifecycle::default(),
         }
     }
 
@@ -173,25 +175,26 @@ impl MetricsServer {
     /// global recorder is installed), [`Error::AlreadyExported`] (another server exports the
     /// same pipeline right now), [`Error::Runtime`].
     pub fn start(&self) -> Result<(), Error> {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, listener)) = &*running {
-            return Err(Error::AlreadyRunning {
-                address: listener.local_addr().to_string(),
-            });
-        }
-        // Checked first: a server that cannot start leaves the pipeline as it was.
-        let addr = resolve(&self.address)?;
-        let connections = self.connections.clone();
-        // The listener's refusals and evictions are printed with the self-metrics.
-        let (claim, render) = self.exported.claim(move || connections.families().into())?;
-        let config = &self.exported.config;
-        let settings = listener::Settings {
-            allowed: config.allowed.clone(),
-            header_read_timeout: config.header_read_timeout,
+        let busy = |running: Option<&Listener>| Error::AlreadyRunning {
+            address: running.map_or(self.address.clone(), |l| l.local_addr().to_string()),
         };
-        let listener = Listener::start(addr, settings, render, self.connections.clone())?;
-        tracing::info!(address = %listener.local_addr(), "porter-metrics: serving");
-        *running = Some((claim, listener));
+        self.running.start(busy, || {
+            // Checked first: a server that cannot start leaves the pipeline as it was.
+            let addr = resolve(&self.address)?;
+            let connections = self.connections.clone();
+            // The listener's refusals and evictions are printed with the self-metrics.
+            let (claim, render) = self.exported.claim(move || connections.families().into())?;
+            let config = &self.exported.config;
+            let settings = listener::Settings {
+                allowed: config.allowed.clone(),
+                header_read_timeout: config.header_read_timeout,
+            };
+            let listener = Listener::start(addr, settings, render, self.connections.clone())?;
+            Ok((claim, listener))
+        })?;
+        if let Some(address) = self.local_addr() {
+            tracing::info!(%address, "porter-metrics: serving");
+        }
         Ok(())
     }
 
@@ -215,12 +218,7 @@ impl MetricsServer {
     /// None today; `Result` for symmetry with [`Pusher::stop`](crate::Pusher), whose final
     /// push can fail.
     pub fn stop(&self) -> Result<(), Error> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some((claim, listener)) = running {
+        if let Some((claim, listener)) = self.running.stop() {
             let addr = listener.local_addr();
             listener.stop();
             drop(claim);
@@ -247,11 +245,7 @@ impl MetricsServer {
     /// # }
     /// ```
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(_, listener)| listener.local_addr())
+        self.running.with(Listener::local_addr)
     }
 
     /// A collector recording into what this server exports.

@@ -10,7 +10,7 @@
 //! `start()`. A failed periodic push is logged once and retried at the next interval.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -23,11 +23,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
 
+use super::lifecycle::Lifecycle;
 use super::listener::Render;
 use super::Exported;
 use crate::config::Config;
 use crate::encode::{Format, Negotiated};
-use crate::pipeline::ExportClaim;
 use crate::{Error, LocalRecorder, PrometheusCollector, PushError};
 
 /// How long one push may take.
@@ -58,7 +58,7 @@ pub struct Pusher {
     uri: Uri,
     interval: Duration,
     exported: Exported,
-    running: Mutex<Option<(ExportClaim, Pushing)>>,
+    running: Lifecycle<Pushing>,
 }
 
 impl std::fmt::Debug for Pusher {
@@ -88,7 +88,7 @@ impl Pusher {
             uri,
             interval,
             exported: Exported::new(config),
-            running: Mutex::new(None),
+            running: Lifecycle::default(),
         })
     }
 
@@ -99,17 +99,15 @@ impl Pusher {
     /// [`Error::ForeignRecorder`], [`Error::AlreadyExported`],
     /// [`Error::Runtime`].
     pub fn start(&self) -> Result<(), Error> {
-        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if running.is_some() {
-            return Err(Error::AlreadyRunning {
-                address: self.endpoint.clone(),
-            });
-        }
-        let client = client()?;
-        let (claim, render) = self.exported.claim(Vec::new)?;
-        let pushing = Pushing::start(self, client, render)?;
+        let busy = |_: Option<&Pushing>| Error::AlreadyRunning {
+            address: self.endpoint.clone(),
+        };
+        self.running.start(busy, || {
+            let client = client()?;
+            let (claim, render) = self.exported.claim(Vec::new)?;
+            Ok((claim, Pushing::start(self, client, render)?))
+        })?;
         tracing::info!(endpoint = %self.endpoint, "porter-metrics: pushing");
-        *running = Some((claim, pushing));
         Ok(())
     }
 
@@ -118,12 +116,7 @@ impl Pusher {
     /// # Errors
     /// [`Error::Push`] if the final push failed. The pusher is stopped either way.
     pub fn stop(&self) -> Result<(), Error> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some((claim, pushing)) = running else {
+        let Some((claim, pushing)) = self.running.stop() else {
             return Ok(());
         };
         let outcome = pushing.stop().map_err(|source| Error::Push {

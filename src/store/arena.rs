@@ -20,31 +20,67 @@ use super::slab::Segmented;
 /// The words; the first segment holds 64.
 #[derive(Default)]
 pub(crate) struct Arena {
-    words: Segmented<Box<[AtomicU64]>, 6>,
+    words: Words,
 }
+
+type Words = Segmented<Box<[AtomicU64]>, 6>;
 
 /// Words a string of `len` bytes takes, its header included.
 fn words_for(len: usize) -> usize {
     1 + len.div_ceil(8)
 }
 
-/// Up to eight bytes as a little-endian word, zero-padded.
+/// Up to eight bytes as a little-endian word, zero-padded: two overlapping loads, without
+/// a call to `memcpy` (a hit hashes a few short strings).
 #[inline]
-fn pack(bytes: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    let n = bytes.len().min(8);
-    word[..n].copy_from_slice(&bytes[..n]);
-    u64::from_le_bytes(word)
+pub(crate) fn pack(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    let word = |at: usize, w: usize| -> u64 {
+        match w {
+            8 => bytes
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes),
+            4 => bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| u32::from_le_bytes(b).into()),
+            _ => bytes
+                .get(at..at + 2)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| u16::from_le_bytes(b).into()),
+        }
+    };
+    match n {
+        8.. => word(0, 8),
+        4..=7 => word(0, 4) | word(n - 4, 4) << (8 * (n - 4)),
+        2..=3 => word(0, 2) | word(n - 2, 2) << (8 * (n - 2)),
+        1 => u64::from(bytes[0]),
+        0 => 0,
+    }
 }
 
 impl Arena {
+    /// `n` words from `at`: a block never spans two segments, so one look finds it (empty
+    /// when out of range).
+    #[inline]
+    fn block(&self, at: u32, n: usize) -> &[AtomicU64] {
+        let (k, offset) = Words::locate(at);
+        self.words
+            .segment(k)
+            .and_then(|s| s.get(offset..offset + n))
+            .unwrap_or(&[])
+    }
+
     #[inline]
     fn word(&self, at: u32) -> u64 {
-        self.words.get(at).map_or(0, |w| w.load(Ordering::Relaxed))
+        self.block(at, 1)
+            .first()
+            .map_or(0, |w| w.load(Ordering::Relaxed))
     }
 
     fn set(&self, at: u32, word: u64) {
-        if let Some(w) = self.words.get(at) {
+        if let Some(w) = self.block(at, 1).first() {
             w.store(word, Ordering::Relaxed);
         }
     }
@@ -55,52 +91,53 @@ impl Arena {
         self.word(id) as u32 as usize
     }
 
+    /// The words of the string `id`, after its header.
+    #[inline]
+    fn text(&self, id: u32) -> (usize, &[AtomicU64]) {
+        let len = self.len(id);
+        (len, self.block(id + 1, len.div_ceil(8)))
+    }
+
     /// Whether the string `id` is `s`.
     #[inline]
     pub(crate) fn eq(&self, id: u32, s: &str) -> bool {
         let bytes = s.as_bytes();
-        if self.len(id) != bytes.len() {
-            return false;
-        }
-        bytes
-            .chunks(8)
-            .zip(id + 1..)
-            .all(|(chunk, at)| self.word(at) == pack(chunk))
+        let (len, words) = self.text(id);
+        len == bytes.len()
+            && words.len() == len.div_ceil(8)
+            && bytes
+                .chunks(8)
+                .zip(words)
+                .all(|(chunk, w)| w.load(Ordering::Relaxed) == pack(chunk))
     }
 
     /// Appends the bytes of the string `id` to `out`.
     pub(crate) fn read(&self, id: u32, out: &mut Vec<u8>) {
-        let mut left = self.len(id);
-        let mut at = id + 1;
-        while left > 0 {
-            let bytes = self.word(at).to_le_bytes();
+        let (mut left, words) = self.text(id);
+        for w in words {
             let n = left.min(8);
-            out.extend_from_slice(&bytes[..n]);
+            out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes()[..n]);
             left -= n;
-            at += 1;
         }
     }
 
-    /// Pairs in the label list at `list`.
+    /// The label list at `list`: its pairs, each (key, value) string ids.
     #[inline]
-    pub(crate) fn pairs(&self, list: u32) -> usize {
-        self.word(list) as u32 as usize
-    }
-
-    /// Pair `j` of the label list at `list`: (key, value) string ids.
-    #[inline]
-    pub(crate) fn pair(&self, list: u32, j: usize) -> (u32, u32) {
-        let word = self.word(list + 1 + j as u32);
-        (word as u32, (word >> 32) as u32)
+    pub(crate) fn list(&self, list: u32) -> impl ExactSizeIterator<Item = (u32, u32)> + Clone + '_ {
+        let n = self.word(list) as u32 as usize;
+        self.block(list + 1, n).iter().map(|w| {
+            let word = w.load(Ordering::Relaxed);
+            (word as u32, (word >> 32) as u32)
+        })
     }
 
     /// Feeds the string `id` to `h` as [`hash_text`] feeds its text.
     pub(crate) fn hash_into(&self, id: u32, h: &mut impl Hasher) {
-        let len = self.len(id);
+        let (len, words) = self.text(id);
         h.write_usize(len);
-        for at in id + 1..id + 1 + len.div_ceil(8) as u32 {
-            h.write_u64(self.word(at));
-        }
+        words
+            .iter()
+            .for_each(|w| h.write_u64(w.load(Ordering::Relaxed)));
     }
 
     fn hash_of(&self, hasher: &impl BuildHasher, id: u32) -> u64 {
@@ -144,8 +181,8 @@ impl Space {
             return at;
         }
         loop {
-            let (k, at) = Segmented::<Box<[AtomicU64]>, 6>::locate(self.next);
-            let room = Segmented::<Box<[AtomicU64]>, 6>::size(k) - at;
+            let (k, at) = Words::locate(self.next);
+            let room = Words::size(k) - at;
             if room >= n {
                 arena.words.reserve(self.next);
                 let start = self.next;
@@ -157,7 +194,7 @@ impl Space {
                 let tail = u32::try_from(room).unwrap_or(u32::MAX);
                 self.free.entry(tail).or_default().push(self.next);
             }
-            self.next = Segmented::<Box<[AtomicU64]>, 6>::start(k + 1);
+            self.next = Words::start(k + 1);
         }
     }
 
@@ -217,13 +254,12 @@ impl Space {
 
     /// Frees the label list at `list` and releases its strings.
     pub(crate) fn free_list(&mut self, arena: &Arena, hasher: &impl BuildHasher, list: u32) {
-        let n = arena.pairs(list);
-        for j in 0..n {
-            let (key, value) = arena.pair(list, j);
+        let pairs: Vec<(u32, u32)> = arena.list(list).collect();
+        for &(key, value) in &pairs {
             self.release(arena, hasher, key);
             self.release(arena, hasher, value);
         }
-        self.release_block(list, 1 + n);
+        self.release_block(list, 1 + pairs.len());
     }
 }
 
@@ -248,7 +284,23 @@ mod tests {
         arena.read(b, &mut out);
         assert_eq!(out, long.as_bytes());
         let list = space.list(&arena, &[(a, b), (c, a)]);
-        assert_eq!((arena.pairs(list), arena.pair(list, 1)), (2, (c, a)));
+        assert_eq!(arena.list(list).collect::<Vec<_>>(), [(a, b), (c, a)]);
+        for s in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "é✓",
+        ] {
+            let mut word = [0u8; 8];
+            let n = s.len().min(8);
+            word[..n].copy_from_slice(&s.as_bytes()[..n]);
+            assert_eq!(pack(s.as_bytes()), u64::from_le_bytes(word), "{s}");
+        }
         // Another list keeps "GET" alive when the first is freed.
         let kept = space.intern(&arena, &hasher, "GET");
         space.free_list(&arena, &hasher, list);

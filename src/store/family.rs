@@ -87,6 +87,35 @@ pub(crate) struct Segment {
     extras: OnceLock<Box<[OnceLock<Box<Extra>>]>>,
 }
 
+/// Where item `at` of a segment of `len` items of `per_line` to a cache line sits: items
+/// made one after the other (by different threads, often) are spread over different
+/// lines, so that two threads writing their own series do not fight over one line.
+#[inline]
+fn spread(at: usize, len: usize, per_line: usize) -> usize {
+    let lines = len / per_line;
+    (at % lines) * per_line + at / lines
+}
+
+impl Segment {
+    /// Record `at`.
+    #[inline]
+    fn record(&self, at: usize) -> &Record {
+        &self.records[spread(at, self.records.len(), 4)]
+    }
+
+    /// The cells of record `at`, `stride` of them (a counter's or gauge's spread as the
+    /// records are).
+    #[inline]
+    fn cells(&self, at: usize, stride: Option<usize>) -> Option<&[AtomicU64]> {
+        let (values, stride) = (self.values.get()?, stride?);
+        let first = match stride {
+            1 => spread(at, self.records.len(), 8),
+            _ => at * stride,
+        };
+        values.get(first..first + stride)
+    }
+}
+
 type Records = Segmented<Box<Segment>, 4>;
 
 /// What the family's write lock guards.
@@ -157,9 +186,9 @@ pub(crate) struct Series<'a> {
     state: u32,
 }
 
-/// What a label set resolved to.
+/// What a label set resolved to: a series' index and the state it was found in.
 pub(crate) enum Found {
-    Series(u32),
+    Series(u32, u32),
     /// Past a limit: the family's overflow series.
     Overflow(u32),
 }
@@ -268,7 +297,7 @@ impl Family {
     /// The series at `index` as it stands, or `None` if it holds none.
     fn series_at(&self, index: u32) -> Option<Series<'_>> {
         let (segment, at) = self.slot(index)?;
-        let record = &segment.records[at];
+        let record = &segment.record(at);
         if self.expiring.load(Ordering::Relaxed) {
             record.touched.store(self.shared.now(), Ordering::SeqCst);
         }
@@ -283,34 +312,12 @@ impl Family {
         })
     }
 
-    /// The series at `index` if its labels are `pairs`: pair `j` is the series' pair
-    /// `position(j)`, or has an empty value where that is [`ANY_EMPTY`] (`None`: no match).
+    /// The series at `index` if it still holds the label set it held in `state` (the
+    /// state a lookup found it in: the generation tells a reused record).
     #[inline]
-    pub(crate) fn check<'a, 'c>(
-        &'a self,
-        index: u32,
-        pairs: impl Iterator<Item = (&'c str, &'c str)>,
-        position: impl Fn(usize) -> Option<u32>,
-    ) -> Option<Series<'a>> {
-        let series = self.series_at(index)?;
-        let list = series.record.labels.load(Ordering::Relaxed);
-        let mut matched = 0;
-        for (j, (key, value)) in pairs.enumerate() {
-            match position(j)? {
-                ANY_EMPTY if value.is_empty() => continue,
-                ANY_EMPTY => return None,
-                p => {
-                    let (k, v) = self.arena.pair(list, p as usize);
-                    if !(self.arena.eq(k, key) && self.arena.eq(v, value)) {
-                        return None;
-                    }
-                    matched += 1;
-                }
-            }
-        }
-        fence(Ordering::Acquire);
-        let same = series.record.state.load(Ordering::Relaxed) == series.state;
-        (same && matched == self.arena.pairs(list)).then_some(series)
+    pub(crate) fn at(&self, index: u32, state: u32) -> Option<Series<'_>> {
+        self.series_at(index)
+            .filter(|s| s.state | VISIBLE == state | VISIBLE)
     }
 
     /// The series at `index`, which a kept handle pins (so it is live).
@@ -323,12 +330,13 @@ impl Family {
         let Some((segment, at)) = self.slot(index) else {
             return false;
         };
-        let list = segment.records[at].labels.load(Ordering::Relaxed);
-        self.arena.pairs(list) == set.pairs().len()
-            && set.pairs().enumerate().all(|(j, (key, value))| {
-                let (k, v) = self.arena.pair(list, j);
-                self.arena.eq(k, key) && self.arena.eq(v, value)
-            })
+        let list = self
+            .arena
+            .list(segment.record(at).labels.load(Ordering::Relaxed));
+        list.len() == set.pairs().len()
+            && list
+                .zip(set.pairs())
+                .all(|((k, v), (key, value))| self.arena.eq(k, key) && self.arena.eq(v, value))
     }
 
     /// The series of the canonical label set `set` (of hash `hash`), created if the limits
@@ -337,18 +345,12 @@ impl Family {
         {
             let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(&i) = index.series.find(hash, |&i| self.holds(i, set)) {
-                if pin {
-                    self.pin(i, 1);
-                }
-                return Found::Series(i);
+                return self.found(i, pin);
             }
         }
         let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(&i) = index.series.find(hash, |&i| self.holds(i, set)) {
-            if pin {
-                self.pin(i, 1);
-            }
-            return Found::Series(i);
+            return self.found(i, pin);
         }
         let visible = self.visible.load(Ordering::Relaxed) as usize;
         if !self.shared.admit_series(visible) {
@@ -357,10 +359,18 @@ impl Family {
         }
         let i = self.create(&mut index, set.pairs(), hash);
         self.shown(1, false);
+        self.found(i, pin)
+    }
+
+    /// The series at `i`, pinned if `pin` (under the lock: it cannot be reclaimed first).
+    fn found(&self, i: u32, pin: bool) -> Found {
         if pin {
             self.pin(i, 1);
         }
-        Found::Series(i)
+        let state = self
+            .slot(i)
+            .map_or(0, |(s, at)| s.record(at).state.load(Ordering::Acquire));
+        Found::Series(i, state)
     }
 
     /// A new record for `pairs` (under the write lock).
@@ -404,13 +414,11 @@ impl Family {
         let Some((segment, at)) = self.slot(i) else {
             return i; // past every segment: u32::MAX series; never reached
         };
-        let record = &segment.records[at];
+        let record = &segment.record(at);
         let generation = record.state.load(Ordering::Relaxed) & !(LIVE | VISIBLE);
         // A reused record starts from zero.
-        if let (Some(values), Some(stride)) = (segment.values.get(), self.stride()) {
-            values[at * stride..(at + 1) * stride]
-                .iter()
-                .for_each(|c| c.store(0, Ordering::Relaxed));
+        for cell in segment.cells(at, self.stride()).unwrap_or_default() {
+            cell.store(0, Ordering::Relaxed);
         }
         if let Some(extra) = segment.extras.get().and_then(|e| e[at].get()) {
             extra.reset();
@@ -475,7 +483,7 @@ impl Family {
             let Some((segment, at)) = self.slot(i) else {
                 break;
             };
-            let record = &segment.records[at];
+            let record = &segment.record(at);
             let state = record.state.load(Ordering::SeqCst);
             if state & LIVE == 0 || Some(i) == overflow || !idle(record, 1) {
                 continue;
@@ -518,7 +526,7 @@ impl Family {
         let Some((segment, at)) = self.slot(i) else {
             return;
         };
-        let record = &segment.records[at];
+        let record = &segment.record(at);
         let state = record.state.load(Ordering::SeqCst);
         let pinned = self
             .pins
@@ -563,7 +571,7 @@ impl Family {
             let Some((segment, at)) = self.slot(i) else {
                 break;
             };
-            let record = &segment.records[at];
+            let record = &segment.record(at);
             let state = record.state.load(Ordering::Acquire);
             if state & (LIVE | VISIBLE) != LIVE | VISIBLE {
                 continue;
@@ -592,21 +600,20 @@ impl Family {
 fn rehash(records: &Records, arena: &Arena, hasher: &impl std::hash::BuildHasher, i: u32) -> u64 {
     use std::hash::Hasher;
     let (k, at) = Records::locate(i);
-    let Some(record) = records.segment(k).and_then(|s| s.records.get(at)) else {
+    let Some(record) = records
+        .segment(k)
+        .filter(|s| at < s.records.len())
+        .map(|s| s.record(at))
+    else {
         return 0;
     };
-    let list = record.labels.load(Ordering::Relaxed);
     let mut h = hasher.build_hasher();
-    for j in 0..arena.pairs(list) {
-        let (key, value) = arena.pair(list, j);
+    for (key, value) in arena.list(record.labels.load(Ordering::Relaxed)) {
         arena.hash_into(key, &mut h);
         arena.hash_into(value, &mut h);
     }
     h.finish()
 }
-
-/// A position of [`Family::check`] with no pair of the series: the value must be empty.
-pub(crate) const ANY_EMPTY: u32 = u32::MAX;
 
 /// Where a walk copies a series' label text.
 #[derive(Default)]
@@ -620,8 +627,7 @@ impl Scratch {
     fn read(&mut self, arena: &Arena, list: u32) {
         self.text.clear();
         self.ends.clear();
-        for j in 0..arena.pairs(list) {
-            let (k, v) = arena.pair(list, j);
+        for (k, v) in arena.list(list) {
             arena.read(k, &mut self.text);
             let key_end = self.text.len();
             arena.read(v, &mut self.text);
@@ -662,14 +668,15 @@ impl<'a> LabelsView<'a> {
 }
 
 impl<'a> Series<'a> {
+    /// The state it was found in.
+    pub(crate) fn state(&self) -> u32 {
+        self.state
+    }
+
     /// The series' cells, once its family's stride is known.
     #[inline]
     pub(crate) fn cells(&self) -> Option<&'a [AtomicU64]> {
-        let stride = self.family.stride()?;
-        self.segment
-            .values
-            .get()?
-            .get(self.at * stride..(self.at + 1) * stride)
+        self.segment.cells(self.at, self.family.stride())
     }
 
     /// Its extras, made if `make` and not yet there.

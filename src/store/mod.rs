@@ -10,7 +10,7 @@
 //! starts). Observations made before that wait in a bounded buffer here and are counted
 //! into their buckets at bind; nothing else is ever buffered.
 
-mod arena;
+pub(crate) mod arena;
 mod exemplar;
 pub(crate) mod family;
 pub(crate) mod kind;

@@ -63,6 +63,9 @@ impl Collector for ClientCollector {
     fn start_timer(&self, name: &str) -> porter_metrics::Timer {
         self.0.start_timer(name)
     }
+    fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
+        self.0.add_to_gauge(name, delta, labels);
+    }
 }
 
 /// When the load generator stops. An operation under way (a few RPCs) always finishes.
