@@ -231,7 +231,7 @@ mod tests {
         let mut table = Table::<PairSlot>::with_slots(MIN_SLOTS);
         // Five hashes in one set (the bits that choose it are equal), distinct tags.
         let sets = (MIN_SLOTS / WAYS) as u64;
-        let hashes: Vec<u64> = (1..=5).map(|i| (i * sets) << 32 | 4 * i).collect();
+        let hashes: Vec<u64> = (1..=5).map(|i| ((i * sets) << 32) | (4 * i)).collect();
         let at = |series: u32| Indices {
             series,
             ..Indices::default()
