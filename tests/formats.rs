@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use porter_metrics::testing::Exposition;
 use porter_metrics::{Collector, MetricsServer};
-use prost::Message;
+
+mod common;
+use common::proto;
 
 /// What Prometheus 2.42 and later send by default.
 const PROMETHEUS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -190,88 +192,11 @@ fn from_text(text: &str) -> (Families, Samples, Exposition) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Protobuf: io.prometheus.client (prometheus/client_model metrics.proto), decode side.
+// Protobuf, read back by the messages of `common::proto`.
 
-#[derive(Clone, PartialEq, Message)]
-struct MetricFamily {
-    #[prost(string, optional, tag = "1")]
-    name: Option<String>,
-    #[prost(string, optional, tag = "2")]
-    help: Option<String>,
-    #[prost(int32, optional, tag = "3")]
-    r#type: Option<i32>,
-    #[prost(message, repeated, tag = "4")]
-    metric: Vec<Metric>,
-    #[prost(string, optional, tag = "5")]
-    unit: Option<String>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Metric {
-    #[prost(message, repeated, tag = "1")]
-    label: Vec<LabelPair>,
-    #[prost(message, optional, tag = "2")]
-    gauge: Option<Value>,
-    #[prost(message, optional, tag = "3")]
-    counter: Option<Value>,
-    #[prost(message, optional, tag = "5")]
-    untyped: Option<Value>,
-    #[prost(int64, optional, tag = "6")]
-    timestamp_ms: Option<i64>,
-    #[prost(message, optional, tag = "7")]
-    histogram: Option<Histogram>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct LabelPair {
-    #[prost(string, optional, tag = "1")]
-    name: Option<String>,
-    #[prost(string, optional, tag = "2")]
-    value: Option<String>,
-}
-
-/// Gauge, Counter and Untyped: a value at field 1.
-#[derive(Clone, PartialEq, Message)]
-struct Value {
-    #[prost(double, optional, tag = "1")]
-    value: Option<f64>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Histogram {
-    #[prost(uint64, optional, tag = "1")]
-    sample_count: Option<u64>,
-    #[prost(double, optional, tag = "2")]
-    sample_sum: Option<f64>,
-    #[prost(message, repeated, tag = "3")]
-    bucket: Vec<Bucket>,
-    #[prost(sint32, optional, tag = "5")]
-    schema: Option<i32>,
-    #[prost(message, repeated, tag = "12")]
-    positive_span: Vec<Span>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Bucket {
-    #[prost(uint64, optional, tag = "1")]
-    cumulative_count: Option<u64>,
-    #[prost(double, optional, tag = "2")]
-    upper_bound: Option<f64>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct Span {
-    #[prost(sint32, optional, tag = "1")]
-    offset: Option<i32>,
-    #[prost(uint32, optional, tag = "2")]
-    length: Option<u32>,
-}
-
-fn from_protobuf(mut bytes: &[u8]) -> (Families, Samples) {
+fn from_protobuf(bytes: &[u8]) -> (Families, Samples) {
     let (mut families, mut samples) = (Vec::new(), Samples::new());
-    while !bytes.is_empty() {
-        let family =
-            MetricFamily::decode_length_delimited(&mut bytes).expect("a delimited message");
+    for family in proto::families(bytes) {
         let name = family.name.clone().expect("a name");
         let kind = match family.r#type {
             Some(0) => "counter",
@@ -912,11 +837,9 @@ fn native_buckets_and_exemplars_reach_protobuf_and_openmetrics() {
         addr,
         Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"),
     );
-    let mut bytes = proto.body.as_slice();
     let mut native = None;
     let mut classic = None;
-    while !bytes.is_empty() {
-        let family = MetricFamily::decode_length_delimited(&mut bytes).expect("delimited");
+    for family in proto::families(&proto.body) {
         let histogram = family.metric.first().and_then(|m| m.histogram.clone());
         match family.name.as_deref() {
             Some("native_seconds") => native = histogram,
