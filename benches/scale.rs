@@ -39,6 +39,7 @@
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use measured::lasso::ThreadedRodeo;
@@ -155,91 +156,92 @@ fn owned(user: &str) -> Vec<(String, String)> {
 // ---------------------------------------------------------------------------------------
 // Memory.
 
-/// Runs `record` on a fresh thread; returns the live heap bytes it added, measured on that
-/// thread at its end, while what it returned (and that thread's caches) are alive.
-fn heap_added<T: Send>(record: impl FnOnce() -> T + Send) -> i64 {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let base = counting::live();
-            let kept = record();
-            let added = counting::live() - base;
-            drop(black_box(kept));
-            added
-        })
-        .join()
-        .expect("recording thread")
-    })
+/// Recording threads of the memory cases, as tokio workers on hosts of some sizes.
+const THREADS: [usize; 3] = [1, 8, 16];
+
+/// Resident bytes of this process (`/proc/self/statm`), if readable.
+fn resident() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The bytes `make` and then `threads` long-lived threads, each recording every series
+/// `ROUNDS` times through `record`, added: live heap (the counting allocator) and resident
+/// memory, read while the threads are still alive (so their caches count).
+fn added<T: Sync>(
+    threads: usize,
+    make: impl FnOnce() -> T,
+    record: impl Fn(&T) + Sync,
+) -> (i64, Option<i64>) {
+    let (heap, rss) = (counting::live(), resident());
+    let made = make();
+    let (recorded, release) = (Barrier::new(threads + 1), Barrier::new(threads + 1));
+    let out = std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                record(&made);
+                recorded.wait();
+                release.wait();
+            });
+        }
+        recorded.wait();
+        let out = (
+            counting::live() - heap,
+            resident().zip(rss).map(|(now, was)| now - was),
+        );
+        release.wait();
+        out
+    });
+    drop(black_box(made));
+    out
 }
 
 fn unlimited_local() -> LocalRecorder {
     Builder::new().limits(Limits::unlimited()).build_local()
 }
 
-/// Heap bytes per series, counters then histograms: (ours, prometheus-client, measured).
-fn memory(users: &Users) -> [[f64; 3]; 2] {
-    // Warm-up: one-time allocations (thread-locals, lazy statics) of each library.
-    heap_added(|| {
-        let local = unlimited_local();
-        local
-            .collector()
-            .increment_counter("warm_total", &["a", "b"]);
-        local
-            .collector()
-            .record_histogram("warm_seconds", 0.1, &["a", "b"]);
-        let client = ClientCounters::default();
-        client.get_or_create(&owned("warm")).inc();
-        let measured = MeasuredCounters::new();
-        measured.scale_requests_total.inc(Scale {
-            user: "warm",
-            method: "GET",
-        });
-        (local, client, measured)
-    });
-    let n = users.0.len() as f64;
-    let per = |bytes: i64| bytes as f64 / n;
-    let counters = [
-        per(heap_added(|| {
-            let local = unlimited_local();
+/// One memory case: library 0 (ours), 1 (prometheus-client) or 2 (measured), counters
+/// (`histograms` false) or histograms, with `threads` recording threads.
+fn memory_case(
+    users: &Users,
+    library: usize,
+    histograms: bool,
+    threads: usize,
+) -> (i64, Option<i64>) {
+    fn labels(user: &str) -> [&str; 4] {
+        ["user", user, "method", "GET"]
+    }
+    match (library, histograms) {
+        (0, false) => added(threads, unlimited_local, |local| {
             let collector = local.collector();
-            users.each(|user, _| {
-                collector.increment_counter(COUNTER, &["user", user, "method", "GET"])
-            });
-            local
-        })),
-        per(heap_added(|| {
-            let family = ClientCounters::default();
+            users.each(|user, _| collector.increment_counter(COUNTER, &labels(user)));
+        }),
+        (0, true) => added(threads, unlimited_local, |local| {
+            let collector = local.collector();
+            users.each(|user, v| collector.record_histogram(HISTOGRAM, v, &labels(user)));
+        }),
+        (1, false) => added(threads, ClientCounters::default, |family| {
             users.each(|user, _| {
                 family.get_or_create(&owned(user)).inc();
             });
-            family
-        })),
-        per(heap_added(|| {
-            let group = MeasuredCounters::new();
+        }),
+        (1, true) => added(
+            threads,
+            || ClientHistograms::new_with_constructor(client_histogram),
+            |family| {
+                users.each(|user, v| family.get_or_create(&owned(user)).observe(v));
+            },
+        ),
+        (_, false) => added(threads, MeasuredCounters::new, |group| {
             users.each(|user, _| {
                 group.scale_requests_total.inc(Scale {
                     user,
                     method: "GET",
                 })
             });
-            group
-        })),
-    ];
-    let histograms = [
-        per(heap_added(|| {
-            let local = unlimited_local();
-            let collector = local.collector();
-            users.each(|user, v| {
-                collector.record_histogram(HISTOGRAM, v, &["user", user, "method", "GET"])
-            });
-            local
-        })),
-        per(heap_added(|| {
-            let family = ClientHistograms::new_with_constructor(client_histogram);
-            users.each(|user, v| family.get_or_create(&owned(user)).observe(v));
-            family
-        })),
-        per(heap_added(|| {
-            let group = MeasuredHistograms::new();
+        }),
+        (_, true) => added(threads, MeasuredHistograms::new, |group| {
             users.each(|user, v| {
                 group.scale_request_seconds.observe(
                     Scale {
@@ -249,10 +251,40 @@ fn memory(users: &Users) -> [[f64; 3]; 2] {
                     v,
                 )
             });
-            group
-        })),
-    ];
-    [counters, histograms]
+        }),
+    }
+}
+
+/// Bytes per series of every case, `[kind][threads][library]`: heap measured here; resident
+/// memory measured by running each case in a process of its own (`--memory-case`), where
+/// nothing another case freed is reused.
+fn memory(users: &Users) -> [[[(f64, Option<f64>); 3]; 3]; 2] {
+    // Warm-up: one-time allocations (thread-locals, lazy statics) of each library.
+    for library in 0..3 {
+        memory_case(&Users::new(10), library, false, 1);
+    }
+    let n = users.0.len() as f64;
+    let mut out = [[[(0.0, None); 3]; 3]; 2];
+    for (kind, table) in out.iter_mut().enumerate() {
+        for (t, row) in table.iter_mut().enumerate() {
+            for (library, cell) in row.iter_mut().enumerate() {
+                let (heap, _) = memory_case(users, library, kind == 1, THREADS[t]);
+                let rss = std::process::Command::new(std::env::current_exe().expect("this bench"))
+                    .args([
+                        "--memory-case",
+                        &library.to_string(),
+                        &kind.to_string(),
+                        &THREADS[t].to_string(),
+                        &users.0.len().to_string(),
+                    ])
+                    .output()
+                    .ok()
+                    .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse::<f64>().ok());
+                *cell = (heap as f64 / n, rss.map(|r| r / n));
+            }
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -509,6 +541,17 @@ fn verdict(r: f64, target: f64) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--memory-case") {
+        // One case in a process of its own: print its resident bytes.
+        let arg = |i: usize| {
+            args.get(at + i)
+                .and_then(|a| a.parse::<usize>().ok())
+                .unwrap_or(1)
+        };
+        let (_, rss) = memory_case(&Users::new(arg(4)), arg(1), arg(2) == 1, arg(3));
+        println!("{}", rss.unwrap_or(0));
+        return;
+    }
     let benching = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let plan = if benching {
         Plan {
@@ -526,7 +569,7 @@ fn main() {
     let users = Users::new(plan.n);
     let n = plan.n;
 
-    let [mem_c, mem_h] = memory(&users);
+    let memory = memory(&users);
     let scrape_c = scrape_counters(&users, &plan);
     let scrape_h = scrape_histograms(&users, &plan);
     let idle = idle_cpu(&users, &plan);
@@ -536,14 +579,23 @@ fn main() {
         "=== scale: one family, {n} series {{user=\"u<i>\",method=\"GET\"}}, each recorded {ROUNDS} times ==="
     );
     println!();
-    println!("| heap bytes per series | ours | prometheus-client | measured (lasso) | ours / prometheus-client | ours / measured |");
-    println!("|---|---|---|---|---|---|");
-    for (kind, [ours, client, measured]) in [("counter", mem_c), ("histogram", mem_h)] {
-        println!(
-            "| {kind} | {ours:.1} | {client:.1} | {measured:.1} | {} | {} |",
-            ratio(ours, client),
-            ratio(ours, measured)
-        );
+    println!("| bytes per series: heap (resident) | threads | ours | prometheus-client | measured (lasso) | ours / prometheus-client | ours / measured |");
+    println!("|---|---|---|---|---|---|---|");
+    let cell = |(heap, rss): (f64, Option<f64>)| match rss {
+        Some(rss) => format!("{heap:.0} ({rss:.0})"),
+        None => format!("{heap:.0}"),
+    };
+    for (kind, table) in ["counter", "histogram"].iter().zip(memory) {
+        for (threads, [ours, client, measured]) in THREADS.iter().zip(table) {
+            println!(
+                "| {kind} | {threads} | {} | {} | {} | {} | {} |",
+                cell(ours),
+                cell(client),
+                cell(measured),
+                ratio(ours.0, client.0),
+                ratio(ours.0, measured.0)
+            );
+        }
     }
     println!();
     println!("| full scrape, ms (median of {}) | ours, HTTP GET | ours, render() in process | prometheus-client encode | measured encode | ours / prometheus-client | ours / measured |", plan.reps);

@@ -22,7 +22,10 @@ const SCRAPES: usize = 300;
 fn every_scrape_shows_a_histogram_as_of_one_moment() {
     let server = Builder::new()
         .standalone()
-        .native_histograms_for_metric(Matcher::Full("native_seconds".into()), NativeHistograms::default())
+        .native_histograms_for_metric(
+            Matcher::Full("native_seconds".into()),
+            NativeHistograms::default(),
+        )
         .expect("settings")
         .build("127.0.0.1:0");
     server.start().expect("start");
@@ -37,7 +40,9 @@ fn every_scrape_shows_a_histogram_as_of_one_moment() {
             let (collector, recorder, done, observed) = (&collector, &recorder, &done, &observed);
             s.spawn(move || {
                 // One writer keeps a handle; the others go through the collector.
-                let kept = metrics::with_local_recorder(recorder, || metrics::histogram!("classic_seconds"));
+                let kept = metrics::with_local_recorder(recorder, || {
+                    metrics::histogram!("classic_seconds")
+                });
                 let mut n = 0u64;
                 while !done.load(Ordering::Relaxed) && n < 50_000_000 {
                     match w {
@@ -52,33 +57,57 @@ fn every_scrape_shows_a_histogram_as_of_one_moment() {
         }
         for i in 0..SCRAPES {
             let families = proto::families(&common::scrape_as(addr, proto::ACCEPT_PROTOBUF));
-            for family in families.iter().filter(|f| f.name.as_deref().is_some_and(|n| n.ends_with("_seconds"))) {
+            for family in families
+                .iter()
+                .filter(|f| f.name.as_deref().is_some_and(|n| n.ends_with("_seconds")))
+            {
                 let h = family.metric[0].histogram.clone().expect("a histogram");
                 let count = h.sample_count.unwrap_or(0);
                 let inf = h.bucket.last().and_then(|b| b.cumulative_count);
                 let native = h.schema.is_some().then(|| h.native_count());
-                if inf != Some(count) || h.sample_sum != Some(count as f64) || native.is_some_and(|n| n != count) {
-                    inconsistent.push(format!("{:?}: count {count}, +Inf {inf:?}, sum {:?}, native {native:?}", family.name, h.sample_sum));
+                if inf != Some(count)
+                    || h.sample_sum != Some(count as f64)
+                    || native.is_some_and(|n| n != count)
+                {
+                    inconsistent.push(format!(
+                        "{:?}: count {count}, +Inf {inf:?}, sum {:?}, native {native:?}",
+                        family.name, h.sample_sum
+                    ));
                 }
             }
             // The text format reads the same cells.
             if i % 10 == 0 {
                 let text = String::from_utf8(common::scrape_as(addr, "text/plain")).expect("UTF-8");
-                let h = Exposition::parse(&text).expect("valid").histogram("classic_seconds", &[]);
-                if let Some(h) = h.filter(|h| h.sum != h.count as f64 || h.bucket(f64::INFINITY) != Some(h.count)) {
+                let h = Exposition::parse(&text)
+                    .expect("valid")
+                    .histogram("classic_seconds", &[]);
+                if let Some(h) = h
+                    .filter(|h| h.sum != h.count as f64 || h.bucket(f64::INFINITY) != Some(h.count))
+                {
                     inconsistent.push(format!("text: {h:?}"));
                 }
             }
         }
         done.store(true, Ordering::Relaxed);
     });
-    assert!(inconsistent.is_empty(), "{} of {SCRAPES} scrapes: {:?}", inconsistent.len(), &inconsistent[..inconsistent.len().min(5)]);
+    assert!(
+        inconsistent.is_empty(),
+        "{} of {SCRAPES} scrapes: {:?}",
+        inconsistent.len(),
+        &inconsistent[..inconsistent.len().min(5)]
+    );
     // And nothing was lost.
     let text = String::from_utf8(common::scrape_as(addr, "text/plain")).expect("UTF-8");
     let scrape = Exposition::parse(&text).expect("valid");
     let total = observed.load(Ordering::Relaxed);
-    let classic = scrape.histogram("classic_seconds", &[]).expect("classic").count;
-    let native = scrape.histogram("native_seconds", &[]).expect("native").count;
+    let classic = scrape
+        .histogram("classic_seconds", &[])
+        .expect("classic")
+        .count;
+    let native = scrape
+        .histogram("native_seconds", &[])
+        .expect("native")
+        .count;
     assert_eq!((classic, native), (total, total));
     server.stop().expect("stop");
 }
@@ -103,7 +132,11 @@ fn writes_across_idle_expiry_stay_exact() {
         .build_local();
     let collector = recorder.collector();
     let (counter, gauge, histogram) = metrics::with_local_recorder(&recorder, || {
-        (metrics::counter!("kept_total"), metrics::gauge!("kept_gauge"), metrics::histogram!("kept_seconds"))
+        (
+            metrics::counter!("kept_total"),
+            metrics::gauge!("kept_gauge"),
+            metrics::histogram!("kept_seconds"),
+        )
     });
     let done = AtomicBool::new(false);
     let barrier = Barrier::new(2);
@@ -115,28 +148,33 @@ fn writes_across_idle_expiry_stay_exact() {
                 Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
             }
         });
-        let writers: Vec<_> = (0..2).map(|_| {
-            let (collector, recorder, barrier, counter, gauge, histogram) =
-                (&collector, &recorder, &barrier, &counter, &gauge, &histogram);
-            s.spawn(move || {
-                for _ in 0..ROUNDS {
-                    for i in 0..1_000u64 {
-                        counter.increment(1);
-                        gauge.increment(1.0);
-                        gauge.decrement(if i % 2 == 0 { 1.0 } else { 0.0 });
-                        histogram.record(0.5);
-                        let user = (i % USERS).to_string();
-                        collector.increment_counter("users_total", &["user", &user]);
-                        metrics::with_local_recorder(recorder, || metrics::counter!("macro_total", "w" => "x").increment(1));
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let (collector, recorder, barrier, counter, gauge, histogram) = (
+                    &collector, &recorder, &barrier, &counter, &gauge, &histogram,
+                );
+                s.spawn(move || {
+                    for _ in 0..ROUNDS {
+                        for i in 0..1_000u64 {
+                            counter.increment(1);
+                            gauge.increment(1.0);
+                            gauge.decrement(if i % 2 == 0 { 1.0 } else { 0.0 });
+                            histogram.record(0.5);
+                            let user = (i % USERS).to_string();
+                            collector.increment_counter("users_total", &["user", &user]);
+                            metrics::with_local_recorder(recorder, || {
+                                metrics::counter!("macro_total", "w" => "x").increment(1)
+                            });
+                        }
+                        // Both writers done: idle, until upkeep has hidden the series.
+                        if barrier.wait().is_leader() {
+                            wait_hidden(recorder, 3.0);
+                        }
+                        barrier.wait();
                     }
-                    // Both writers done: idle, until upkeep has hidden the series.
-                    if barrier.wait().is_leader() {
-                        wait_hidden(recorder, 3.0);
-                    }
-                    barrier.wait();
-                }
+                })
             })
-        }).collect();
+            .collect();
         for writer in writers {
             writer.join().expect("a writer panicked");
         }
@@ -149,13 +187,21 @@ fn writes_across_idle_expiry_stay_exact() {
     for user in 0..USERS {
         collector.add_to_counter("users_total", 0, &["user", &user.to_string()]);
     }
-    metrics::with_local_recorder(&recorder, || metrics::counter!("macro_total", "w" => "x").increment(0));
+    metrics::with_local_recorder(&recorder, || {
+        metrics::counter!("macro_total", "w" => "x").increment(0)
+    });
     let scrape = Exposition::parse(&recorder.render()).expect("valid");
     let writes = 2 * ROUNDS * 1_000;
     assert_eq!(scrape.value("kept_total", &[]), Some((writes + 1) as f64));
     assert_eq!(scrape.value("kept_gauge", &[]), Some((writes / 2) as f64));
-    assert_eq!(scrape.histogram("kept_seconds", &[]).map(|h| h.count), Some(writes + 1));
-    assert_eq!(scrape.value("macro_total", &["w", "x"]), Some(writes as f64));
+    assert_eq!(
+        scrape.histogram("kept_seconds", &[]).map(|h| h.count),
+        Some(writes + 1)
+    );
+    assert_eq!(
+        scrape.value("macro_total", &["w", "x"]),
+        Some(writes as f64)
+    );
     // The family's total, across its series and its overflow series.
     assert_eq!(scrape.sum("users_total"), writes as f64);
 }
@@ -175,14 +221,21 @@ fn observations_made_while_the_pipeline_binds_are_kept() {
                 // Many label sets: past the limit, new ones fold into the overflow series,
                 // made while the buckets are being bound.
                 for i in 0..2_000u64 {
-                    collector.record_histogram("early_seconds", 0.1, &["user", &(i % 64).to_string()]);
+                    collector.record_histogram(
+                        "early_seconds",
+                        0.1,
+                        &["user", &(i % 64).to_string()],
+                    );
                     recorded.fetch_add(1, Ordering::Relaxed);
                 }
             });
             server.start().expect("start");
         });
         let scrape = Exposition::parse(&recorder.render()).expect("valid");
-        assert_eq!(scrape.sum("early_seconds_count"), recorded.load(Ordering::Relaxed) as f64);
+        assert_eq!(
+            scrape.sum("early_seconds_count"),
+            recorded.load(Ordering::Relaxed) as f64
+        );
         server.stop().expect("stop");
     }
 }

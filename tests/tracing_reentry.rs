@@ -57,7 +57,9 @@ fn surface() -> f64 {
         .upkeep_interval(Duration::from_millis(10))
         .build_local();
     for user in 0..10 {
-        local.collector().increment_counter("users_total", &["user", &user.to_string()]);
+        local
+            .collector()
+            .increment_counter("users_total", &["user", &user.to_string()]);
     }
     local.run_upkeep();
     let text = local.render();
@@ -73,23 +75,34 @@ fn surface() -> f64 {
     // A push that fails, and logs.
     let pusher = Builder::new()
         .standalone()
-        .build_push("http://127.0.0.1:9/metrics/job/x", Duration::from_millis(20))
+        .build_push(
+            "http://127.0.0.1:9/metrics/job/x",
+            Duration::from_millis(20),
+        )
         .expect("a pusher");
     pusher.start().expect("start pushing");
     pusher.collector().increment_counter("pushed_total", &[]);
     let _ = pusher.stop();
     // What the subscriber recorded while we logged.
     let text = {
-        let mut stream = std::net::TcpStream::connect(server.local_addr().expect("running")).expect("connect");
+        let mut stream =
+            std::net::TcpStream::connect(server.local_addr().expect("running")).expect("connect");
         use std::io::{Read, Write};
-        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            .expect("request");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("response");
-        response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
     };
     server.stop().expect("stop");
     let scrape = Exposition::parse(&text).expect("valid");
-    scrape.sum("log_events_total").min(scrape.sum("log_events_macro_total"))
+    scrape
+        .sum("log_events_total")
+        .min(scrape.sum("log_events_macro_total"))
 }
 
 #[test]

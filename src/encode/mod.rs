@@ -55,11 +55,56 @@ pub(crate) struct FamilyHead<'a> {
     pub(crate) help: Option<&'a str>,
 }
 
+/// A family's label keys as written, worked out once per key and scrape (a series' keys
+/// are looked up here, not escaped again).
+#[derive(Default)]
+struct Keys {
+    /// (as recorded, as written).
+    names: Vec<(String, String)>,
+    /// Two keys are written alike: a series that has both is renamed (see [`renamed`]).
+    clash: bool,
+    /// The current series' keys, as indices into `names`.
+    series: Vec<usize>,
+}
+
+impl Keys {
+    /// Learns the keys of `view` not seen yet in this family (none to learn when names are
+    /// written as recorded).
+    fn learn(&mut self, view: LabelsView<'_>, escaping: Escaping) {
+        self.series.clear();
+        for (j, (key, _)) in view.iter().enumerate() {
+            // Series of a family mostly share their keys, in order: try that one first.
+            let same = |i: &usize| self.names.get(*i).is_some_and(|(raw, _)| raw == key);
+            let at = match Some(j).filter(same) {
+                Some(at) => at,
+                None => match self.names.iter().position(|(raw, _)| raw == key) {
+                    Some(at) => at,
+                    None => {
+                        let written = escaping.key(key).into_owned();
+                        self.clash |= self.names.iter().any(|(_, w)| *w == written);
+                        self.names.push((key.to_owned(), written));
+                        self.names.len() - 1
+                    }
+                },
+            };
+            self.series.push(at);
+        }
+    }
+
+    /// The written form of the current series' key `j`.
+    fn written(&self, j: usize) -> &str {
+        self.series
+            .get(j)
+            .and_then(|i| self.names.get(*i))
+            .map_or("", |(_, written)| written)
+    }
+}
+
 /// A series' own labels, as the walk hands them to an encoder.
 #[derive(Clone, Copy)]
 enum Own<'a> {
-    /// Read from the store; keys escaped as they are written.
-    Store(LabelsView<'a>, Escaping),
+    /// Read from the store; keys as the family's table writes them.
+    Store(LabelsView<'a>, &'a Keys),
     /// Keys that clashed once escaped, renamed (see [`renamed`]).
     Renamed(&'a [(String, String)]),
     Fixed(&'a [(&'a str, &'a str)]),
@@ -71,6 +116,8 @@ enum Own<'a> {
 pub(crate) struct Labels<'a> {
     own: Own<'a>,
     global: &'a [(String, String)],
+    /// Every key is a legacy label name (escaped, or given so): none needs quoting.
+    pub(crate) legacy_keys: bool,
 }
 
 impl<'a> Labels<'a> {
@@ -79,36 +126,41 @@ impl<'a> Labels<'a> {
         Self {
             own: Own::Fixed(own),
             global,
+            legacy_keys: own.iter().all(|(k, _)| is_legacy_label(k)),
         }
     }
 
-    fn own(self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> + Clone {
-        let (store, renamed, fixed) = match self.own {
-            Own::Store(view, escaping) => (Some((view, escaping)), &[][..], &[][..]),
-            Own::Renamed(renamed) => (None, renamed, &[][..]),
-            Own::Fixed(fixed) => (None, &[][..], fixed),
-        };
-        store
-            .into_iter()
-            .flat_map(|(view, e)| view.iter().map(move |(k, v)| (e.key(k), v)))
-            .chain(
-                renamed
-                    .iter()
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_str())),
-            )
-            .chain(fixed.iter().map(|(k, v)| (Cow::Borrowed(*k), *v)))
+    /// Runs `f` on each of the series' own labels.
+    fn each_own(self, f: &mut impl FnMut(&'a str, &'a str)) {
+        match self.own {
+            Own::Store(view, keys) => {
+                for (j, (_, value)) in view.iter().enumerate() {
+                    f(keys.written(j), value);
+                }
+            }
+            Own::Renamed(renamed) => renamed.iter().for_each(|(k, v)| f(k, v)),
+            Own::Fixed(fixed) => fixed.iter().for_each(|(k, v)| f(k, v)),
+        }
     }
 
-    /// Every label, `(key, value)`.
-    pub(crate) fn iter(self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> + Clone {
-        let own = self.own();
-        let mine = own.clone();
-        let global = self
-            .global
-            .iter()
-            .filter(move |(key, _)| !mine.clone().any(|(k, _)| k == key.as_str()))
-            .map(|(k, v)| (Cow::Borrowed(k.as_str()), v.as_str()));
-        own.chain(global)
+    /// Runs `f` on every label, `(key, value)`: the series' own, then the global ones it
+    /// does not have.
+    pub(crate) fn each(self, mut f: impl FnMut(&'a str, &'a str)) {
+        self.each_own(&mut f);
+        for (key, value) in self.global {
+            let mut mine = false;
+            self.each_own(&mut |k, _| mine |= k == key);
+            if !mine {
+                f(key, value);
+            }
+        }
+    }
+
+    /// Every label, `(key, value)`, collected.
+    pub(crate) fn to_vec(self) -> Vec<(&'a str, &'a str)> {
+        let mut out = Vec::new();
+        self.each(|k, v| out.push((k, v)));
+        out
     }
 }
 
@@ -294,15 +346,15 @@ fn written_names(families: &[Arc<Family>], escaping: Escaping) -> (Vec<Option<Co
     (names, left_out)
 }
 
-/// Whether the escaped keys of `view` clash; if so, fills `out` with them renamed (the
+/// Whether the written keys of `view` clash; if so, fills `out` with them renamed (the
 /// keys that needed no escaping keep their names, the others take `_1`, `_2`, ...).
-fn renamed(view: LabelsView<'_>, escaping: Escaping, out: &mut Vec<(String, String)>) -> bool {
-    if escaping == Escaping::AllowUtf8 || view.iter().all(|(k, _)| is_legacy_label(k)) {
+fn renamed(view: LabelsView<'_>, keys: &Keys, out: &mut Vec<(String, String)>) -> bool {
+    if !keys.clash {
         return false;
     }
-    let keys: Vec<Cow<'_, str>> = view.iter().map(|(k, _)| escaping.key(k)).collect();
-    let unique: HashSet<&str> = keys.iter().map(|k| &**k).collect();
-    if unique.len() == keys.len() {
+    let written: Vec<&str> = (0..keys.series.len()).map(|j| keys.written(j)).collect();
+    let unique: HashSet<&str> = written.iter().copied().collect();
+    if unique.len() == written.len() {
         return false;
     }
     out.clear();
@@ -311,8 +363,8 @@ fn renamed(view: LabelsView<'_>, escaping: Escaping, out: &mut Vec<(String, Stri
         .filter(|(k, _)| is_legacy_label(k))
         .map(|(k, _)| k.to_owned())
         .collect();
-    for ((raw, value), key) in view.iter().zip(&keys) {
-        let mut name = key.to_string();
+    for ((raw, value), key) in view.iter().zip(written) {
+        let mut name = key.to_owned();
         if !is_legacy_label(raw) {
             let mut n = 0;
             while taken.contains(&name) {
@@ -390,17 +442,22 @@ pub(crate) fn walk(
                 || global.iter().any(|(g, _)| g == k)
         });
         let mut written: HashSet<Vec<(String, String)>> = HashSet::new();
+        let mut keys = Keys::default();
         family.for_each(&mut scratch, |series, view| {
-            let own = match renamed(view, escaping, &mut renames) {
+            keys.learn(view, escaping);
+            let own = match renamed(view, &keys, &mut renames) {
                 true => Own::Renamed(&renames),
-                false => Own::Store(view, escaping),
+                false => Own::Store(view, &keys),
             };
-            let labels = Labels { own, global };
+            let legacy_keys = escaping != Escaping::AllowUtf8;
+            let labels = Labels {
+                own,
+                global,
+                legacy_keys,
+            };
             if alike {
-                let mut set: Vec<(String, String)> = labels
-                    .iter()
-                    .map(|(k, v)| (k.into_owned(), v.to_owned()))
-                    .collect();
+                let mut set: Vec<(String, String)> = Vec::new();
+                labels.each(|k, v| set.push((k.to_owned(), v.to_owned())));
                 set.sort();
                 if !written.insert(set) {
                     tally.left_out[scheme].fetch_add(1, Ordering::Relaxed);

@@ -21,7 +21,8 @@
 use std::fmt::Write as _;
 
 use super::text::{
-    escape_into, join_labels, write_f64, write_family_name, write_series, write_u64,
+    escape_into, join_labels, write_f64, write_family_name, write_sample, write_series, write_u64,
+    Name,
 };
 use super::{Encoder, Exemplar, FamilyHead, HistogramPoint, LeLabels, Sample};
 #[cfg(test)]
@@ -39,6 +40,8 @@ pub(crate) struct OpenMetrics<'a> {
     les: LeLabels,
     /// The current series' labels, rendered once for all its lines.
     joined: String,
+    /// Whether the current family's name is a legacy name.
+    legacy: bool,
 }
 
 impl<'a> OpenMetrics<'a> {
@@ -48,13 +51,20 @@ impl<'a> OpenMetrics<'a> {
             created,
             les: LeLabels::default(),
             joined: String::new(),
+            legacy: true,
         }
     }
 
     /// The `_created` sample of a series, if asked for.
     fn created(&mut self, sample: &Sample<'_>) {
         if let (true, Some(ms)) = (self.created, sample.start_ms) {
-            write_series(self.out, sample.name, "_created", &self.joined, None);
+            write_series(
+                self.out,
+                Name(sample.name, self.legacy),
+                "_created",
+                &self.joined,
+                None,
+            );
             write_f64(self.out, ms as f64 / 1000.0);
             self.out.push('\n');
         }
@@ -116,6 +126,7 @@ pub(crate) fn write_canonical(out: &mut String, value: f64) {
 
 impl Encoder for OpenMetrics<'_> {
     fn family(&mut self, head: &FamilyHead<'_>) {
+        self.legacy = Name::of(head.name).1;
         self.out.push_str("# TYPE ");
         write_family_name(self.out, head.name, "");
         self.out.push(' ');
@@ -132,7 +143,13 @@ impl Encoder for OpenMetrics<'_> {
 
     fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar<'_>>) {
         join_labels(&mut self.joined, sample.labels);
-        write_series(self.out, sample.name, "_total", &self.joined, None);
+        write_series(
+            self.out,
+            Name(sample.name, self.legacy),
+            "_total",
+            &self.joined,
+            None,
+        );
         write_u64(self.out, value);
         write_exemplar(self.out, exemplar);
         self.out.push('\n');
@@ -140,8 +157,7 @@ impl Encoder for OpenMetrics<'_> {
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
-        join_labels(&mut self.joined, sample.labels);
-        write_series(self.out, sample.name, "", &self.joined, None);
+        write_sample(self.out, Name(sample.name, self.legacy), "", sample.labels);
         write_f64(self.out, value);
         self.out.push('\n');
     }
@@ -153,12 +169,24 @@ impl Encoder for OpenMetrics<'_> {
         let les = self.les.of(bounds, write_canonical);
         for (i, (count, le)) in counts.iter().zip(les).enumerate() {
             total = total.wrapping_add(*count);
-            write_series(self.out, sample.name, "_bucket", &self.joined, Some(le));
+            write_series(
+                self.out,
+                Name(sample.name, self.legacy),
+                "_bucket",
+                &self.joined,
+                Some(le),
+            );
             write_u64(self.out, total);
             write_exemplar(self.out, point.exemplars.get(i).and_then(Option::as_ref));
             self.out.push('\n');
         }
-        write_series(self.out, sample.name, "_count", &self.joined, None);
+        write_series(
+            self.out,
+            Name(sample.name, self.legacy),
+            "_count",
+            &self.joined,
+            None,
+        );
         write_u64(self.out, total);
         self.out.push('\n');
         // The sum is a counter to OpenMetrics: it MUST NOT be negative or NaN, and a histogram
@@ -166,7 +194,13 @@ impl Encoder for OpenMetrics<'_> {
         // its `_sum`, which keeps it valid (the sum is optional) instead of failing the scrape.
         let negative_bounds = bounds.first().is_some_and(|b| *b < 0.0);
         if !(sum.is_nan() || sum < 0.0 || negative_bounds) {
-            write_series(self.out, sample.name, "_sum", &self.joined, None);
+            write_series(
+                self.out,
+                Name(sample.name, self.legacy),
+                "_sum",
+                &self.joined,
+                None,
+            );
             write_f64(self.out, sum);
             self.out.push('\n');
         }

@@ -244,16 +244,16 @@ impl<'a> Protobuf<'a> {
                 scratch.extend_from_slice(text.as_bytes());
             }
         };
-        let mut previous: Option<std::borrow::Cow<'_, str>> = None;
-        let sorted = labels.iter().all(|(key, _)| {
-            let ordered = previous.as_ref().is_none_or(|p| *p <= key);
+        let mut previous: Option<&str> = None;
+        let mut sorted = true;
+        labels.each(|key, _| {
+            sorted &= previous.is_none_or(|p| p <= key);
             previous = Some(key);
-            ordered
         });
         if sorted {
-            labels.iter().for_each(|(k, v)| put(&k, v));
+            labels.each(&mut put);
         } else {
-            let mut pairs: Vec<_> = labels.iter().collect();
+            let mut pairs = labels.to_vec();
             pairs.sort();
             pairs.iter().for_each(|(k, v)| put(k, v));
         }

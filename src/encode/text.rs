@@ -20,6 +20,8 @@ pub(crate) struct Text<'a> {
     les: LeLabels,
     /// The current series' labels, rendered once for all its lines.
     joined: String,
+    /// Whether the current family's name is a legacy name.
+    legacy: bool,
 }
 
 impl<'a> Text<'a> {
@@ -28,6 +30,7 @@ impl<'a> Text<'a> {
             out,
             les: LeLabels::default(),
             joined: String::new(),
+            legacy: true,
         }
     }
 }
@@ -35,6 +38,12 @@ impl<'a> Text<'a> {
 /// Appends `text` escaped for a quoted string: `\` → `\\`, `"` → `\"`, newline → `\n`
 /// (without `"` when `quote` is false: HELP text in the text format).
 pub(crate) fn escape_into(out: &mut String, text: &str, quote: bool) {
+    let plain = !text
+        .bytes()
+        .any(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'));
+    if plain {
+        return out.push_str(text);
+    }
     let mut rest = text;
     let special = |c: char| c == '\\' || c == '\n' || (quote && c == '"');
     while let Some(at) = rest.find(special) {
@@ -66,33 +75,40 @@ pub(crate) fn write_family_name(out: &mut String, name: &str, suffix: &str) {
 /// Renders `labels` as `k="v",...` into `out` (cleared first).
 pub(crate) fn join_labels(out: &mut String, labels: Labels<'_>) {
     out.clear();
-    for (key, value) in labels.iter() {
-        if !out.is_empty() {
+    append_labels(out, labels, false);
+}
+
+/// Appends `labels` as `k="v",...` to `out`, after a comma if `after` (something precedes
+/// them inside the braces).
+fn append_labels(out: &mut String, labels: Labels<'_>, mut after: bool) {
+    labels.each(|key, value| {
+        if after {
             out.push(',');
         }
-        if is_legacy_label(&key) {
-            out.push_str(&key);
+        after = true;
+        if labels.legacy_keys || is_legacy_label(key) {
+            out.push_str(key);
         } else {
             out.push('"');
-            escape_into(out, &key, true);
+            escape_into(out, key, true);
             out.push('"');
         }
         out.push_str("=\"");
         escape_into(out, value, true);
         out.push('"');
-    }
+    });
 }
 
 /// Writes `name+suffix{joined[,le="extra"]} `: the sample's name and labels as the text
 /// format and OpenMetrics both print them (a non-legacy name first inside the braces).
 pub(crate) fn write_series(
     out: &mut String,
-    name: &str,
+    name: Name<'_>,
     suffix: &str,
     joined: &str,
     le: Option<&str>,
 ) {
-    let legacy = is_legacy_name(name);
+    let Name(name, legacy) = name;
     let mut open = false;
     let part = |out: &mut String, open: &mut bool| {
         out.push(if *open { ',' } else { '{' });
@@ -119,6 +135,42 @@ pub(crate) fn write_series(
         out.push('"');
     }
     if open {
+        out.push('}');
+    }
+    out.push(' ');
+}
+
+/// A family's name as written, and whether it is a legacy name (written bare): worked
+/// out once per family, not once per line.
+#[derive(Clone, Copy)]
+pub(crate) struct Name<'a>(pub(crate) &'a str, pub(crate) bool);
+
+impl<'a> Name<'a> {
+    pub(crate) fn of(name: &'a str) -> Self {
+        Self(name, is_legacy_name(name))
+    }
+}
+
+/// Writes `name+suffix{labels} ` for a one-line sample, the labels rendered in place.
+pub(crate) fn write_sample(out: &mut String, name: Name<'_>, suffix: &str, labels: Labels<'_>) {
+    let Name(name, legacy) = name;
+    if legacy {
+        out.push_str(name);
+        out.push_str(suffix);
+        let start = out.len();
+        out.push('{');
+        append_labels(out, labels, false);
+        if out.len() == start + 1 {
+            out.truncate(start); // no label: no braces
+        } else {
+            out.push('}');
+        }
+    } else {
+        out.push_str("{\"");
+        escape_into(out, name, true);
+        out.push_str(suffix);
+        out.push('"');
+        append_labels(out, labels, true);
         out.push('}');
     }
     out.push(' ');
@@ -157,6 +209,7 @@ pub(crate) fn write_u64(out: &mut String, mut value: u64) {
 
 impl Encoder for Text<'_> {
     fn family(&mut self, head: &FamilyHead<'_>) {
+        self.legacy = is_legacy_name(head.name);
         let suffix = if head.kind == Kind::Counter {
             "_total"
         } else {
@@ -178,15 +231,18 @@ impl Encoder for Text<'_> {
 
     /// Exemplars are an OpenMetrics feature: the text format has none.
     fn counter(&mut self, sample: &Sample<'_>, value: u64, _: Option<&Exemplar<'_>>) {
-        join_labels(&mut self.joined, sample.labels);
-        write_series(self.out, sample.name, "_total", &self.joined, None);
+        write_sample(
+            self.out,
+            Name(sample.name, self.legacy),
+            "_total",
+            sample.labels,
+        );
         write_u64(self.out, value);
         self.out.push('\n');
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
-        join_labels(&mut self.joined, sample.labels);
-        write_series(self.out, sample.name, "", &self.joined, None);
+        write_sample(self.out, Name(sample.name, self.legacy), "", sample.labels);
         write_f64(self.out, value);
         self.out.push('\n');
     }
@@ -202,14 +258,32 @@ impl Encoder for Text<'_> {
             .zip(self.les.of(point.bounds, write_f64))
         {
             total = total.wrapping_add(*count);
-            write_series(out, sample.name, "_bucket", &self.joined, Some(le));
+            write_series(
+                out,
+                Name(sample.name, self.legacy),
+                "_bucket",
+                &self.joined,
+                Some(le),
+            );
             write_u64(out, total);
             out.push('\n');
         }
-        write_series(out, sample.name, "_sum", &self.joined, None);
+        write_series(
+            out,
+            Name(sample.name, self.legacy),
+            "_sum",
+            &self.joined,
+            None,
+        );
         write_f64(out, point.sum);
         out.push('\n');
-        write_series(out, sample.name, "_count", &self.joined, None);
+        write_series(
+            out,
+            Name(sample.name, self.legacy),
+            "_count",
+            &self.joined,
+            None,
+        );
         write_u64(out, total);
         out.push('\n');
     }
@@ -276,11 +350,17 @@ mod tests {
             labels: Labels::fixed(&[], &[]),
             start_ms: None,
         };
+        text.family(&FamilyHead {
+            name: "up",
+            kind: Kind::Gauge,
+            help: None,
+        });
         text.gauge(&bare, 1.0);
         assert_eq!(
             out,
             "# TYPE \"http.requests_total\" counter\n\
              {\"http.requests_total\",\"http.route\"=\"/a\\\"b\",code=\"200\"} 3\n\
+             # TYPE up gauge\n\
              up 1\n"
         );
     }

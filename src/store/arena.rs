@@ -91,11 +91,18 @@ impl Arena {
         self.word(id) as u32 as usize
     }
 
-    /// The words of the string `id`, after its header.
+    /// The words of the string `id`, after its header: one look for both.
     #[inline]
     fn text(&self, id: u32) -> (usize, &[AtomicU64]) {
-        let len = self.len(id);
-        (len, self.block(id + 1, len.div_ceil(8)))
+        let (k, offset) = Words::locate(id);
+        let Some(segment) = self.words.segment(k) else {
+            return (0, &[]);
+        };
+        let len = segment
+            .get(offset)
+            .map_or(0, |w| w.load(Ordering::Relaxed) as u32 as usize);
+        let words = segment.get(offset + 1..offset + 1 + len.div_ceil(8));
+        (len, words.unwrap_or(&[]))
     }
 
     /// Whether the string `id` is `s`.
@@ -113,12 +120,13 @@ impl Arena {
 
     /// Appends the bytes of the string `id` to `out`.
     pub(crate) fn read(&self, id: u32, out: &mut Vec<u8>) {
-        let (mut left, words) = self.text(id);
+        let (len, words) = self.text(id);
+        let end = out.len() + len;
+        // Whole words, then the padding cut: fixed-size copies, no call per word.
         for w in words {
-            let n = left.min(8);
-            out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes()[..n]);
-            left -= n;
+            out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
         }
+        out.truncate(end);
     }
 
     /// The label list at `list`: its pairs, each (key, value) string ids.

@@ -127,12 +127,20 @@ pub mod proto;
 /// asserting a 200. Bounded by a 10 s timeout.
 pub fn scrape_as(addr: SocketAddr, accept: &str) -> Vec<u8> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     write!(stream, "GET /metrics HTTP/1.0\r\nAccept: {accept}\r\n\r\n").expect("request");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("response");
-    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
     let head = String::from_utf8_lossy(&raw[..at]);
-    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
     raw.split_off(at + 4)
 }

@@ -95,10 +95,13 @@ impl Histogram {
     pub fn native_count(&self) -> u64 {
         let total = |deltas: &[i64]| -> u64 {
             let mut count = 0i64;
-            deltas.iter().map(|d| {
-                count += d;
-                count as u64
-            }).sum()
+            deltas
+                .iter()
+                .map(|d| {
+                    count += d;
+                    count as u64
+                })
+                .sum()
         };
         self.zero_count.unwrap_or(0) + total(&self.positive_delta) + total(&self.negative_delta)
     }
