@@ -258,7 +258,10 @@ fn memory_case(
 /// Bytes per series of every case, `[kind][threads][library]`: heap measured here; resident
 /// memory measured by running each case in a process of its own (`--memory-case`), where
 /// nothing another case freed is reused.
-fn memory(users: &Users) -> [[[(f64, Option<f64>); 3]; 3]; 2] {
+/// Bytes per series, heap and resident: `[counters, histograms][threads][library]`.
+type Memory = [[[(f64, Option<f64>); 3]; 3]; 2];
+
+fn memory(users: &Users) -> Memory {
     // Warm-up: one-time allocations (thread-locals, lazy statics) of each library.
     for library in 0..3 {
         memory_case(&Users::new(10), library, false, 1);
