@@ -279,6 +279,21 @@ impl Builder {
         self
     }
 
+    /// Writes a `_created` sample after each counter and histogram in OpenMetrics scrapes:
+    /// when the series started (was created, or came back after idle expiry as a new
+    /// series), in seconds. Off by default, as in client_golang; protobuf scrapes always
+    /// carry it (`created_timestamp`), which Prometheus 3 reads with
+    /// `--enable-feature=created-timestamp-zero-ingestion`.
+    ///
+    /// ```
+    /// let server = porter_metrics::Builder::new().created_timestamps().build("127.0.0.1:0");
+    /// # let _ = server;
+    /// ```
+    pub fn created_timestamps(mut self) -> Self {
+        self.config.created_timestamps = true;
+        self
+    }
+
     /// Makes the server export its own pipeline instead of installing the global recorder:
     /// record into it through [`MetricsServer::collector`] and [`MetricsServer::recorder`].
     /// Several standalone servers can run in one process (parallel tests, for one).
@@ -320,8 +335,8 @@ impl Builder {
     }
 
     /// Exports the metrics of the tokio runtime `handle` belongs to (feature `runtime`):
-    /// `tokio_workers_count`, `tokio_live_tasks_count`, `tokio_global_queue_depth`,
-    /// `tokio_total_busy_duration` (microseconds, a counter), `tokio_busy_ratio`, and the
+    /// `tokio_workers`, `tokio_live_tasks`, `tokio_global_queue_depth`,
+    /// `tokio_total_busy_duration_total` (microseconds, a counter), `tokio_busy_ratio`, and the
     /// park counts, as the tokio team's `tokio-metrics` measures them on stable tokio.
     ///
     /// Its reporter runs on a thread of the pipeline's, once when the pipeline is bound and
@@ -334,7 +349,7 @@ impl Builder {
     ///
     /// let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     /// let recorder = Builder::new().runtime_metrics(runtime.handle()).build_local();
-    /// assert!(recorder.render().contains("tokio_workers_count 2"));
+    /// assert!(recorder.render().contains("tokio_workers 2"));
     /// ```
     #[cfg(feature = "runtime")]
     pub fn runtime_metrics(mut self, handle: &tokio::runtime::Handle) -> Self {

@@ -10,9 +10,10 @@
 //! after sanitizing keep every value in ours (the exporter keeps the last one only), as do
 //! raw names that sanitize alike (the exporter lets one overwrite the other), so the calls
 //! avoid all three. A counter's series end in `_total` in ours whatever it was recorded
-//! as (one name in every format): the exporter's counter `x` is our `x_total`. Label values carry no backslash: the exporter's escaping of `\` is not injective, so
-//! its output for them is not a reference. Histogram observations are finite (the
-//! exporter puts a NaN into `_sum` for good; we drop and count it).
+//! as (one name in every format): the exporter's counter `x` is our `x_total`. Label
+//! values carry no backslash: the exporter's escaping of `\` is not injective, so its
+//! output for them is not a reference. Histogram observations are finite (the exporter
+//! puts a NaN into `_sum` for good; we drop and count it).
 
 use std::collections::HashMap;
 
@@ -71,14 +72,16 @@ fn call() -> impl Strategy<Value = Call> {
     })
 }
 
-/// Keeps one pair per sanitized key, unless the pair repeats exactly: where keys collide,
-/// the exporter keeps only the last value, and ours keeps every one (as `key_1`, ...).
+/// Keeps one pair per sanitized key: where keys collide, the exporter keeps only the last
+/// value, and ours keeps every one (as `key_1`, ...). An exact repeat goes too: ours reads
+/// it as the one label, the exporter as another series printed like the first, which
+/// overwrites it in the exporter's text.
 fn distinct_keys(labels: Vec<(String, String)>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (key, value) in labels {
-        let clash = out.iter().any(|(k, v)| {
-            sanitize_label_key(k) == sanitize_label_key(&key) && (*k != key || *v != value)
-        });
+        let clash = out
+            .iter()
+            .any(|(k, _)| sanitize_label_key(k) == sanitize_label_key(&key));
         if !clash {
             out.push((key, value));
         }

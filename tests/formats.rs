@@ -355,16 +355,34 @@ fn quoted(rest: &str) -> Result<(String, &str), String> {
 
 /// `{name="value",...}` at the start of `rest`; returns the labels and what follows.
 fn label_set(rest: &str) -> Result<(Labels, &str), String> {
-    let mut rest = rest.strip_prefix('{').ok_or("no label set")?;
-    let mut labels = Labels::new();
+    let rest = rest.strip_prefix('{').ok_or("no label set")?;
     if let Some(after) = rest.strip_prefix('}') {
-        return Ok((labels, after));
+        return Ok((Labels::new(), after));
     }
+    labels_inside(rest)
+}
+
+/// `name="value",...}` (a name bare, or quoted), after the opening brace.
+fn labels_inside(mut rest: &str) -> Result<(Labels, &str), String> {
+    let mut labels = Labels::new();
     loop {
-        let (name, after) = rest.split_once("=\"").ok_or("a label without =\"")?;
-        if !is_label_name(name) {
-            return Err(format!("invalid label name {name:?}"));
-        }
+        let (name, after) = match rest.strip_prefix('"') {
+            Some(quoted_name) => {
+                let (name, after) = quoted(quoted_name)?;
+                (
+                    name,
+                    after.strip_prefix("=\"").ok_or("a label without =\"")?,
+                )
+            }
+            None => {
+                let (name, after) = rest.split_once("=\"").ok_or("a label without =\"")?;
+                if !is_label_name(name) {
+                    return Err(format!("invalid label name {name:?}"));
+                }
+                (name.to_owned(), after)
+            }
+        };
+        let name = name.as_str();
         if labels.iter().any(|(k, _)| k == name) {
             return Err(format!("label {name:?} twice"));
         }
@@ -416,10 +434,21 @@ fn parse_openmetrics(text: &str) -> Result<OpenMetricsScrape, String> {
             let (keyword, rest) = comment
                 .split_once(' ')
                 .ok_or_else(|| fail("a comment with no metadata".into()))?;
-            let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
-            if !is_metric_name(name) {
-                return Err(fail(format!("invalid family name {name:?}")));
-            }
+            let (name, value) = match rest.strip_prefix('"') {
+                // A quoted name (escaping=allow-utf-8).
+                Some(quoted_name) => {
+                    let (name, after) = quoted(quoted_name).map_err(&fail)?;
+                    (name, after.strip_prefix(' ').unwrap_or(after).to_owned())
+                }
+                None => {
+                    let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
+                    if !is_metric_name(name) {
+                        return Err(fail(format!("invalid family name {name:?}")));
+                    }
+                    (name.to_owned(), value.to_owned())
+                }
+            };
+            let (name, value) = (name.as_str(), value.as_str());
             let current = scrape
                 .families
                 .last_mut()
@@ -472,18 +501,38 @@ fn parse_openmetrics(text: &str) -> Result<OpenMetricsScrape, String> {
             continue;
         }
         // A sample: name, labels, value, then maybe a timestamp and an exemplar.
-        let name_end = line
-            .find(['{', ' '])
-            .ok_or_else(|| fail("no value".into()))?;
-        let name = &line[..name_end];
-        if !is_metric_name(name) {
-            return Err(fail(format!("invalid sample name {name:?}")));
-        }
-        let (labels, rest) = if line[name_end..].starts_with('{') {
-            label_set(&line[name_end..]).map_err(&fail)?
-        } else {
-            (Labels::new(), &line[name_end..])
+        let (name, labels, rest) = match line.strip_prefix("{\"") {
+            // A quoted name, first inside the braces.
+            Some(inner) => {
+                let (name, after) = quoted(inner).map_err(&fail)?;
+                let (labels, rest) = match after.strip_prefix(',') {
+                    Some(more) => labels_inside(more).map_err(&fail)?,
+                    None => (
+                        Labels::new(),
+                        after
+                            .strip_prefix('}')
+                            .ok_or_else(|| fail("unclosed".into()))?,
+                    ),
+                };
+                (name, labels, rest)
+            }
+            None => {
+                let name_end = line
+                    .find(['{', ' '])
+                    .ok_or_else(|| fail("no value".into()))?;
+                let name = &line[..name_end];
+                if !is_metric_name(name) {
+                    return Err(fail(format!("invalid sample name {name:?}")));
+                }
+                let (labels, rest) = if line[name_end..].starts_with('{') {
+                    label_set(&line[name_end..]).map_err(&fail)?
+                } else {
+                    (Labels::new(), &line[name_end..])
+                };
+                (name.to_owned(), labels, rest)
+            }
         };
+        let name = name.as_str();
         let rest = rest
             .strip_prefix(' ')
             .ok_or_else(|| fail("no space before the value".into()))?;
@@ -870,4 +919,110 @@ fn native_buckets_and_exemplars_reach_protobuf_and_openmetrics() {
     assert!(bucket.contains("# {trace_id=\"t1\"} 0.2 "), "{bucket}");
     parse_openmetrics(&om).expect("valid OpenMetrics");
     server.stop().expect("stop");
+}
+
+/// Prometheus 3.5's own `Accept` headers: by default, with native histograms, text only.
+const PROMETHEUS_3: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+const PROMETHEUS_3_NATIVE: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+const PROMETHEUS_3_TEXT: &str =
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+
+#[test]
+fn utf8_names_read_back_whole_in_every_format() {
+    let server = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    server.start().expect("start");
+    let addr = server.local_addr().expect("running");
+    let c = server.collector();
+    // OpenTelemetry names, and hostile ones: quotes, backslashes, a newline, a digit first.
+    let names = ["app.jobs.done", "we\"ird\\na\nme", "9lives", "é.ü"];
+    for (i, name) in names.iter().enumerate() {
+        c.add_to_counter(name, i as u64 + 1, &["job.kind", "ex\"port", "k-\n", "v"]);
+    }
+    c.record_histogram(
+        "http.server.request.duration",
+        0.2,
+        &["http.route", "/users/{id}"],
+    );
+    c.record_gauge("queue.size", 3.0, &["a\"b", "c"]);
+    let expected_counters: Vec<(String, f64)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("{n}_total"), i as f64 + 1.0))
+        .collect();
+
+    // The text format, as Prometheus 3 asks for it.
+    let text = scrape(addr, Some(PROMETHEUS_3_TEXT));
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8")
+    );
+    let text = String::from_utf8(text.body).expect("UTF-8");
+    let parsed = Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for (name, value) in &expected_counters {
+        let labels = ["job.kind", "ex\"port", "k-\n", "v"];
+        assert_eq!(parsed.value(name, &labels), Some(*value), "{name}\n{text}");
+        assert_eq!(parsed.kind(name), Some("counter"));
+    }
+    let h = parsed.histogram(
+        "http.server.request.duration",
+        &["http.route", "/users/{id}"],
+    );
+    assert_eq!(h.map(|h| h.count), Some(1));
+    assert_eq!(parsed.value("queue.size", &["a\"b", "c"]), Some(3.0));
+
+    // OpenMetrics, as Prometheus 3 asks for it by default.
+    let om = scrape(addr, Some(PROMETHEUS_3));
+    assert_eq!(
+        om.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8")
+    );
+    let om = String::from_utf8(om.body).expect("UTF-8");
+    let om = parse_openmetrics(&om).unwrap_or_else(|e| panic!("{e}\n{om}"));
+    let labels = normalized(vec![
+        ("job.kind".into(), "ex\"port".into()),
+        ("k-\n".into(), "v".into()),
+    ]);
+    for (name, value) in &expected_counters {
+        assert_eq!(
+            om.samples.get(&(name.clone(), labels.clone())),
+            Some(value),
+            "{name}"
+        );
+    }
+
+    // Protobuf, as Prometheus 3 asks for it with native histograms on: the same names.
+    let proto = scrape(addr, Some(PROMETHEUS_3_NATIVE));
+    assert_eq!(
+        proto.header("content-type"),
+        Some(&*format!("{PROTOBUF}; escaping=allow-utf-8"))
+    );
+    let (_, samples) = from_protobuf(&proto.body);
+    for (name, value) in &expected_counters {
+        assert_eq!(
+            samples.get(&(name.clone(), labels.clone())),
+            Some(value),
+            "{name}"
+        );
+    }
+    assert!(samples
+        .keys()
+        .any(|(n, _)| n == "http.server.request.duration_count"));
+
+    // Without escaping=allow-utf-8 (Prometheus 2.42), the same series with legacy names.
+    let old = String::from_utf8(scrape(addr, Some(PROMETHEUS)).body).expect("UTF-8");
+    let old = parse_openmetrics(&old).unwrap_or_else(|e| panic!("{e}\n{old}"));
+    let legacy = normalized(vec![
+        ("job_kind".into(), "ex\"port".into()),
+        ("k__".into(), "v".into()),
+    ]);
+    assert_eq!(om_value(&old, "app_jobs_done_total", &legacy), Some(1.0));
+    assert_eq!(om_value(&old, "_lives_total", &legacy), Some(3.0));
+    server.stop().expect("stop");
+}
+
+fn om_value(scrape: &OpenMetricsScrape, name: &str, labels: &Labels) -> Option<f64> {
+    scrape
+        .samples
+        .get(&(name.to_owned(), labels.clone()))
+        .copied()
 }

@@ -31,3 +31,26 @@ fn the_prometheus_config_and_rules_are_valid_and_their_unit_tests_pass() {
     promtool(&["check", "rules", "alerts.yml"]);
     promtool(&["test", "rules", "alerts_test.yml"]);
 }
+
+#[test]
+#[ignore = "needs prometheus (run .ci/test)"]
+fn the_prometheus_3_config_is_valid_and_the_rules_pass_under_promtool_3() {
+    let promtool = common::sid_binary("promtool");
+    for args in [
+        &["check", "config", "prometheus3.yml"][..],
+        &["check", "rules", "alerts.yml"],
+        &["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(KIT)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool 3.5 {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -43,19 +43,19 @@ fn workers_alive_tasks_queue_busy_time_and_parks_are_exported() {
         })
         .collect();
     let scrape = scrape_when(&recorder, |s| {
-        s.value("tokio_live_tasks_count", &[]) == Some(3.0)
+        s.value("tokio_live_tasks", &[]) == Some(3.0)
             && s.value("tokio_total_busy_duration", &[]) > Some(0.0)
     });
-    assert_eq!(scrape.value("tokio_workers_count", &[]), Some(2.0));
-    assert_eq!(scrape.value("tokio_live_tasks_count", &[]), Some(3.0));
+    assert_eq!(scrape.value("tokio_workers", &[]), Some(2.0));
+    assert_eq!(scrape.value("tokio_live_tasks", &[]), Some(3.0));
     assert!(scrape.value("tokio_total_busy_duration", &[]) > Some(0.0));
     assert_eq!(scrape.kind("tokio_total_busy_duration"), Some("counter"));
     for gauge in [
         "tokio_global_queue_depth",
         "tokio_busy_ratio",
-        "tokio_total_park_count",
-        "tokio_max_park_count",
-        "tokio_min_park_count",
+        "tokio_total_parks",
+        "tokio_max_parks",
+        "tokio_min_parks",
     ] {
         assert_eq!(scrape.kind(gauge), Some("gauge"), "{gauge}");
         assert!(scrape.value(gauge, &[]).is_some(), "{gauge}");
@@ -78,10 +78,8 @@ fn workers_alive_tasks_queue_busy_time_and_parks_are_exported() {
     for task in waiting {
         runtime.block_on(task).expect("no panic");
     }
-    let scrape = scrape_when(&recorder, |s| {
-        s.value("tokio_live_tasks_count", &[]) == Some(0.0)
-    });
-    assert_eq!(scrape.value("tokio_live_tasks_count", &[]), Some(0.0));
+    let scrape = scrape_when(&recorder, |s| s.value("tokio_live_tasks", &[]) == Some(0.0));
+    assert_eq!(scrape.value("tokio_live_tasks", &[]), Some(0.0));
 }
 
 #[test]

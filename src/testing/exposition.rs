@@ -412,16 +412,16 @@ impl Parser {
     }
 
     fn comment(&mut self, comment: &str) -> Result<(), String> {
-        let mut words = comment.trim_start().splitn(3, [' ', '\t']);
-        let keyword = words.next().unwrap_or_default();
+        let (keyword, after) = comment
+            .trim_start()
+            .split_once([' ', '\t'])
+            .unwrap_or((comment.trim(), ""));
         if keyword != "HELP" && keyword != "TYPE" {
             return Ok(());
         }
-        let name = words.next().unwrap_or_default();
-        if !is_metric_name(name) {
-            return Err(format!("invalid metric name {name:?} in {keyword}"));
-        }
-        let rest = words.next().unwrap_or_default();
+        let (name, rest) = name_at(after.trim_start())?;
+        let name = name.as_str();
+        let rest = rest.strip_prefix([' ', '\t']).unwrap_or(rest);
         let index = match self.by_name.get(name) {
             Some(&index) => index,
             None => {
@@ -489,20 +489,35 @@ impl Parser {
     }
 
     fn sample(&mut self, line: &str) -> Result<(), String> {
-        let name_end = line
-            .find(['{', ' ', '\t'])
-            .ok_or_else(|| format!("no value in sample line {line:?}"))?;
-        let name = &line[..name_end];
-        if !is_metric_name(name) {
-            return Err(format!("invalid metric name {name:?}"));
-        }
-        let mut rest = &line[name_end..];
-        let mut labels: Vec<(String, String)> = Vec::new();
-        if let Some(inner) = rest.strip_prefix('{') {
-            let (parsed, after) = parse_labels(inner)?;
-            labels = parsed;
-            rest = after;
-        }
+        let (name, mut labels, rest) = match line.strip_prefix('{') {
+            // A quoted name, first inside the braces (escaping=allow-utf-8).
+            Some(inner) if inner.starts_with('"') => {
+                let (name, after) = name_at(inner)?;
+                let (labels, rest) = match after.strip_prefix(',') {
+                    Some(more) => parse_labels(more)?,
+                    None => (
+                        Vec::new(),
+                        after.strip_prefix('}').ok_or("unclosed labels")?,
+                    ),
+                };
+                (name, labels, rest)
+            }
+            _ => {
+                let name_end = line
+                    .find(['{', ' ', '\t'])
+                    .ok_or_else(|| format!("no value in sample line {line:?}"))?;
+                let (name, _) = name_at(&line[..name_end])?;
+                let rest = &line[name_end..];
+                match rest.strip_prefix('{') {
+                    Some(inner) => {
+                        let (labels, after) = parse_labels(inner)?;
+                        (name, labels, after)
+                    }
+                    None => (name, Vec::new(), rest),
+                }
+            }
+        };
+        let name = name.as_str();
         let mut fields = rest.split_whitespace();
         let value = fields
             .next()
@@ -604,7 +619,47 @@ impl Parser {
     }
 }
 
-/// Parses `k="v",...}` and returns the labels and the text after `}`.
+/// A quoted string's text after its opening quote: unescaped, and what follows the
+/// closing quote.
+fn unquote(s: &str) -> Result<(String, &str), String> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return Ok((out, &s[at + 1..])),
+            '\\' => match chars.next() {
+                Some((_, '\\')) => out.push('\\'),
+                Some((_, '"')) => out.push('"'),
+                Some((_, 'n')) => out.push('\n'),
+                other => return Err(format!("invalid escape {other:?} in a quoted name")),
+            },
+            c => out.push(c),
+        }
+    }
+    Err("an unterminated quoted name".into())
+}
+
+/// The metric name at the start of `s`: bare (a legacy name), or quoted (any text, as
+/// `escaping=allow-utf-8` writes names that are not legacy ones); and what follows.
+fn name_at(s: &str) -> Result<(String, &str), String> {
+    if let Some(quoted) = s.strip_prefix('"') {
+        let (name, rest) = unquote(quoted)?;
+        return if name.is_empty() {
+            Err("an empty quoted name".into())
+        } else {
+            Ok((name, rest))
+        };
+    }
+    let end = s.find([' ', '\t']).unwrap_or(s.len());
+    let name = &s[..end];
+    if !is_metric_name(name) {
+        return Err(format!("invalid metric name {name:?}"));
+    }
+    Ok((name.to_owned(), &s[end..]))
+}
+
+/// Parses `k="v",...}` (a key bare or quoted) and returns the labels and the text after
+/// `}`.
 fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
@@ -612,12 +667,24 @@ fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
         if let Some(after) = s.strip_prefix('}') {
             return Ok((labels, after));
         }
-        let eq = s.find('=').ok_or("label without =")?;
-        let key = s[..eq].trim();
-        if !is_label_name(key) {
-            return Err(format!("invalid label name {key:?}"));
-        }
-        s = s[eq + 1..].trim_start();
+        let key = if let Some(quoted) = s.strip_prefix('"') {
+            let (key, after) = unquote(quoted)?;
+            s = after
+                .trim_start()
+                .strip_prefix('=')
+                .ok_or("label without =")?;
+            key
+        } else {
+            let eq = s.find('=').ok_or("label without =")?;
+            let key = s[..eq].trim();
+            if !is_label_name(key) {
+                return Err(format!("invalid label name {key:?}"));
+            }
+            s = &s[eq + 1..];
+            key.to_owned()
+        };
+        let key = key.as_str();
+        s = s.trim_start();
         s = s.strip_prefix('"').ok_or("label value not quoted")?;
         let mut end = None;
         let mut escaped = false;

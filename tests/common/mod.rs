@@ -119,6 +119,25 @@ pub fn require_binary(name: &str, package: &str) -> std::path::PathBuf {
     panic!("`{name}` is missing: install the Debian package `{package}` (apt-get install -y {package}), or run .ci/test");
 }
 
+/// A binary of Debian sid's packages (Prometheus 3.5, its promtool, VictoriaMetrics), as
+/// `.ci/install-deps` unpacks them, or a failure that says how to get them.
+pub fn sid_binary(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("PORTER_SID_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::Path::new(&h).join(".cache/porter-metrics/sid"))
+        })
+        .unwrap_or_default();
+    let path = dir.join("usr/bin").join(name);
+    assert!(
+        path.exists(),
+        "`{}` is missing: run .ci/install-deps (it unpacks Debian sid's packages there)",
+        path.display()
+    );
+    path
+}
+
 pub mod counting;
 pub mod prometheus;
 pub mod proto;

@@ -80,6 +80,29 @@ impl Prometheus {
     /// The same, with feature flags (`--enable-feature=...`).
     pub fn start_with(targets: &[SocketAddr], features: &[&str]) -> Self {
         let binary = require_binary("prometheus", "prometheus");
+        Self::launch(&binary, targets, features, "", &[])
+    }
+
+    /// Prometheus 3.5 (Debian sid's, unpacked by `.ci/install-deps`) scraping `targets`,
+    /// with feature flags, lines added to the scrape job (such as `scrape_protocols`), and
+    /// more arguments.
+    pub fn start_v3(targets: &[SocketAddr], features: &[&str], job: &str, args: &[&str]) -> Self {
+        Self::launch(
+            &super::sid_binary("prometheus"),
+            targets,
+            features,
+            job,
+            args,
+        )
+    }
+
+    fn launch(
+        binary: &std::path::Path,
+        targets: &[SocketAddr],
+        features: &[&str],
+        job: &str,
+        extra: &[&str],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "porter-metrics-prometheus-{}-{}",
             std::process::id(),
@@ -88,11 +111,11 @@ impl Prometheus {
         std::fs::create_dir_all(dir.join("data")).expect("temporary directory");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: porter\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: porter\n    static_configs:\n      - targets: [{}]\n{job}",
             targets.join(", ")
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("config file");
-        let (child, addr) = spawn_ready(&binary, |addr| {
+        let (child, addr) = spawn_ready(binary, |addr| {
             vec![
                 format!("--config.file={}", dir.join("prometheus.yml").display()),
                 format!("--storage.tsdb.path={}", dir.join("data").display()),
@@ -102,6 +125,7 @@ impl Prometheus {
             .chain(
                 (!features.is_empty()).then(|| format!("--enable-feature={}", features.join(","))),
             )
+            .chain(extra.iter().map(|a| (*a).to_owned()))
             .collect()
         });
         Prometheus { child, dir, addr }
@@ -124,6 +148,32 @@ impl Prometheus {
                     .filter_map(|r| {
                         let value = r["value"][1].as_str()?.parse::<f64>().ok()?;
                         Some((r["metric"].clone(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Runs an instant query of a range (`metric[1m]`); returns each series' labels and
+    /// its samples, (time, value).
+    pub fn samples(&self, promql: &str) -> Vec<(serde_json::Value, Vec<(f64, f64)>)> {
+        let path = format!("/api/v1/query?query={}", encode(promql));
+        let json = get(self.addr, &path)
+            .ok()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .unwrap_or_default();
+        json["data"]["result"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .map(|r| {
+                        let values = r["values"].as_array().cloned().unwrap_or_default();
+                        let points = values
+                            .iter()
+                            .filter_map(|p| Some((p[0].as_f64()?, p[1].as_str()?.parse().ok()?)))
+                            .collect();
+                        (r["metric"].clone(), points)
                     })
                     .collect()
             })
@@ -173,8 +223,12 @@ impl Drop for Prometheus {
 /// Runs `promtool check metrics` on `text`; returns promtool's exit code and output.
 /// Exit code 1 means a parse error; 3 means lint warnings only.
 pub fn promtool_check(text: &str) -> (i32, String) {
+    promtool_check_with(&require_binary("promtool", "prometheus"), text)
+}
+
+/// The same with another `promtool` (3.5's: `common::sid_binary("promtool")`).
+pub fn promtool_check_with(promtool: &std::path::Path, text: &str) -> (i32, String) {
     use std::io::Write;
-    let promtool = require_binary("promtool", "prometheus");
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
