@@ -379,9 +379,80 @@ impl Builder {
         MetricsServer::from_config(address, self.config)
     }
 
+    /// Adds a push target (feature `push`): a [`MetricsServer`] built from this builder
+    /// pushes to it while it serves, a [`Pusher`](crate::Pusher) without serving. Any
+    /// number of targets, each with its own protocol and interval; see
+    /// [`PushTarget`](crate::PushTarget).
+    ///
+    /// ```
+    /// use porter_metrics::{Builder, PushTarget};
+    ///
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let server = Builder::new()
+    ///     .service_name("checkout")
+    ///     .push(PushTarget::pushgateway("http://127.0.0.1:9091/metrics/job/checkout")?)
+    ///     .build("127.0.0.1:0"); // serves, and pushes every 10 s once started
+    /// # let _ = server;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "push")]
+    pub fn push(mut self, target: crate::PushTarget) -> Self {
+        self.config.push.targets.push(target);
+        self
+    }
+
+    /// Who pushes: OTLP's `service.name` resource attribute, and the `job` label
+    /// Remote-Write adds to every series that has none. The executable's name unless set.
+    #[cfg(feature = "push")]
+    pub fn service_name(mut self, name: &str) -> Self {
+        self.config.push.service_name = Some(name.to_owned());
+        self
+    }
+
+    /// Which one: OTLP's `service.instance.id` resource attribute, and the `instance` label
+    /// Remote-Write adds to every series that has none. `HOSTNAME:PID` unless set.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let builder = porter_metrics::Builder::new()
+    ///     .service_name("checkout")
+    ///     .service_instance_id("checkout-7d9f")
+    ///     .resource_attribute("deployment.environment.name", "prod");
+    /// # let _ = builder;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "push")]
+    pub fn service_instance_id(mut self, id: &str) -> Self {
+        self.config.push.instance_id = Some(id.to_owned());
+        self
+    }
+
+    /// An OTLP resource attribute beside `service.name` and `service.instance.id` (set
+    /// again, a key is replaced). Remote-Write does not carry them.
+    #[cfg(feature = "push")]
+    pub fn resource_attribute(mut self, key: &str, value: &str) -> Self {
+        let resource = &mut self.config.push.resource;
+        resource.retain(|(k, _)| k != key);
+        resource.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A [`Pusher`](crate::Pusher) that pushes to this builder's targets without serving
+    /// (feature `push`).
+    ///
+    /// # Errors
+    /// [`Error::NoPushTarget`] if no target was added.
+    #[cfg(feature = "push")]
+    pub fn build_pusher(self) -> Result<crate::Pusher, Error> {
+        crate::Pusher::new(self.config)
+    }
+
     /// A [`Pusher`](crate::Pusher) that pushes to a Pushgateway every `interval`, and once
     /// more at `stop()` (feature `push`). `endpoint` is the group URL, such as
-    /// `http://127.0.0.1:9091/metrics/job/nightly_import`.
+    /// `http://127.0.0.1:9091/metrics/job/nightly_import`. Short for
+    /// `push(PushTarget::pushgateway(endpoint)?.interval(interval)?).build_pusher()`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -399,7 +470,8 @@ impl Builder {
     /// [`Error::InvalidInterval`] if `interval` is zero.
     #[cfg(feature = "push")]
     pub fn build_push(self, endpoint: &str, interval: Duration) -> Result<crate::Pusher, Error> {
-        crate::Pusher::new(endpoint, interval, self.config)
+        let target = crate::PushTarget::pushgateway(endpoint)?.interval(interval)?;
+        self.push(target).build_pusher()
     }
 
     /// A recorder the caller holds, with no listener and no global install; see

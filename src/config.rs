@@ -49,6 +49,9 @@ pub(crate) struct Config {
     pub(crate) created_timestamps: bool,
     #[cfg_attr(not(feature = "process"), allow(dead_code))]
     pub(crate) process: bool,
+    /// Where and as whom to push.
+    #[cfg(feature = "push")]
+    pub(crate) push: PushSettings,
     /// The tokio runtime whose metrics the pipeline reports, if any.
     #[cfg(feature = "runtime")]
     pub(crate) runtime: Option<crate::runtime::RuntimeSettings>,
@@ -70,10 +73,25 @@ impl Default for Config {
             standalone: false,
             created_timestamps: false,
             process: false,
+            #[cfg(feature = "push")]
+            push: PushSettings::default(),
             #[cfg(feature = "runtime")]
             runtime: None,
         }
     }
+}
+
+/// The push targets of a server or pusher, and who pushes.
+#[cfg(feature = "push")]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PushSettings {
+    pub(crate) targets: Vec<crate::PushTarget>,
+    /// `service.name`, and Remote-Write's `job`.
+    pub(crate) service_name: Option<String>,
+    /// `service.instance.id`, and Remote-Write's `instance`.
+    pub(crate) instance_id: Option<String>,
+    /// OTLP resource attributes beyond those two.
+    pub(crate) resource: Vec<(String, String)>,
 }
 
 impl Config {

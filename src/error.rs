@@ -91,9 +91,9 @@ pub enum Error {
         source: ipnet::AddrParseError,
     },
 
-    /// A Pushgateway URL must be http(s), with a host, such as
+    /// A push URL must be http(s), with a host, such as
     /// `http://127.0.0.1:9091/metrics/job/NAME`.
-    #[error("invalid Pushgateway URL {endpoint:?}")]
+    #[error("invalid push URL {endpoint:?}")]
     InvalidEndpoint {
         /// The URL as given.
         endpoint: String,
@@ -102,18 +102,32 @@ pub enum Error {
         source: Option<hyper::http::uri::InvalidUri>,
     },
 
-    /// The push interval must not be zero.
-    #[error("the push interval must not be zero")]
+    /// A push interval or timeout must not be zero.
+    #[error("a push interval or timeout must not be zero")]
     InvalidInterval,
+
+    /// A push header's name or value cannot be an HTTP header.
+    #[error("{name:?} cannot be a push header")]
+    InvalidHeader {
+        /// The header's name as given.
+        name: String,
+        /// Why the name or the value was rejected.
+        #[source]
+        source: hyper::http::Error,
+    },
+
+    /// A pusher needs at least one push target (`Builder::push`).
+    #[error("a pusher needs at least one push target")]
+    NoPushTarget,
 
     /// No usable root certificates for pushing over TLS.
     #[error("no usable root certificates for TLS")]
     Tls(#[source] io::Error),
 
-    /// The final push to the Pushgateway, at `stop()`, failed.
+    /// A final push, at `stop()`, failed.
     #[error("the final push to {endpoint} failed")]
     Push {
-        /// The Pushgateway URL.
+        /// The target's URL.
         endpoint: String,
         /// What went wrong.
         #[source]
@@ -125,7 +139,7 @@ pub enum Error {
     Runtime(#[source] io::Error),
 }
 
-/// Why a push to a Pushgateway failed.
+/// Why a push failed.
 ///
 /// ```
 /// let timeout = porter_metrics::PushError::Timeout(std::time::Duration::from_secs(5));
@@ -134,13 +148,16 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PushError {
-    /// The Pushgateway did not answer in time.
+    /// The receiver did not answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// The request could not be sent (connection refused, TLS, ...).
     #[error("the request failed")]
     Request(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The Pushgateway answered with an error status.
-    #[error("the Pushgateway answered {0}")]
+    /// The receiver answered with an error status.
+    #[error("the receiver answered {0}")]
     Status(u16),
+    /// The receiver took only part of the push (its message, if it gave one).
+    #[error("the receiver took only part of the push: {0}")]
+    Partial(String),
 }

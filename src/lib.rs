@@ -13,6 +13,8 @@ mod handle;
 mod local;
 mod matcher;
 mod pipeline;
+#[cfg(feature = "push")]
+mod push_target;
 mod recorder;
 #[cfg(feature = "runtime")]
 mod runtime;
@@ -30,6 +32,8 @@ pub use decorators::{Aggregate, AggregateEntry, AggregatingCollector, FilteringC
 pub use error::{Error, PushError};
 pub use local::LocalRecorder;
 pub use matcher::Matcher;
+#[cfg(feature = "push")]
+pub use push_target::PushTarget;
 pub use server::MetricsServer;
 #[cfg(feature = "push")]
 pub use server::Pusher;

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::encode::openmetrics::OpenMetrics;
 use crate::encode::protobuf::Protobuf;
-use crate::encode::{self, text::Text, CounterFamily, Format, Negotiated, Options, Tally};
+use crate::encode::{self, text::Text, ExtraFamily, Format, Negotiated, Options, Tally};
+#[cfg(any(feature = "otlp", feature = "remote-write"))]
+use crate::encode::{Encoder, Escaping};
 use crate::recorder::PorterRecorder;
 use crate::store::{Limits, Settings};
 use crate::Error;
@@ -108,7 +110,7 @@ impl Pipeline {
     }
 
     /// The exposition of everything recorded so far, as negotiated, with `extra` families.
-    pub(crate) fn render(&self, negotiated: Negotiated, extra: &[CounterFamily]) -> Vec<u8> {
+    pub(crate) fn render(&self, negotiated: Negotiated, extra: &[ExtraFamily]) -> Vec<u8> {
         let store = self.recorder.store();
         let options = Options {
             escaping: negotiated.escaping,
@@ -138,8 +140,30 @@ impl Pipeline {
         }
     }
 
+    /// Walks everything recorded so far, with `extra` families, into `encoder`, names
+    /// escaped by `escaping`: what a push sends.
+    #[cfg(any(feature = "otlp", feature = "remote-write"))]
+    pub(crate) fn encode(
+        &self,
+        escaping: Escaping,
+        extra: &[ExtraFamily],
+        encoder: &mut impl Encoder,
+    ) {
+        let options = Options {
+            escaping,
+            created: false,
+        };
+        encode::walk(self.recorder.store(), extra, options, &self.tally, encoder);
+    }
+
+    /// When the pipeline's store was created, in ms since the Unix epoch.
+    #[cfg(feature = "otlp")]
+    pub(crate) fn epoch_ms(&self) -> u64 {
+        self.recorder.store().epoch_ms()
+    }
+
     /// The text exposition, with legacy names, and `extra` families.
-    pub(crate) fn render_text(&self, extra: &[CounterFamily]) -> String {
+    pub(crate) fn render_text(&self, extra: &[ExtraFamily]) -> String {
         String::from_utf8(self.render(Negotiated::default(), extra)).unwrap_or_default()
     }
 
@@ -229,6 +253,43 @@ impl Buffer for Vec<u8> {
     }
     fn size(&self) -> usize {
         self.len()
+    }
+}
+
+/// What an exporter reads: a pipeline, and the families it exports beside the store's
+/// (its own self-metrics), gathered at each read.
+#[derive(Clone)]
+pub(crate) struct Source {
+    pipeline: Arc<Pipeline>,
+    extra: Arc<dyn Fn() -> Vec<ExtraFamily> + Send + Sync>,
+}
+
+impl Source {
+    pub(crate) fn new(
+        pipeline: Arc<Pipeline>,
+        extra: impl Fn() -> Vec<ExtraFamily> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            pipeline,
+            extra: Arc::new(extra),
+        }
+    }
+
+    /// A scrape's exposition, as negotiated.
+    pub(crate) fn render(&self, negotiated: Negotiated) -> Vec<u8> {
+        self.pipeline.render(negotiated, &(self.extra)())
+    }
+
+    /// Walks the store and the extra families into `encoder` (see [`Pipeline::encode`]).
+    #[cfg(any(feature = "otlp", feature = "remote-write"))]
+    pub(crate) fn encode(&self, escaping: Escaping, encoder: &mut impl Encoder) {
+        self.pipeline.encode(escaping, &(self.extra)(), encoder);
+    }
+
+    /// When the pipeline's store was created, in ms since the Unix epoch.
+    #[cfg(feature = "otlp")]
+    pub(crate) fn epoch_ms(&self) -> u64 {
+        self.pipeline.epoch_ms()
     }
 }
 

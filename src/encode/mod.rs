@@ -19,8 +19,13 @@
 pub(crate) mod escape;
 pub(crate) mod format;
 pub(crate) mod openmetrics;
+#[cfg(feature = "otlp")]
+pub(crate) mod otlp;
 pub(crate) mod protobuf;
+#[cfg(feature = "remote-write")]
+pub(crate) mod remote_write;
 pub(crate) mod text;
+pub(crate) mod wire;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -255,12 +260,14 @@ pub(crate) trait Encoder {
     }
 }
 
-/// A counter family kept outside the store (the listener's connection counts), printed
-/// with the self-metrics.
-pub(crate) struct CounterFamily {
+/// A family kept outside the store (the listener's connection counts, the pushers'
+/// outcomes), written with the self-metrics: a counter or a gauge, its name as written
+/// (a counter's ending in `_total`), each sample's labels and value.
+pub(crate) struct ExtraFamily {
     pub(crate) name: &'static str,
     pub(crate) help: &'static str,
-    pub(crate) samples: Vec<(&'static [(&'static str, &'static str)], u64)>,
+    pub(crate) kind: Kind,
+    pub(crate) samples: Vec<(Vec<(&'static str, String)>, f64)>,
 }
 
 /// Families left out of scrapes because their escaped name was taken, by escaping.
@@ -385,7 +392,7 @@ fn renamed(view: LabelsView<'_>, keys: &Keys, out: &mut Vec<(String, String)>) -
 /// Walks `store`, with `extra` families, into `encoder` (see the module documentation).
 pub(crate) fn walk(
     store: &Store,
-    extra: &[CounterFamily],
+    extra: &[ExtraFamily],
     options: Options,
     tally: &Tally,
     encoder: &mut impl Encoder,
@@ -402,17 +409,21 @@ pub(crate) fn walk(
     for family in extra {
         let head = FamilyHead {
             name: family.name.trim_end_matches("_total"),
-            kind: Kind::Counter,
+            kind: family.kind,
             help: Some(family.help),
         };
         encoder.family(&head);
         for (labels, value) in &family.samples {
+            let pairs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let sample = Sample {
                 name: head.name,
-                labels: Labels::fixed(labels, global),
+                labels: Labels::fixed(&pairs, global),
                 start_ms: None,
             };
-            encoder.counter(&sample, *value, None);
+            match family.kind {
+                Kind::Counter => encoder.counter(&sample, *value as u64, None),
+                _ => encoder.gauge(&sample, *value),
+            }
         }
     }
     let (exemplars, native) = (encoder.wants_exemplars(), encoder.wants_native());

@@ -14,7 +14,7 @@
 
 use prost::Message;
 
-use super::{Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
+use super::{wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
 use crate::store::kind::Kind;
 
 /// The protobuf format's content type.
@@ -231,19 +231,9 @@ impl<'a> Protobuf<'a> {
     /// The label pairs are written straight from the borrowed strings, as the derived
     /// [`LabelPair`] encodes them: no `String` per label, the cost of most series.
     fn metric(&mut self, labels: Labels<'_>, value: impl FnOnce(&mut Vec<u8>)) {
-        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
         let scratch = &mut self.scratch;
         scratch.clear();
-        let mut put = |name: &str, value: &str| {
-            let field = |text: &str| 1 + encoded_len_varint(text.len() as u64) + text.len();
-            encode_key(1, WireType::LengthDelimited, scratch);
-            encode_varint((field(name) + field(value)) as u64, scratch);
-            for (tag, text) in [(1, name), (2, value)] {
-                encode_key(tag, WireType::LengthDelimited, scratch);
-                encode_varint(text.len() as u64, scratch);
-                scratch.extend_from_slice(text.as_bytes());
-            }
-        };
+        let mut put = |name: &str, value: &str| wire::pair(1, name, value, scratch);
         let mut previous: Option<&str> = None;
         let mut sorted = true;
         labels.each(|key, _| {
@@ -258,8 +248,7 @@ impl<'a> Protobuf<'a> {
             pairs.iter().for_each(|(k, v)| put(k, v));
         }
         value(scratch);
-        encode_key(4, WireType::LengthDelimited, &mut self.body);
-        encode_varint(scratch.len() as u64, &mut self.body);
+        wire::head(4, scratch.len(), &mut self.body);
         self.body.extend_from_slice(scratch);
     }
 }
@@ -285,7 +274,11 @@ fn exemplar(exemplar: &Exemplar_<'_>) -> Exemplar {
 /// Native buckets `(index, count)`, ascending, as spans and count deltas: consecutive
 /// indices share a span; the first span's offset is its first index, a later one's the gap
 /// after the span before; each delta is the count minus the previous bucket's.
-fn spans_and_deltas(buckets: &[(i32, u64)], spans: &mut Vec<BucketSpan>, deltas: &mut Vec<i64>) {
+pub(crate) fn spans_and_deltas(
+    buckets: &[(i32, u64)],
+    spans: &mut Vec<BucketSpan>,
+    deltas: &mut Vec<i64>,
+) {
     let mut previous: Option<(i32, i64)> = None;
     for &(index, count) in buckets {
         let count = i64::try_from(count).unwrap_or(i64::MAX);

@@ -24,7 +24,8 @@
 //! a newcomer; when every candidate has one, the newcomer is closed instead. Refusals and
 //! evictions are counted in [`ConnectionStats`].
 
-use crate::encode::{format, CounterFamily, Negotiated};
+use crate::encode::{format, ExtraFamily, Negotiated};
+use crate::store::kind::Kind;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -103,23 +104,26 @@ pub(crate) struct ConnectionStats {
 
 impl ConnectionStats {
     /// The counts as counter families, zeros included.
-    pub(crate) fn families(&self) -> [CounterFamily; 2] {
-        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    pub(crate) fn families(&self) -> [ExtraFamily; 2] {
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let reason = |r: &'static str| vec![("reason", r.to_owned())];
         [
-            CounterFamily {
+            ExtraFamily {
                 name: "porter_metrics_connections_refused_total",
                 help: "Connections the metrics listener refused, by reason.",
+                kind: Kind::Counter,
                 samples: vec![
-                    (&[("reason", "forbidden")], count(&self.refused_forbidden)),
-                    (&[("reason", "full")], count(&self.refused_full)),
+                    (reason("forbidden"), count(&self.refused_forbidden)),
+                    (reason("full"), count(&self.refused_full)),
                 ],
             },
-            CounterFamily {
+            ExtraFamily {
                 name: "porter_metrics_connections_evicted_total",
                 help: "Idle connections the metrics listener closed to make room, by reason.",
+                kind: Kind::Counter,
                 samples: vec![
-                    (&[("reason", "idle")], count(&self.evicted_idle)),
-                    (&[("reason", "per_peer")], count(&self.evicted_per_peer)),
+                    (reason("idle"), count(&self.evicted_idle)),
+                    (reason("per_peer"), count(&self.evicted_per_peer)),
                 ],
             },
         ]
@@ -808,11 +812,18 @@ mod tests {
         stats.evicted_idle.fetch_add(3, Ordering::Relaxed);
         let [refused, evicted] = stats.families();
         assert_eq!(refused.name, "porter_metrics_connections_refused_total");
-        let counts = |f: &CounterFamily| -> Vec<(&str, u64)> {
-            f.samples.iter().map(|(l, n)| (l[0].1, *n)).collect()
+        let counts = |f: &ExtraFamily| -> Vec<(String, f64)> {
+            f.samples
+                .iter()
+                .map(|(l, n)| (l[0].1.clone(), *n))
+                .collect()
         };
-        assert_eq!(counts(&refused), [("forbidden", 0), ("full", 0)]);
+        let pair = |r: &str, n: f64| (r.to_owned(), n);
+        assert_eq!(
+            counts(&refused),
+            [pair("forbidden", 0.0), pair("full", 0.0)]
+        );
         assert_eq!(evicted.name, "porter_metrics_connections_evicted_total");
-        assert_eq!(counts(&evicted), [("idle", 3), ("per_peer", 0)]);
+        assert_eq!(counts(&evicted), [pair("idle", 3.0), pair("per_peer", 0.0)]);
     }
 }

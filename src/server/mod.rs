@@ -1,5 +1,6 @@
 //! Exporting a pipeline: the [`MetricsServer`] serves it on our listener ([`listener`]),
-//! the [`Pusher`] pushes it to a Pushgateway ([`push`], feature `push`).
+//! and pushes it to the push targets of its builder, if any; the [`Pusher`] pushes it
+//! without serving ([`push`], feature `push`).
 //!
 //! Lifecycle rules, the same for both:
 //!
@@ -12,8 +13,8 @@
 //!   land in one exposition. A standalone one exports a pipeline of its own.
 //! * `stop` is idempotent and `Ok` before `start`. A server closes its socket (the port is
 //!   free when `stop` returns), lets scrapes in flight finish for at most
-//!   [`SHUTDOWN_GRACE`](listener::SHUTDOWN_GRACE) (1 s), then closes every connection; a
-//!   pusher pushes once more. Recorded values stay in the pipeline.
+//!   [`SHUTDOWN_GRACE`](listener::SHUTDOWN_GRACE) (1 s), then closes every connection;
+//!   each push target gets one final push. Recorded values stay in the pipeline.
 //! * `start` after `stop` exports again, every value kept. Dropping a running one stops it.
 //! * One at a time exports a pipeline: another one started meanwhile gets
 //!   [`Error::AlreadyExported`]. The pipeline's settings (buckets, global labels, idle
@@ -28,8 +29,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::encode::{CounterFamily, Negotiated};
-use crate::pipeline::{self, ExportClaim, Pipeline};
+use crate::encode::ExtraFamily;
+use crate::pipeline::{self, ExportClaim, Pipeline, Source};
 use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
 use lifecycle::Lifecycle;
 use listener::{ConnectionStats, Listener, Render};
@@ -49,22 +50,18 @@ impl Exported {
         Self { config, own }
     }
 
-    /// Claims the pipeline (binding it if needed) and gives what renders it, with the
-    /// families `extra` gives at each render.
+    /// Claims the pipeline (binding it if needed) and gives what reads it, with the
+    /// families `extra` gives at each read.
     fn claim(
         &self,
-        extra: impl Fn() -> Vec<CounterFamily> + Send + Sync + 'static,
-    ) -> Result<(ExportClaim, Render), Error> {
+        extra: impl Fn() -> Vec<ExtraFamily> + Send + Sync + 'static,
+    ) -> Result<(ExportClaim, Source), Error> {
         let pipeline = match &self.own {
             Some(own) => own,
             None => pipeline::global()?,
         };
         let claim = pipeline.export(&self.config)?;
-        let render: Render = {
-            let pipeline = pipeline.clone();
-            Arc::new(move |negotiated: Negotiated| pipeline.render(negotiated, &extra()))
-        };
-        Ok((claim, render))
+        Ok((claim, Source::new(pipeline.clone(), extra)))
     }
 
     fn collector(&self) -> PrometheusCollector {
@@ -101,7 +98,17 @@ pub struct MetricsServer {
     exported: Exported,
     /// The listener's refusals and evictions, kept across a stop and a start.
     connections: Arc<ConnectionStats>,
-    running: Lifecycle<Listener>,
+    /// The push targets of its builder, and their counts.
+    #[cfg(feature = "push")]
+    targets: push::Targets,
+    running: Lifecycle<Serving>,
+}
+
+/// A running server: its listener, and its pushes if it has targets.
+struct Serving {
+    listener: Listener,
+    #[cfg(feature = "push")]
+    pushing: Option<push::Pushing>,
 }
 
 impl std::fmt::Debug for MetricsServer {
@@ -144,6 +151,8 @@ impl MetricsServer {
     pub(crate) fn from_config(address: &str, config: Config) -> Self {
         Self {
             address: address.to_owned(),
+            #[cfg(feature = "push")]
+            targets: push::Targets::new(&config),
             exported: Exported::new(config),
             connections: Arc::default(),
             running: Lifecycle::default(),
@@ -175,22 +184,53 @@ impl MetricsServer {
     /// global recorder is installed), [`Error::AlreadyExported`] (another server exports the
     /// same pipeline right now), [`Error::Runtime`].
     pub fn start(&self) -> Result<(), Error> {
-        let busy = |running: Option<&Listener>| Error::AlreadyRunning {
-            address: running.map_or(self.address.clone(), |l| l.local_addr().to_string()),
+        let busy = |running: Option<&Serving>| Error::AlreadyRunning {
+            address: running.map_or(self.address.clone(), |r| {
+                r.listener.local_addr().to_string()
+            }),
         };
         self.running.start(busy, || {
             // Checked first: a server that cannot start leaves the pipeline as it was.
             let addr = resolve(&self.address)?;
             let connections = self.connections.clone();
-            // The listener's refusals and evictions are printed with the self-metrics.
-            let (claim, render) = self.exported.claim(move || connections.families().into())?;
+            #[cfg(feature = "push")]
+            let targets = self.targets.clone();
+            // The listener's refusals and evictions, and the pushes, are written with the
+            // self-metrics.
+            let extra = move || {
+                let families = connections.families().into_iter();
+                #[cfg(feature = "push")]
+                let families = families.chain(targets.families());
+                families.collect::<Vec<ExtraFamily>>()
+            };
+            let (claim, source) = self.exported.claim(extra)?;
             let config = &self.exported.config;
             let settings = listener::Settings {
                 allowed: config.allowed.clone(),
                 header_read_timeout: config.header_read_timeout,
             };
+            let render: Render = {
+                let source = source.clone();
+                Arc::new(move |negotiated| source.render(negotiated))
+            };
             let listener = Listener::start(addr, settings, render, self.connections.clone())?;
-            Ok((claim, listener))
+            #[cfg(feature = "push")]
+            let pushing = match self.targets.is_empty() {
+                true => None,
+                false => match push::Pushing::start(&self.targets, source) {
+                    Ok(pushing) => Some(pushing),
+                    Err(e) => {
+                        listener.stop();
+                        return Err(e);
+                    }
+                },
+            };
+            let serving = Serving {
+                listener,
+                #[cfg(feature = "push")]
+                pushing,
+            };
+            Ok((claim, serving))
         })?;
         if let Some(address) = self.local_addr() {
             tracing::info!(%address, "porter-metrics: serving");
@@ -199,7 +239,7 @@ impl MetricsServer {
     }
 
     /// Stops serving: closes the socket, waits at most 1 s for scrapes in flight, closes the
-    /// connections. Idempotent.
+    /// connections; then pushes once more to each push target. Idempotent.
     ///
     /// ```
     /// use porter_metrics::MetricsServer;
@@ -215,16 +255,21 @@ impl MetricsServer {
     /// ```
     ///
     /// # Errors
-    /// None today; `Result` for symmetry with [`Pusher::stop`](crate::Pusher), whose final
-    /// push can fail.
+    /// [`Error::Push`] if a final push failed (feature `push`, with push targets). The
+    /// server is stopped either way.
     pub fn stop(&self) -> Result<(), Error> {
-        if let Some((claim, listener)) = self.running.stop() {
-            let addr = listener.local_addr();
-            listener.stop();
-            drop(claim);
-            tracing::info!(address = %addr, "porter-metrics: stopped serving");
-        }
-        Ok(())
+        let Some((claim, serving)) = self.running.stop() else {
+            return Ok(());
+        };
+        let addr = serving.listener.local_addr();
+        serving.listener.stop();
+        #[cfg(feature = "push")]
+        let outcome = serving.pushing.map_or(Ok(()), push::Pushing::stop);
+        #[cfg(not(feature = "push"))]
+        let outcome = Ok(());
+        drop(claim);
+        tracing::info!(address = %addr, "porter-metrics: stopped serving");
+        outcome
     }
 
     /// The address the server listens on while running.
@@ -245,7 +290,7 @@ impl MetricsServer {
     /// # }
     /// ```
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.running.with(Listener::local_addr)
+        self.running.with(|serving| serving.listener.local_addr())
     }
 
     /// A collector recording into what this server exports.

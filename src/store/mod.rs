@@ -501,6 +501,12 @@ impl Store {
             .collect()
     }
 
+    /// When the store was created, in ms since the Unix epoch.
+    #[cfg(feature = "otlp")]
+    pub(crate) fn epoch_ms(&self) -> u64 {
+        self.shared.start_ms(0)
+    }
+
     /// Series exported, series hidden by idle expiry, and metrics stored.
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let names = self

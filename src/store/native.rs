@@ -8,8 +8,6 @@
 
 use std::sync::OnceLock;
 
-use super::value::Snapshot;
-
 /// Settings of native histograms, in the shape of client_golang's `HistogramOpts`.
 ///
 /// ```
@@ -193,13 +191,18 @@ impl NativeState {
         }
     }
 
-    /// Copies the buckets in use into `out`.
-    pub(crate) fn copy_into(&self, out: &mut Snapshot) {
-        out.positive.clear();
-        out.positive.extend(self.positive.used());
-        out.negative.clear();
-        out.negative.extend(self.negative.used());
-        out.native = Some((self.schema, self.zero_count));
+    /// Copies the buckets in use into `positive` and `negative`; gives the schema and the
+    /// zero bucket's count.
+    pub(crate) fn copy_into(
+        &self,
+        positive: &mut Vec<(i32, u64)>,
+        negative: &mut Vec<(i32, u64)>,
+    ) -> (i32, u64) {
+        positive.clear();
+        positive.extend(self.positive.used());
+        negative.clear();
+        negative.extend(self.negative.used());
+        (self.schema, self.zero_count)
     }
 }
 
@@ -288,11 +291,11 @@ mod tests {
         for v in [0.0, 1.0, 1.5, 2.0, 3.0, 5.0, 100.0, -7.0] {
             state.observe(v, 2, &settings);
         }
-        let mut out = Snapshot::default();
-        state.copy_into(&mut out);
-        assert!(out.positive.len() + out.negative.len() <= 4);
+        let (mut positive, mut negative) = (Vec::new(), Vec::new());
+        state.copy_into(&mut positive, &mut negative);
+        assert!(positive.len() + negative.len() <= 4);
         assert!(state.schema < 3);
-        let total: u64 = out.positive.iter().chain(&out.negative).map(|b| b.1).sum();
+        let total: u64 = positive.iter().chain(&negative).map(|b| b.1).sum();
         assert_eq!(total + state.zero_count, 16);
         assert_eq!(state.zero_count, 2);
         // Far-apart values halve until the range is small.
@@ -301,7 +304,7 @@ mod tests {
         wide.observe(1e300, 1, &NativeHistograms::default());
         assert!(wide.positive.counts.len() <= 640);
         state.clear();
-        state.copy_into(&mut out);
-        assert_eq!(out.native, Some((3, 0)));
+        assert_eq!(state.copy_into(&mut positive, &mut negative), (3, 0));
+        assert!(positive.is_empty() && negative.is_empty());
     }
 }

@@ -205,14 +205,15 @@ impl Series<'_> {
         out.native = None;
         let settings = self.family.layout.get().and_then(|l| l.native.as_ref());
         if let (Some(settings), true) = (settings, native) {
-            match self.extra(false).and_then(|e| e.native.get()) {
+            let (positive, negative) = (&mut out.positive, &mut out.negative);
+            out.native = Some(match self.extra(false).and_then(|e| e.native.get()) {
                 Some(state) => state
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .copy_into(out),
+                    .copy_into(positive, negative),
                 // Nothing observed yet: native, with no bucket.
-                None => NativeState::new(settings).copy_into(out),
-            }
+                None => NativeState::new(settings).copy_into(positive, negative),
+            });
         }
         out.counts.iter().fold(0u64, |a, c| a.wrapping_add(*c))
     }

@@ -37,7 +37,7 @@ fn free_port() -> u16 {
 
 /// Starts `binary` with `args(addr)` on a free loopback port until `/-/ready` answers 200
 /// (at most 60 s); tries 3 ports in case one is taken meanwhile.
-fn spawn_ready(
+pub(crate) fn spawn_ready(
     binary: &std::path::Path,
     args: impl Fn(SocketAddr) -> Vec<String>,
 ) -> (Child, SocketAddr) {
@@ -133,25 +133,7 @@ impl Prometheus {
 
     /// Runs an instant query; returns each result's labels (as JSON) and value.
     pub fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
-        let path = format!("/api/v1/query?query={}", encode(promql));
-        let Ok(response) = get(self.addr, &path) else {
-            return Vec::new();
-        };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&response.body) else {
-            return Vec::new();
-        };
-        json["data"]["result"]
-            .as_array()
-            .map(|results| {
-                results
-                    .iter()
-                    .filter_map(|r| {
-                        let value = r["value"][1].as_str()?.parse::<f64>().ok()?;
-                        Some((r["metric"].clone(), value))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        query_at(self.addr, promql)
     }
 
     /// Runs an instant query of a range (`metric[1m]`); returns each series' labels and
@@ -218,6 +200,30 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Runs an instant query on the Prometheus-compatible API at `addr` (Prometheus,
+/// VictoriaMetrics); returns each result's labels (as JSON) and value.
+pub fn query_at(addr: SocketAddr, promql: &str) -> Vec<(serde_json::Value, f64)> {
+    let path = format!("/api/v1/query?query={}", encode(promql));
+    let Ok(response) = get(addr, &path) else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&response.body) else {
+        return Vec::new();
+    };
+    json["data"]["result"]
+        .as_array()
+        .map(|results| {
+            results
+                .iter()
+                .filter_map(|r| {
+                    let value = r["value"][1].as_str()?.parse::<f64>().ok()?;
+                    Some((r["metric"].clone(), value))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Runs `promtool check metrics` on `text`; returns promtool's exit code and output.

@@ -1,0 +1,582 @@
+//! Prometheus Remote-Write 2.0: one `io.prometheus.write.v2.Request` holding the whole
+//! store (feature `remote-write`); [`v1`] writes the 1.0 `prometheus.WriteRequest` that
+//! older receivers take.
+//!
+//! Series are named as a scrape names them (`x_total`, `x_bucket{le}`, `x_sum`, `x_count`),
+//! with the labels the pusher adds (`job`, `instance`) where a series has none of its own.
+//! Every label set is sorted by name, without empty values, as the specification asks.
+//!
+//! A 2.0 request interns every string once in its symbol table (`symbols[0]` is the empty
+//! string) and refers to it by index: that is what makes it the compact one. Each series
+//! carries its metadata (type, HELP) and start timestamp. A histogram configured native is
+//! sent twice: its classic series, and one native histogram under its own name. Exemplars
+//! ride on the series they were recorded with: a counter's, a classic bucket's, a native
+//! histogram's.
+//!
+//! Start timestamps: Prometheus 3.0 to 3.7 read `TimeSeries.created_timestamp` (field 6);
+//! 3.8 and later read `Sample.start_timestamp` and `Histogram.start_timestamp` (and
+//! reserve 6). Both are written: each side skips the field it does not know.
+//!
+//! Series are encoded one at a time into a reused message and appended to the request, the
+//! symbol table after them (protobuf reads repeated fields in any order): no message tree
+//! of the whole store is built.
+
+pub(crate) mod v1;
+
+use hashbrown::HashTable;
+use prost::Message;
+
+use super::protobuf::BucketSpan;
+use super::{Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
+use crate::store::kind::Kind;
+
+/// The 2.0 request's content type.
+pub(crate) const CONTENT_TYPE: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+
+/// `io.prometheus.write.v2.Request` (for reading one back: the encoder streams it).
+#[cfg_attr(not(test), allow(dead_code))] // read back in tests
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Request {
+    #[prost(string, repeated, tag = "4")]
+    pub(crate) symbols: Vec<String>,
+    #[prost(message, repeated, tag = "5")]
+    pub(crate) timeseries: Vec<TimeSeries>,
+}
+
+/// `io.prometheus.write.v2.TimeSeries`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct TimeSeries {
+    /// `(name, value)` symbol references, flattened, sorted by name.
+    #[prost(uint32, repeated, tag = "1")]
+    pub(crate) labels_refs: Vec<u32>,
+    #[prost(message, repeated, tag = "2")]
+    pub(crate) samples: Vec<Sample2>,
+    #[prost(message, repeated, tag = "3")]
+    pub(crate) histograms: Vec<Histogram>,
+    #[prost(message, repeated, tag = "4")]
+    pub(crate) exemplars: Vec<Exemplar>,
+    #[prost(message, optional, tag = "5")]
+    pub(crate) metadata: Option<Metadata>,
+    /// Milliseconds since the Unix epoch; 0 = unknown (Prometheus 3.0 to 3.7).
+    #[prost(int64, tag = "6")]
+    pub(crate) created_timestamp: i64,
+}
+
+/// `io.prometheus.write.v2.Sample`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Sample2 {
+    #[prost(double, tag = "1")]
+    pub(crate) value: f64,
+    #[prost(int64, tag = "2")]
+    pub(crate) timestamp: i64,
+    /// 0 = unknown (Prometheus 3.8 and later).
+    #[prost(int64, tag = "3")]
+    pub(crate) start_timestamp: i64,
+}
+
+/// `io.prometheus.write.v2.Exemplar`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Exemplar {
+    #[prost(uint32, repeated, tag = "1")]
+    pub(crate) labels_refs: Vec<u32>,
+    #[prost(double, tag = "2")]
+    pub(crate) value: f64,
+    #[prost(int64, tag = "3")]
+    pub(crate) timestamp: i64,
+}
+
+/// `io.prometheus.write.v2.Metadata`.
+#[derive(Clone, Copy, PartialEq, Message)]
+pub(crate) struct Metadata {
+    #[prost(int32, tag = "1")]
+    pub(crate) r#type: i32,
+    #[prost(uint32, tag = "3")]
+    pub(crate) help_ref: u32,
+    #[prost(uint32, tag = "4")]
+    pub(crate) unit_ref: u32,
+}
+
+/// `io.prometheus.write.v2.Histogram`, integer counts (the only ones we keep).
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Histogram {
+    #[prost(uint64, tag = "1")]
+    pub(crate) count_int: u64,
+    #[prost(double, tag = "3")]
+    pub(crate) sum: f64,
+    #[prost(sint32, tag = "4")]
+    pub(crate) schema: i32,
+    #[prost(double, tag = "5")]
+    pub(crate) zero_threshold: f64,
+    #[prost(uint64, tag = "6")]
+    pub(crate) zero_count_int: u64,
+    #[prost(message, repeated, tag = "8")]
+    pub(crate) negative_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "9")]
+    pub(crate) negative_deltas: Vec<i64>,
+    #[prost(message, repeated, tag = "11")]
+    pub(crate) positive_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "12")]
+    pub(crate) positive_deltas: Vec<i64>,
+    #[prost(int64, tag = "15")]
+    pub(crate) timestamp: i64,
+    #[prost(int64, tag = "17")]
+    pub(crate) start_timestamp: i64,
+}
+
+/// The metric types of `Metadata.type` (2.0) and `MetricMetadata.type` (1.0), which number
+/// them alike.
+pub(crate) fn metric_type(kind: Kind) -> i32 {
+    match kind {
+        Kind::Counter => 1,
+        Kind::Gauge => 2,
+        Kind::Histogram => 3,
+    }
+}
+
+/// A series' name, with the suffix of the sample it carries.
+pub(crate) fn sample_name<'a>(base: &'a str, suffix: &str, buf: &'a mut String) -> &'a str {
+    if suffix.is_empty() {
+        return base;
+    }
+    buf.clear();
+    buf.push_str(base);
+    buf.push_str(suffix);
+    buf
+}
+
+/// Runs `f` on each label a pushed series carries, `(key, value)`, in no order: its own and
+/// global labels, then each of `identity` it has no label of, without empty values.
+pub(crate) fn each_label<'a>(
+    labels: Labels<'a>,
+    identity: &'a [(String, String)],
+    mut f: impl FnMut(&'a str, &'a str),
+) {
+    labels.each(|k, v| {
+        if !v.is_empty() {
+            f(k, v);
+        }
+    });
+    for (key, value) in identity {
+        let mut has = false;
+        labels.each(|k, v| has |= k == key && !v.is_empty());
+        if !has && !value.is_empty() {
+            f(key, value);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch of a time in seconds.
+pub(crate) fn ms(seconds: f64) -> i64 {
+    (seconds * 1000.0).round() as i64
+}
+
+/// The symbol table: every string once, in one buffer, found by hash.
+#[derive(Default)]
+pub(crate) struct Symbols {
+    text: String,
+    /// Where each symbol ends in `text`.
+    ends: Vec<usize>,
+    index: HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Symbols {
+    /// Empties the table, keeping its room; interns `""` as symbol 0.
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+        self.index.clear();
+        self.intern("");
+    }
+
+    fn get(&self, at: u32) -> &str {
+        let at = at as usize;
+        let start = if at == 0 { 0 } else { self.ends[at - 1] };
+        &self.text[start..self.ends[at]]
+    }
+
+    /// The reference of `text`, interning it if new.
+    pub(crate) fn intern(&mut self, text: &str) -> u32 {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(text);
+        let Self {
+            text: all,
+            ends,
+            index,
+            hasher,
+        } = self;
+        let symbol = |at: u32| {
+            let at = at as usize;
+            let start = if at == 0 { 0 } else { ends[at - 1] };
+            &all[start..ends[at]]
+        };
+        if let Some(at) = index.find(hash, |at| symbol(*at) == text) {
+            return *at;
+        }
+        let at = ends.len() as u32;
+        all.push_str(text);
+        ends.push(all.len());
+        let (all, ends) = (&*all, &*ends);
+        index.insert_unique(hash, at, |at| {
+            let at = *at as usize;
+            let start = if at == 0 { 0 } else { ends[at - 1] };
+            hasher.hash_one(&all[start..ends[at]])
+        });
+        at
+    }
+
+    /// Writes every symbol as `Request` field 4.
+    fn write(&self, out: &mut Vec<u8>) {
+        for at in 0..self.ends.len() {
+            super::wire::string(4, self.get(at as u32), out);
+        }
+    }
+}
+
+/// Writes one 2.0 `Request`; see the module documentation.
+pub(crate) struct RemoteWriteV2<'a> {
+    out: &'a mut Vec<u8>,
+    symbols: &'a mut Symbols,
+    identity: &'a [(String, String)],
+    now_ms: i64,
+    /// The current family's metadata.
+    metadata: Metadata,
+    /// One series, reused.
+    series: TimeSeries,
+    /// A sample's labels as `(name, value)` references, before sorting.
+    refs: Vec<(u32, u32)>,
+    name: String,
+    /// What [`Encoder`] calls wrote: samples, histograms, exemplars.
+    pub(crate) written: [u64; 3],
+}
+
+impl<'a> RemoteWriteV2<'a> {
+    /// An encoder writing into `out` (emptied), with `symbols` (emptied), adding
+    /// `identity`'s labels, stamping samples `now_ms`.
+    pub(crate) fn new(
+        out: &'a mut Vec<u8>,
+        symbols: &'a mut Symbols,
+        identity: &'a [(String, String)],
+        now_ms: i64,
+    ) -> Self {
+        out.clear();
+        symbols.clear();
+        Self {
+            out,
+            symbols,
+            identity,
+            now_ms,
+            metadata: Metadata::default(),
+            series: TimeSeries::default(),
+            refs: Vec::new(),
+            name: String::new(),
+            written: [0; 3],
+        }
+    }
+
+    /// Starts a series: its labels (`name` + `suffix`, the sample's, `extra`), sorted;
+    /// metadata; start.
+    fn begin(&mut self, sample: &Sample<'_>, suffix: &str, extra: Option<(&str, &str)>) {
+        let Self {
+            symbols,
+            refs,
+            series,
+            name,
+            ..
+        } = self;
+        refs.clear();
+        let name = sample_name(sample.name, suffix, name);
+        refs.push((symbols.intern("__name__"), symbols.intern(name)));
+        each_label(sample.labels, self.identity, |k, v| {
+            refs.push((symbols.intern(k), symbols.intern(v)));
+        });
+        if let Some((k, v)) = extra {
+            refs.push((symbols.intern(k), symbols.intern(v)));
+        }
+        refs.sort_unstable_by(|a, b| symbols.get(a.0).cmp(symbols.get(b.0)));
+        series.labels_refs.clear();
+        series
+            .labels_refs
+            .extend(refs.iter().flat_map(|(k, v)| [*k, *v]));
+        series.samples.clear();
+        series.histograms.clear();
+        series.exemplars.clear();
+        series.metadata = Some(self.metadata);
+        series.created_timestamp = sample.start_ms.map_or(0, |ms| ms as i64);
+    }
+
+    fn sample(&mut self, value: f64, start_ms: Option<u64>) {
+        self.series.samples.push(Sample2 {
+            value,
+            timestamp: self.now_ms,
+            start_timestamp: start_ms.map_or(0, |ms| ms as i64),
+        });
+        self.written[0] += 1;
+    }
+
+    fn exemplar(&mut self, exemplar: &Exemplar_<'_>) {
+        let mut labels_refs = Vec::new();
+        for (k, v) in exemplar.labels.iter() {
+            labels_refs.extend([self.symbols.intern(k), self.symbols.intern(v)]);
+        }
+        let timestamp = if exemplar.timestamp.is_finite() {
+            ms(exemplar.timestamp)
+        } else {
+            self.now_ms
+        };
+        self.series.exemplars.push(Exemplar {
+            labels_refs,
+            value: exemplar.value,
+            timestamp,
+        });
+        self.written[2] += 1;
+    }
+
+    fn end(&mut self) {
+        prost::encoding::message::encode(5, &self.series, self.out);
+    }
+}
+
+impl Encoder for RemoteWriteV2<'_> {
+    fn family(&mut self, head: &FamilyHead<'_>) {
+        self.metadata = Metadata {
+            r#type: metric_type(head.kind),
+            help_ref: head.help.map_or(0, |h| self.symbols.intern(h)),
+            unit_ref: 0,
+        };
+    }
+
+    fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar_<'_>>) {
+        self.begin(sample, "_total", None);
+        self.sample(value as f64, sample.start_ms);
+        if let Some(exemplar) = exemplar {
+            self.exemplar(exemplar);
+        }
+        self.end();
+    }
+
+    fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
+        self.begin(sample, "", None);
+        self.sample(value, None);
+        self.end();
+    }
+
+    fn histogram(&mut self, sample: &Sample<'_>, point: &HistogramPoint<'_>) {
+        let start = sample.start_ms;
+        // Classic series, unless the histogram is native only.
+        if !(point.native.is_some() && point.bounds.is_empty()) {
+            let mut cumulative = 0u64;
+            let mut le = String::new();
+            let bounds = point.bounds.iter().copied().chain([f64::INFINITY]);
+            for (i, (count, bound)) in point.counts.iter().zip(bounds).enumerate() {
+                cumulative = cumulative.wrapping_add(*count);
+                le.clear();
+                super::openmetrics::write_canonical(&mut le, bound);
+                self.begin(sample, "_bucket", Some(("le", &le)));
+                self.sample(cumulative as f64, start);
+                if let Some(Some(exemplar)) =
+                    point.exemplars.get(i).filter(|_| point.native.is_none())
+                {
+                    self.exemplar(exemplar);
+                }
+                self.end();
+            }
+            self.begin(sample, "_sum", None);
+            self.sample(point.sum, start);
+            self.end();
+            self.begin(sample, "_count", None);
+            self.sample(point.count as f64, start);
+            self.end();
+        }
+        if let Some(native) = point.native {
+            self.begin(sample, "", None);
+            let mut histogram = Histogram {
+                count_int: point.count,
+                sum: point.sum,
+                schema: native.schema,
+                zero_threshold: native.zero_threshold,
+                zero_count_int: native.zero_count,
+                timestamp: self.now_ms,
+                start_timestamp: start.map_or(0, |ms| ms as i64),
+                ..Histogram::default()
+            };
+            super::protobuf::spans_and_deltas(
+                native.positive,
+                &mut histogram.positive_spans,
+                &mut histogram.positive_deltas,
+            );
+            super::protobuf::spans_and_deltas(
+                native.negative,
+                &mut histogram.negative_spans,
+                &mut histogram.negative_deltas,
+            );
+            self.series.histograms.push(histogram);
+            self.written[1] += 1;
+            for exemplar in point.exemplars.iter().flatten() {
+                self.exemplar(exemplar);
+            }
+            self.end();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.symbols.write(self.out);
+    }
+
+    fn wants_exemplars(&self) -> bool {
+        true
+    }
+
+    fn wants_native(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::Native;
+    use crate::store::Pairs;
+
+    fn labels<'a>(pairs: &'a [(&'a str, &'a str)]) -> Labels<'a> {
+        Labels::fixed(pairs, &[])
+    }
+
+    /// A series read back: its labels, resolved, and its samples' values.
+    type Read = (Vec<(String, String)>, Vec<f64>);
+
+    /// The request, and each of its series read back.
+    fn read(out: &[u8]) -> (Request, Vec<Read>) {
+        let request = Request::decode(out).expect("a valid request");
+        let symbol = |r: &u32| request.symbols[*r as usize].clone();
+        let series = request
+            .timeseries
+            .iter()
+            .map(|ts| {
+                let labels = ts
+                    .labels_refs
+                    .chunks(2)
+                    .map(|p| (symbol(&p[0]), symbol(&p[1])))
+                    .collect();
+                (labels, ts.samples.iter().map(|s| s.value).collect())
+            })
+            .collect();
+        (request, series)
+    }
+
+    #[test]
+    fn series_are_named_as_scraped_with_sorted_labels_and_identity() {
+        let (mut out, mut symbols) = (Vec::new(), Symbols::default());
+        let identity = [
+            ("job".to_owned(), "api".to_owned()),
+            ("instance".to_owned(), "h:1".to_owned()),
+        ];
+        let mut rw = RemoteWriteV2::new(&mut out, &mut symbols, &identity, 1_000);
+        rw.family(&FamilyHead {
+            name: "app.jobs.done",
+            kind: Kind::Counter,
+            help: Some("Jobs."),
+        });
+        let pairs = [("zone", "b"), ("Area", "x"), ("job", "mine"), ("empty", "")];
+        let sample = Sample {
+            name: "app.jobs.done",
+            labels: labels(&pairs),
+            start_ms: Some(500),
+        };
+        let trace = Pairs::from_flat(&["trace_id", "abc"]);
+        let exemplar = Exemplar_ {
+            labels: &trace,
+            value: 1.0,
+            timestamp: 0.9,
+        };
+        rw.counter(&sample, 7, Some(&exemplar));
+        rw.finish();
+        assert_eq!(rw.written, [1, 0, 1]);
+        let (request, series) = read(&out);
+        assert_eq!(request.symbols[0], "");
+        let (labels, values) = &series[0];
+        let keys: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["Area", "__name__", "instance", "job", "zone"]);
+        assert!(labels.contains(&("__name__".into(), "app.jobs.done_total".into())));
+        assert!(
+            labels.contains(&("job".into(), "mine".into())),
+            "its own job wins"
+        );
+        assert_eq!(values, &[7.0]);
+        let ts = &request.timeseries[0];
+        assert_eq!(ts.created_timestamp, 500);
+        assert_eq!(ts.samples[0].start_timestamp, 500);
+        assert_eq!(ts.samples[0].timestamp, 1_000);
+        let metadata = ts.metadata.expect("metadata");
+        assert_eq!(metadata.r#type, 1);
+        assert_eq!(request.symbols[metadata.help_ref as usize], "Jobs.");
+        assert_eq!(ts.exemplars[0].timestamp, 900);
+        let unique: std::collections::HashSet<&String> = request.symbols.iter().collect();
+        assert_eq!(unique.len(), request.symbols.len(), "each symbol once");
+    }
+
+    #[test]
+    fn a_native_histogram_is_sent_beside_its_classic_series() {
+        let (mut out, mut symbols) = (Vec::new(), Symbols::default());
+        let mut rw = RemoteWriteV2::new(&mut out, &mut symbols, &[], 1_000);
+        rw.family(&FamilyHead {
+            name: "lat",
+            kind: Kind::Histogram,
+            help: None,
+        });
+        let positive = [(1, 2), (3, 1)];
+        let point = HistogramPoint {
+            bounds: &[0.5],
+            counts: &[1, 2],
+            count: 3,
+            sum: 4.5,
+            exemplars: &[],
+            native: Some(Native {
+                schema: 0,
+                zero_threshold: 0.0,
+                zero_count: 0,
+                positive: &positive,
+                negative: &[],
+            }),
+        };
+        let sample = Sample {
+            name: "lat",
+            labels: labels(&[]),
+            start_ms: None,
+        };
+        rw.histogram(&sample, &point);
+        rw.finish();
+        assert_eq!(rw.written, [4, 1, 0]);
+        let (request, series) = read(&out);
+        let names: Vec<&str> = series
+            .iter()
+            .map(|(l, _)| {
+                l.iter()
+                    .find(|(k, _)| k == "__name__")
+                    .map_or("", |(_, v)| v.as_str())
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["lat_bucket", "lat_bucket", "lat_sum", "lat_count", "lat"]
+        );
+        assert_eq!(series[1].1, [3.0], "cumulative");
+        assert!(series[1].0.contains(&("le".into(), "+Inf".into())));
+        let native = &request.timeseries[4].histograms[0];
+        assert_eq!((native.count_int, native.schema), (3, 0));
+        assert_eq!(native.positive_deltas, [2, -1]);
+        assert_eq!(native.positive_spans.len(), 2);
+    }
+
+    #[test]
+    fn symbols_are_interned_once_and_cleared() {
+        let mut symbols = Symbols::default();
+        symbols.clear();
+        let a = symbols.intern("a");
+        assert_eq!(symbols.intern("a"), a);
+        assert_ne!(symbols.intern("b"), a);
+        assert_eq!(symbols.intern(""), 0);
+        symbols.clear();
+        assert_eq!(symbols.intern("b"), 1);
+    }
+}
