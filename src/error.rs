@@ -154,9 +154,15 @@ pub enum PushError {
     /// The request could not be sent (connection refused, TLS, ...).
     #[error("the request failed")]
     Request(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The receiver answered with an error status.
-    #[error("the receiver answered {0}")]
-    Status(u16),
+    /// The receiver answered with an error status, and this message (the start of its
+    /// answer's body, if any).
+    #[error("the receiver answered {status}: {message}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// What the receiver said, at most 256 characters.
+        message: String,
+    },
     /// The receiver took only part of the push (its message, if it gave one).
     #[error("the receiver took only part of the push: {0}")]
     Partial(String),

@@ -98,3 +98,178 @@ fn push_endpoints_and_intervals_are_checked() {
         Err(Error::InvalidInterval)
     ));
 }
+
+/// A receiver on loopback that answers every request with `status` (or, with `None`,
+/// never answers), counting the requests and the connections it saw.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Receiver {
+    fn start(status: Option<u16>) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen, opened) = (requests.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                opened.fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        // One request: its head, then its body by Content-Length.
+                        let mut length = 0usize;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            match reader.read_line(&mut line) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        let Some(status) = status else {
+                            // Never answer; hold the connection until the client gives up.
+                            let _ = reader.read_to_end(&mut Vec::new());
+                            return;
+                        };
+                        let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                        if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            requests,
+            connections,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[cfg(feature = "remote-write")]
+#[test]
+fn a_dead_receiver_costs_one_request_in_flight_never_a_queue() {
+    use porter_metrics::PushTarget;
+    let receiver = Receiver::start(None);
+    let target = PushTarget::remote_write(&format!("http://{}/api/v1/write", receiver.addr))
+        .and_then(|t| t.interval(Duration::from_millis(20)))
+        .and_then(|t| t.timeout(Duration::from_secs(3)))
+        .expect("valid target");
+    let pusher = Builder::new()
+        .standalone()
+        .push(target)
+        .build_pusher()
+        .expect("a target");
+    pusher.start().expect("starts");
+    let collector = pusher.collector();
+    let first = common::wait_for(Duration::from_secs(10), || {
+        (receiver.requests() >= 1).then_some(())
+    });
+    assert!(first.is_some(), "the first push was sent");
+    // Fifty intervals pass; writers are never blocked, and no second request starts.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        collector.increment_counter("written_total", &[]);
+    }
+    assert_eq!(receiver.requests(), 1, "one request in flight at a time");
+    assert_eq!(
+        receiver
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    // The final push is bounded by the timeout too.
+    let stopping = std::time::Instant::now();
+    assert!(matches!(pusher.stop(), Err(Error::Push { .. })));
+    assert!(stopping.elapsed() < Duration::from_secs(6));
+}
+
+#[cfg(feature = "remote-write")]
+#[test]
+fn a_failing_receiver_is_retried_with_backoff_within_the_interval() {
+    use porter_metrics::PushTarget;
+    let receiver = Receiver::start(Some(503));
+    let target = PushTarget::remote_write(&format!("http://{}/api/v1/write", receiver.addr))
+        .and_then(|t| t.interval(Duration::from_secs(1)))
+        .expect("valid target");
+    let server = Builder::new()
+        .standalone()
+        .push(target)
+        .build("127.0.0.1:0");
+    server.start().expect("starts");
+    let addr = server.local_addr().expect("serving");
+    // The first push comes after one interval, then retries back off (50 ms, 100 ms, ...
+    // with jitter) until the interval is over: a handful of attempts, not hundreds.
+    let retried = common::wait_for(Duration::from_secs(10), || {
+        (receiver.requests() >= 3).then_some(())
+    });
+    assert!(retried.is_some(), "503 is retried");
+    std::thread::sleep(Duration::from_millis(1500));
+    let attempts = receiver.requests();
+    assert!(
+        (3..=30).contains(&attempts),
+        "{attempts} attempts in about 2.5 s"
+    );
+    let scrape = Exposition::parse(&common::scrape(addr)).expect("valid");
+    let failed = scrape
+        .value(
+            "porter_metrics_push_failures_total",
+            &[
+                "endpoint",
+                &receiver.addr.to_string(),
+                "protocol",
+                "remote_write",
+                "reason",
+                "server_error",
+            ],
+        )
+        .unwrap_or_default();
+    assert!(failed >= 3.0, "each failed attempt is counted: {failed}");
+    assert!(
+        matches!(server.stop(), Err(Error::Push { .. })),
+        "the final push failed, and stop() says so"
+    );
+}
+
+#[test]
+fn a_pusher_needs_a_target_and_a_target_valid_settings() {
+    assert!(matches!(
+        Builder::new().standalone().build_pusher(),
+        Err(Error::NoPushTarget)
+    ));
+    let target = porter_metrics::PushTarget::pushgateway("http://127.0.0.1:9091/metrics/job/x")
+        .expect("valid");
+    assert!(matches!(
+        target.clone().timeout(Duration::ZERO),
+        Err(Error::InvalidInterval)
+    ));
+    assert!(matches!(
+        target.header("bad header", "x"),
+        Err(Error::InvalidHeader { .. })
+    ));
+}

@@ -6,102 +6,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::prometheus::Prometheus;
+use common::receivers::{converge, label_set, normal, LabelSet, LIMIT};
 use common::victoria::VictoriaMetrics;
 use porter_metrics::testing::Exposition;
 use porter_metrics::{Builder, Collector, Matcher, MetricsServer, NativeHistograms, PushTarget};
-
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// A label set as a receiver returns it, without `__name__` and the `ignored` keys.
-type LabelSet = BTreeSet<(String, String)>;
-
-fn label_set(metric: &serde_json::Value, ignored: &[&str]) -> LabelSet {
-    metric
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| *k != "__name__" && !ignored.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Each series of sample `name` in `scrape`: its labels (an `le` as a number) and value.
-fn scraped(scrape: &Exposition, name: &str) -> BTreeMap<LabelSet, f64> {
-    scrape
-        .samples()
-        .iter()
-        .filter(|s| s.name == name)
-        .map(|s| {
-            let labels = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), normal(k, v)))
-                .collect();
-            (labels, s.value)
-        })
-        .collect()
-}
-
-/// An `le` value as a number (receivers write `1` or `1.0`), other values as they are.
-fn normal(key: &str, value: &str) -> String {
-    match (key, value.parse::<f64>()) {
-        ("le", Ok(le)) => format!("{le}"),
-        _ => value.to_owned(),
-    }
-}
-
-/// Each series of `name` a receiver holds, as [`scraped`] gives them.
-fn stored(
-    query: &dyn Fn(&str) -> Vec<(serde_json::Value, f64)>,
-    name: &str,
-    ignored: &[&str],
-) -> BTreeMap<LabelSet, f64> {
-    query(&format!("{{__name__=\"{name}\"}}"))
-        .into_iter()
-        .map(|(metric, value)| {
-            let labels = label_set(&metric, ignored)
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = normal(&k, &v);
-                    (k, v)
-                })
-                .collect();
-            (labels, value)
-        })
-        .collect()
-}
-
-/// Waits until the receiver holds exactly the scrape's series of each of `names`; the
-/// differences left if it never does.
-fn converge(
-    query: &dyn Fn(&str) -> Vec<(serde_json::Value, f64)>,
-    scrape: &Exposition,
-    names: &[&str],
-    ignored: &[&str],
-) -> Vec<String> {
-    let differences = || -> Vec<String> {
-        names
-            .iter()
-            .filter_map(|name| {
-                let want = scraped(scrape, name);
-                let got = stored(query, name, ignored);
-                assert!(!want.is_empty(), "{name} is in the scrape");
-                (want != got).then(|| format!("{name}: scraped {want:?}, stored {got:?}"))
-            })
-            .collect()
-    };
-    common::wait_for(LIMIT, || {
-        let left = differences();
-        left.is_empty().then_some(())
-    })
-    .map_or_else(differences, |()| Vec::new())
-}
 
 /// Records a little of everything: counters with a dotted name and an exemplar, a gauge,
 /// a classic and a native histogram.

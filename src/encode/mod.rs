@@ -187,6 +187,30 @@ pub(crate) struct Exemplar<'a> {
     pub(crate) timestamp: f64,
 }
 
+/// The exemplars a push carries: those recorded in `[from, to)`, in seconds since the Unix
+/// epoch. Consecutive pushes take consecutive windows, so each exemplar goes out once and
+/// a receiver gets a series' exemplars in time order (Prometheus refuses an older one).
+#[cfg(any(feature = "otlp", feature = "remote-write"))]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Window {
+    pub(crate) from: f64,
+    pub(crate) to: f64,
+}
+
+#[cfg(any(feature = "otlp", feature = "remote-write"))]
+impl Window {
+    /// Every exemplar.
+    #[cfg(test)]
+    pub(crate) const ALL: Window = Window {
+        from: f64::NEG_INFINITY,
+        to: f64::INFINITY,
+    };
+
+    pub(crate) fn holds(&self, exemplar: &Exemplar<'_>) -> bool {
+        exemplar.timestamp >= self.from && exemplar.timestamp < self.to
+    }
+}
+
 /// The native (sparse, exponential) buckets of a histogram: bucket `i` of schema `s`
 /// counts observations in `(2^((i-1)/2^s), 2^(i/2^s)]`, negative ones mirrored.
 #[derive(Clone, Copy, Debug)]

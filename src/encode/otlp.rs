@@ -23,7 +23,9 @@
 
 use prost::Message;
 
-use super::{wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
+use super::{
+    wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample, Window,
+};
 use crate::store::kind::Kind;
 
 /// The instrumentation scope every metric is reported under.
@@ -291,6 +293,7 @@ pub(crate) struct Otlp<'a> {
     now_ns: u64,
     /// The start of points the store has no start for.
     default_start_ns: u64,
+    window: Window,
     current: Option<Current>,
     /// Every finished `Metric`, as `ScopeMetrics` field 2.
     metrics: Vec<u8>,
@@ -302,18 +305,22 @@ pub(crate) struct Otlp<'a> {
 
 impl<'a> Otlp<'a> {
     /// An encoder writing into `out`, with `resource`'s attributes, at `now_ns` (Unix
-    /// nanoseconds); points without a start of their own start at `default_start_ns`.
+    /// nanoseconds); points without a start of their own start at `default_start_ns`. It
+    /// carries the exemplars of `window` (an OpenTelemetry SDK exports those of the last
+    /// interval).
     pub(crate) fn new(
         out: &'a mut Vec<u8>,
         resource: &'a [(String, String)],
         now_ns: u64,
         default_start_ns: u64,
+        window: Window,
     ) -> Self {
         Self {
             out,
             resource,
             now_ns,
             default_start_ns,
+            window,
             current: None,
             metrics: Vec::new(),
             points: Vec::new(),
@@ -465,6 +472,7 @@ impl Encoder for Otlp<'_> {
                 Err(_) => Number::AsDouble(value as f64),
             }),
             exemplars: exemplar_
+                .filter(|e| self.window.holds(e))
                 .map(|e| exemplar(e, self.now_ns))
                 .into_iter()
                 .collect(),
@@ -488,6 +496,7 @@ impl Encoder for Otlp<'_> {
             .exemplars
             .iter()
             .flatten()
+            .filter(|e| self.window.holds(e))
             .map(|e| exemplar(e, self.now_ns))
             .collect();
         let start = self.start_ns(sample);
@@ -598,7 +607,7 @@ mod tests {
     fn counters_are_monotonic_cumulative_sums_named_without_total() {
         let mut out = Vec::new();
         let resource = [("service.name".to_owned(), "api".to_owned())];
-        let mut otlp = Otlp::new(&mut out, &resource, 2_000_000_000, 5);
+        let mut otlp = Otlp::new(&mut out, &resource, 2_000_000_000, 5, Window::ALL);
         otlp.family(&FamilyHead {
             name: "app.jobs.done",
             kind: Kind::Counter,
@@ -653,7 +662,7 @@ mod tests {
     #[test]
     fn native_histograms_are_exponential_with_offsets_one_less() {
         let mut out = Vec::new();
-        let mut otlp = Otlp::new(&mut out, &[], 10, 5);
+        let mut otlp = Otlp::new(&mut out, &[], 10, 5, Window::ALL);
         otlp.family(&FamilyHead {
             name: "latency",
             kind: Kind::Histogram,
@@ -698,7 +707,7 @@ mod tests {
     #[test]
     fn classic_histograms_are_explicit_buckets_and_empty_families_are_left_out() {
         let mut out = Vec::new();
-        let mut otlp = Otlp::new(&mut out, &[], 10, 5);
+        let mut otlp = Otlp::new(&mut out, &[], 10, 5, Window::ALL);
         otlp.family(&FamilyHead {
             name: "empty",
             kind: Kind::Gauge,

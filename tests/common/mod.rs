@@ -141,6 +141,7 @@ pub fn sid_binary(name: &str) -> std::path::PathBuf {
 pub mod counting;
 pub mod prometheus;
 pub mod proto;
+pub mod receivers;
 pub mod victoria;
 
 /// `GET path` on `addr` with `Accept: accept` over HTTP/1.0 (no gzip); the body's bytes,

@@ -5,6 +5,9 @@
 //! cargo run --example server                      # Flight SQL on :50051, metrics on :9090
 //! cargo run --example server -- --no-load         # serve only (bring your own client)
 //! cargo run --example server -- --flight 127.0.0.1:0 --metrics 127.0.0.1:0 --seconds 5
+//! cargo run --example server -- --otlp http://127.0.0.1:8428/opentelemetry/v1/metrics
+//! cargo run --example server -- --remote-write http://127.0.0.1:9090/api/v1/write --push-interval 5
+//! cargo run --example server -- --help                # every flag, with its default
 //! curl -s http://127.0.0.1:9090/metrics | grep -E '^(flight|grpc_server|grpc_client)_'
 //! ```
 //!
@@ -44,63 +47,60 @@
 use std::io::Write;
 use std::time::Duration;
 
+use clap::Parser;
 use porter_flight_sql::{run_load, serve, LoadConfig, Stop, Telemetry};
-use porter_metrics::{Matcher, MetricsServer, NativeHistograms, PrometheusCollector};
+use porter_metrics::{Matcher, MetricsServer, NativeHistograms, PrometheusCollector, PushTarget};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-const USAGE: &str =
-    "usage: server [--flight ADDR] [--metrics ADDR] [--no-load] [--requests N] [--seconds N] [--clients N]";
-
-/// The command line.
+/// A real Arrow Flight SQL server, instrumented with porter-metrics, under the load of its
+/// built-in Flight SQL client. Prometheus scrapes --metrics; --otlp and --remote-write push
+/// the same metrics as well.
+#[derive(Parser)]
+#[command(name = "server")]
 struct Args {
+    /// Where the Flight SQL server listens.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
     flight: String,
+    /// Where the metrics endpoint listens (`GET /metrics`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9090")]
     metrics: String,
-    load: bool,
-    seconds: Option<u64>,
-    /// The load stops after this many requests (the server keeps serving).
+    /// Serve only: no built-in load (bring your own Flight SQL client).
+    #[arg(long)]
+    no_load: bool,
+    /// Stop the load after this many requests (the server keeps serving).
+    #[arg(long, value_name = "N")]
     requests: Option<u64>,
+    /// Exit after this many seconds (default: at Ctrl-C).
+    #[arg(long, value_name = "N")]
+    seconds: Option<u64>,
+    /// Concurrent load-generator clients.
+    #[arg(long, value_name = "N", default_value_t = LoadConfig::default().clients)]
     clients: usize,
-}
-
-impl Args {
-    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
-        let mut parsed = Self {
-            flight: "127.0.0.1:50051".to_owned(),
-            metrics: "127.0.0.1:9090".to_owned(),
-            load: true,
-            seconds: None,
-            requests: None,
-            clients: LoadConfig::default().clients,
-        };
-        while let Some(arg) = args.next() {
-            let mut value = || args.next().ok_or(format!("{arg} needs a value\n{USAGE}"));
-            let number = |v: String| v.parse().map_err(|_| format!("{arg}: not a number: {v}"));
-            match arg.as_str() {
-                "--flight" => parsed.flight = value()?,
-                "--metrics" => parsed.metrics = value()?,
-                "--no-load" => parsed.load = false,
-                "--seconds" => parsed.seconds = Some(number(value()?)?),
-                "--requests" => parsed.requests = Some(number(value()?)?),
-                "--clients" => parsed.clients = number(value()?)? as usize,
-                "-h" | "--help" => return Err(USAGE.to_owned()),
-                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-            }
-        }
-        Ok(parsed)
-    }
+    /// Also push by OTLP/HTTP to this URL (for example
+    /// http://127.0.0.1:8428/opentelemetry/v1/metrics, or a Collector's http://HOST:4318).
+    #[arg(long, value_name = "URL")]
+    otlp: Option<String>,
+    /// Also push by Prometheus Remote-Write to this URL (2.0, falling back to 1.0; for
+    /// example http://127.0.0.1:9090/api/v1/write).
+    #[arg(long, value_name = "URL")]
+    remote_write: Option<String>,
+    /// How often to push, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    push_interval: u64,
+    /// The service name pushes carry (OTLP `service.name`, Remote-Write `job`).
+    #[arg(long, value_name = "NAME", default_value = "flight-sql")]
+    service: String,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|message| {
-        eprintln!("{message}");
-        std::process::exit(2);
-    });
+    let args = Args::parse();
 
     // First thing: the metrics server. It installs the global recorder, so the collector,
-    // the tower layer and the `metrics` macros all land in one scrape.
-    let metrics = MetricsServer::builder()
+    // the tower layer and the `metrics` macros all land in one scrape (and in every push).
+    let mut builder = MetricsServer::builder()
         // Every latency histogram (`grpc_server_handling_seconds`, the handlers' timers) is
         // native as well as classic: protobuf scrapes carry both.
         .native_histograms_for_metric(
@@ -110,7 +110,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .process_metrics()
         // This runtime's workers, alive tasks, queue depth, busy time and parks.
         .runtime_metrics(&tokio::runtime::Handle::current())
-        .build(&args.metrics);
+        .service_name(&args.service);
+    let interval = Duration::from_secs(args.push_interval);
+    if let Some(url) = &args.otlp {
+        builder = builder.push(PushTarget::otlp(url)?.interval(interval)?);
+    }
+    if let Some(url) = &args.remote_write {
+        builder = builder.push(PushTarget::remote_write(url)?.interval(interval)?);
+    }
+    let metrics = builder.build(&args.metrics);
     metrics.start()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -135,7 +143,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = tokio::spawn(serve(listener, telemetry.clone(), shutdown));
 
     let (stop_load, load_stopped) = watch::channel(false);
-    let load = args.load.then(|| {
+    let load = (!args.no_load).then(|| {
         let config = LoadConfig {
             clients: args.clients,
             // The clients' `grpc_client_*` series, in the same scrape.

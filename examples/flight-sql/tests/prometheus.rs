@@ -5,6 +5,7 @@
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+mod harness;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -14,64 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::prometheus::{promtool_check, promtool_check_with, Prometheus};
-use porter_flight_sql::{run_load, serve, LoadConfig, Stop, Tally, Telemetry};
+use harness::in_process;
+use porter_flight_sql::{run_load, LoadConfig, Stop};
 use porter_metrics::testing::Exposition;
-use porter_metrics::MetricsServer;
-use tokio::net::TcpListener;
 
 const KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../prometheus");
-
-/// A standalone metrics server and the Flight SQL server recording into it.
-struct InProcess {
-    metrics: MetricsServer,
-    flight: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn in_process() -> InProcess {
-    let metrics = MetricsServer::builder()
-        .standalone()
-        .native_histograms_for_metric(
-            porter_metrics::Matcher::Suffix("_seconds".into()),
-            porter_metrics::NativeHistograms::default(),
-        )
-        .expect("valid settings")
-        .process_metrics()
-        .runtime_metrics(&tokio::runtime::Handle::current())
-        .build("127.0.0.1:0");
-    metrics.start().expect("the metrics server starts");
-    let recorder = metrics.recorder().expect("standalone");
-    let telemetry = Telemetry::new(metrics.collector()).with_recorder(recorder);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let flight = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, telemetry, async {
-        let _ = stopped.await;
-    }));
-    InProcess {
-        metrics,
-        flight,
-        stop,
-    }
-}
-
-impl InProcess {
-    fn scrape(&self) -> Exposition {
-        let addr = self.metrics.local_addr().expect("serving");
-        Exposition::parse(&common::scrape(addr)).expect("a valid exposition")
-    }
-
-    /// A bounded load whose clients record their `grpc_client_*` series here too.
-    async fn load(&self, requests: u64) -> Tally {
-        let config = LoadConfig {
-            telemetry: Some(Telemetry::new(self.metrics.collector())),
-            ..LoadConfig::default()
-        };
-        run_load(self.flight, config, Stop::After(requests))
-            .await
-            .expect("the load generator connects")
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs prometheus (run .ci/test)"]

@@ -27,7 +27,7 @@ use hashbrown::HashTable;
 use prost::Message;
 
 use super::protobuf::BucketSpan;
-use super::{Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
+use super::{Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample, Window};
 use crate::store::kind::Kind;
 
 /// The 2.0 request's content type.
@@ -239,6 +239,7 @@ pub(crate) struct RemoteWriteV2<'a> {
     symbols: &'a mut Symbols,
     identity: &'a [(String, String)],
     now_ms: i64,
+    window: Window,
     /// The current family's metadata.
     metadata: Metadata,
     /// One series, reused.
@@ -252,12 +253,13 @@ pub(crate) struct RemoteWriteV2<'a> {
 
 impl<'a> RemoteWriteV2<'a> {
     /// An encoder writing into `out` (emptied), with `symbols` (emptied), adding
-    /// `identity`'s labels, stamping samples `now_ms`.
+    /// `identity`'s labels, stamping samples `now_ms`, carrying the exemplars of `window`.
     pub(crate) fn new(
         out: &'a mut Vec<u8>,
         symbols: &'a mut Symbols,
         identity: &'a [(String, String)],
         now_ms: i64,
+        window: Window,
     ) -> Self {
         out.clear();
         symbols.clear();
@@ -266,6 +268,7 @@ impl<'a> RemoteWriteV2<'a> {
             symbols,
             identity,
             now_ms,
+            window,
             metadata: Metadata::default(),
             series: TimeSeries::default(),
             refs: Vec::new(),
@@ -315,6 +318,9 @@ impl<'a> RemoteWriteV2<'a> {
     }
 
     fn exemplar(&mut self, exemplar: &Exemplar_<'_>) {
+        if !self.window.holds(exemplar) {
+            return;
+        }
         let mut labels_refs = Vec::new();
         for (k, v) in exemplar.labels.iter() {
             labels_refs.extend([self.symbols.intern(k), self.symbols.intern(v)]);
@@ -333,6 +339,12 @@ impl<'a> RemoteWriteV2<'a> {
     }
 
     fn end(&mut self) {
+        // In time order (then by value), as Prometheus appends a series' exemplars.
+        self.series.exemplars.sort_by(|a, b| {
+            (a.timestamp, a.value)
+                .partial_cmp(&(b.timestamp, b.value))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         prost::encoding::message::encode(5, &self.series, self.out);
     }
 }
@@ -471,7 +483,7 @@ mod tests {
             ("job".to_owned(), "api".to_owned()),
             ("instance".to_owned(), "h:1".to_owned()),
         ];
-        let mut rw = RemoteWriteV2::new(&mut out, &mut symbols, &identity, 1_000);
+        let mut rw = RemoteWriteV2::new(&mut out, &mut symbols, &identity, 1_000, Window::ALL);
         rw.family(&FamilyHead {
             name: "app.jobs.done",
             kind: Kind::Counter,
@@ -518,7 +530,7 @@ mod tests {
     #[test]
     fn a_native_histogram_is_sent_beside_its_classic_series() {
         let (mut out, mut symbols) = (Vec::new(), Symbols::default());
-        let mut rw = RemoteWriteV2::new(&mut out, &mut symbols, &[], 1_000);
+        let mut rw = RemoteWriteV2::new(&mut out, &mut symbols, &[], 1_000, Window::ALL);
         rw.family(&FamilyHead {
             name: "lat",
             kind: Kind::Histogram,
@@ -566,6 +578,56 @@ mod tests {
         assert_eq!((native.count_int, native.schema), (3, 0));
         assert_eq!(native.positive_deltas, [2, -1]);
         assert_eq!(native.positive_spans.len(), 2);
+    }
+
+    #[test]
+    fn exemplars_outside_the_window_stay_home_and_the_rest_go_in_time_order() {
+        let (mut out, mut symbols) = (Vec::new(), Symbols::default());
+        let window = Window { from: 1.0, to: 3.0 };
+        let mut rw = RemoteWriteV2::new(&mut out, &mut symbols, &[], 1_000, window);
+        rw.family(&FamilyHead {
+            name: "lat",
+            kind: Kind::Histogram,
+            help: None,
+        });
+        let trace = Pairs::from_flat(&["trace_id", "t"]);
+        let at = |timestamp| {
+            Some(Exemplar_ {
+                labels: &trace,
+                value: 1.0,
+                timestamp,
+            })
+        };
+        // Per bucket: too old, in, too new, in (older than the one before).
+        let exemplars = [at(0.5), at(2.5), at(3.0), at(1.5)];
+        let point = HistogramPoint {
+            bounds: &[],
+            counts: &[4],
+            count: 4,
+            sum: 4.0,
+            exemplars: &exemplars,
+            native: Some(Native {
+                schema: 0,
+                zero_threshold: 0.0,
+                zero_count: 0,
+                positive: &[(1, 4)],
+                negative: &[],
+            }),
+        };
+        let sample = Sample {
+            name: "lat",
+            labels: labels(&[]),
+            start_ms: None,
+        };
+        rw.histogram(&sample, &point);
+        rw.finish();
+        let request = Request::decode(out.as_slice()).expect("valid");
+        let times: Vec<i64> = request.timeseries[0]
+            .exemplars
+            .iter()
+            .map(|e| e.timestamp)
+            .collect();
+        assert_eq!(times, [1_500, 2_500]);
     }
 
     #[test]

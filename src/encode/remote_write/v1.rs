@@ -8,7 +8,9 @@
 use prost::Message;
 
 use super::{each_label, metric_type, ms, sample_name};
-use crate::encode::{wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Sample};
+use crate::encode::{
+    wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Sample, Window,
+};
 use crate::store::kind::Kind;
 
 /// `prometheus.WriteRequest` (for reading one back: the encoder streams it).
@@ -80,6 +82,7 @@ pub(crate) struct RemoteWriteV1<'a> {
     out: &'a mut Vec<u8>,
     identity: &'a [(String, String)],
     now_ms: i64,
+    window: Window,
     /// Every family's metadata, written after the series.
     metadata: Vec<u8>,
     name: String,
@@ -91,13 +94,19 @@ pub(crate) struct RemoteWriteV1<'a> {
 
 impl<'a> RemoteWriteV1<'a> {
     /// An encoder writing into `out` (emptied), adding `identity`'s labels, stamping
-    /// samples `now_ms`.
-    pub(crate) fn new(out: &'a mut Vec<u8>, identity: &'a [(String, String)], now_ms: i64) -> Self {
+    /// samples `now_ms`, carrying the exemplars of `window`.
+    pub(crate) fn new(
+        out: &'a mut Vec<u8>,
+        identity: &'a [(String, String)],
+        now_ms: i64,
+        window: Window,
+    ) -> Self {
         out.clear();
         Self {
             out,
             identity,
             now_ms,
+            window,
             metadata: Vec::new(),
             name: String::new(),
             scratch: Vec::new(),
@@ -129,7 +138,7 @@ impl<'a> RemoteWriteV1<'a> {
             timestamp: self.now_ms,
         };
         prost::encoding::message::encode(2, &sample, scratch);
-        if let Some(exemplar) = exemplar {
+        if let Some(exemplar) = exemplar.filter(|e| self.window.holds(e)) {
             let exemplar = Exemplar {
                 labels: exemplar
                     .labels
@@ -218,7 +227,7 @@ mod tests {
     fn series_carry_sorted_labels_and_families_their_metadata() {
         let mut out = Vec::new();
         let identity = [("job".to_owned(), "api".to_owned())];
-        let mut rw = RemoteWriteV1::new(&mut out, &identity, 42);
+        let mut rw = RemoteWriteV1::new(&mut out, &identity, 42, Window::ALL);
         rw.family(&FamilyHead {
             name: "size",
             kind: Kind::Histogram,

@@ -385,14 +385,17 @@ impl Push<'_> {
                 match client::send(self.client, request, self.target.timeout).await {
                     Ok(answer) => {
                         let verdict = self.wire.judge(&answer);
+                        let message: String = String::from_utf8_lossy(&answer.body)
+                            .trim()
+                            .chars()
+                            .take(256)
+                            .collect();
                         let error = match verdict {
-                            Verdict::Drop(Reason::Partial) => PushError::Partial(
-                                String::from_utf8_lossy(&answer.body)
-                                    .chars()
-                                    .take(200)
-                                    .collect(),
-                            ),
-                            _ => PushError::Status(answer.status.as_u16()),
+                            Verdict::Drop(Reason::Partial) => PushError::Partial(message),
+                            _ => PushError::Status {
+                                status: answer.status.as_u16(),
+                                message,
+                            },
                         };
                         (verdict, error)
                     }

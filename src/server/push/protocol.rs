@@ -64,6 +64,10 @@ pub(crate) struct Wire {
     /// What the last Remote-Write 2.0 body held: samples, histograms, exemplars.
     #[cfg(feature = "remote-write")]
     sent: [u64; 3],
+    /// The exemplars not pushed yet are those recorded from this time on (seconds since
+    /// the Unix epoch), and the last body carried those until `window.to`.
+    #[cfg(any(feature = "otlp", feature = "remote-write"))]
+    window: crate::encode::Window,
 }
 
 fn now() -> Duration {
@@ -83,6 +87,11 @@ impl Wire {
             version: Version::V2,
             #[cfg(feature = "remote-write")]
             sent: [0; 3],
+            #[cfg(any(feature = "otlp", feature = "remote-write"))]
+            window: crate::encode::Window {
+                from: f64::NEG_INFINITY,
+                to: f64::NEG_INFINITY,
+            },
         }
     }
 
@@ -108,10 +117,16 @@ impl Wire {
             }
             #[cfg(feature = "otlp")]
             Protocol::Otlp => {
-                let now = now().as_nanos() as u64;
+                let now = now();
+                self.window.to = now.as_secs_f64();
                 let start = source.epoch_ms().saturating_mul(1_000_000);
-                let mut encoder =
-                    crate::encode::otlp::Otlp::new(&mut self.body, &identity.resource, now, start);
+                let mut encoder = crate::encode::otlp::Otlp::new(
+                    &mut self.body,
+                    &identity.resource,
+                    now.as_nanos() as u64,
+                    start,
+                    self.window,
+                );
                 source.encode(crate::encode::Escaping::AllowUtf8, &mut encoder);
                 request = request
                     .header(CONTENT_TYPE, "application/x-protobuf")
@@ -123,7 +138,9 @@ impl Wire {
                 use crate::encode::remote_write::{
                     v1::RemoteWriteV1, RemoteWriteV2, CONTENT_TYPE as V2,
                 };
-                let now = now().as_millis() as i64;
+                let now = now();
+                self.window.to = now.as_secs_f64();
+                let (window, now) = (self.window, now.as_millis() as i64);
                 let (content_type, version) = match self.version {
                     Version::V2 => {
                         let mut encoder = RemoteWriteV2::new(
@@ -131,13 +148,15 @@ impl Wire {
                             &mut self.symbols,
                             &identity.labels,
                             now,
+                            window,
                         );
                         source.encode(crate::encode::Escaping::AllowUtf8, &mut encoder);
                         self.sent = encoder.written;
                         (V2, "2.0.0")
                     }
                     Version::V1 => {
-                        let mut encoder = RemoteWriteV1::new(&mut self.body, &identity.labels, now);
+                        let mut encoder =
+                            RemoteWriteV1::new(&mut self.body, &identity.labels, now, window);
                         source.encode(crate::encode::Escaping::Underscores, &mut encoder);
                         ("application/x-protobuf", "0.1.0")
                     }
@@ -161,8 +180,18 @@ impl Wire {
         Ok(request)
     }
 
-    /// The verdict on `answer`.
+    /// The verdict on `answer`. A push the receiver took, even in part, moves the exemplar
+    /// window on; one it may not have (retried, refused as a whole) does not.
     pub(crate) fn judge(&mut self, answer: &Answer) -> Verdict {
+        let verdict = self.verdict(answer);
+        #[cfg(any(feature = "otlp", feature = "remote-write"))]
+        if matches!(verdict, Verdict::Done | Verdict::Drop(_)) {
+            self.window.from = self.window.to;
+        }
+        verdict
+    }
+
+    fn verdict(&mut self, answer: &Answer) -> Verdict {
         let status = answer.status;
         let retry_after = || {
             answer
