@@ -192,7 +192,12 @@ fn dashboard_queries() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_and_alert_query_names_metrics_the_example_exports() {
-    let served = in_process().await;
+    // A push target (never reached: its interval is an hour) brings the push self-metrics.
+    let target = porter_metrics::PushTarget::otlp("http://127.0.0.1:1/v1/metrics")
+        .and_then(|t| t.interval(Duration::from_secs(3600)))
+        .and_then(|t| t.timeout(Duration::from_millis(100)))
+        .expect("valid target");
+    let served = harness::in_process_with(|b| b.push(target)).await;
     served.load(1000).await;
     let scrape = served.scrape();
     let exported: BTreeSet<&str> = scrape.samples().iter().map(|s| s.name.as_str()).collect();
@@ -231,6 +236,8 @@ async fn every_dashboard_and_alert_query_names_metrics_the_example_exports() {
         "tokio_total_busy_duration_total",
         "tokio_live_tasks",
         "tokio_global_queue_depth",
+        "porter_metrics_push_failures_total",
+        "porter_metrics_push_last_success_timestamp_seconds",
     ] {
         assert!(wanted.contains(expected), "the kit covers {expected}");
     }
