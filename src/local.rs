@@ -67,6 +67,12 @@ impl LocalRecorder {
         Self { pipeline }
     }
 
+    /// Its pipeline.
+    #[cfg(all(feature = "testing", feature = "push"))]
+    pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
     /// A collector recording into this pipeline.
     ///
     /// ```

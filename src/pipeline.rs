@@ -59,6 +59,12 @@ impl Pipeline {
         })
     }
 
+    /// The settings it was bound with, once bound.
+    #[cfg(all(feature = "testing", feature = "push"))]
+    pub(crate) fn config(&self) -> Option<&Config> {
+        self.config.get()
+    }
+
     /// The pipeline's recorder: what the macros and the collector record into.
     pub(crate) fn recorder(&self) -> &Arc<PorterRecorder> {
         &self.recorder

@@ -75,6 +75,8 @@ pub struct PushTarget {
     pub(crate) interval: Duration,
     pub(crate) timeout: Duration,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// Remote-Write: send 1.0 from the first push.
+    pub(crate) v1: bool,
 }
 
 impl std::fmt::Debug for PushTarget {
@@ -142,7 +144,27 @@ impl PushTarget {
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
             headers: Vec::new(),
+            v1: false,
         })
+    }
+
+    /// Sends Remote-Write 1.0 from the first push, for a receiver known to take only 1.0
+    /// (as Prometheus' `protobuf_message: prometheus.WriteRequest`); a no-op for other
+    /// protocols. Without it, the first push to such a receiver is sent twice.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), porter_metrics::Error> {
+    /// let target = porter_metrics::PushTarget::remote_write("http://vm:8428/api/v1/write")?
+    ///     .remote_write_v1();
+    /// # let _ = target;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "remote-write")]
+    #[must_use]
+    pub fn remote_write_v1(mut self) -> Self {
+        self.v1 = true;
+        self
     }
 
     /// How often to push (10 s unless set).

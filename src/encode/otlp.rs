@@ -286,21 +286,29 @@ struct Current {
     exponential: bool,
 }
 
-/// Writes one `ExportMetricsServiceRequest`; see the module documentation.
-pub(crate) struct Otlp<'a> {
-    out: &'a mut Vec<u8>,
-    resource: &'a [(String, String)],
-    now_ns: u64,
-    /// The start of points the store has no start for.
-    default_start_ns: u64,
-    window: Window,
-    current: Option<Current>,
+/// The room an [`Otlp`] encoder works in, kept from push to push.
+#[derive(Default)]
+pub(crate) struct Buffers {
     /// Every finished `Metric`, as `ScopeMetrics` field 2.
     metrics: Vec<u8>,
     /// The current family's points, as field 1 of its `Sum`, `Gauge` or histogram.
     points: Vec<u8>,
     /// One point being encoded.
     scratch: Vec<u8>,
+    /// A histogram point, its buckets refilled for each series.
+    histogram: HistogramDataPoint,
+}
+
+/// Writes one `ExportMetricsServiceRequest`; see the module documentation.
+pub(crate) struct Otlp<'a> {
+    out: &'a mut Vec<u8>,
+    buffers: &'a mut Buffers,
+    resource: &'a [(String, String)],
+    now_ns: u64,
+    /// The start of points the store has no start for.
+    default_start_ns: u64,
+    window: Window,
+    current: Option<Current>,
 }
 
 impl<'a> Otlp<'a> {
@@ -310,21 +318,22 @@ impl<'a> Otlp<'a> {
     /// interval).
     pub(crate) fn new(
         out: &'a mut Vec<u8>,
+        buffers: &'a mut Buffers,
         resource: &'a [(String, String)],
         now_ns: u64,
         default_start_ns: u64,
         window: Window,
     ) -> Self {
+        buffers.metrics.clear();
+        buffers.points.clear();
         Self {
             out,
+            buffers,
             resource,
             now_ns,
             default_start_ns,
             window,
             current: None,
-            metrics: Vec::new(),
-            points: Vec::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -339,7 +348,7 @@ impl<'a> Otlp<'a> {
         let Some(current) = self.current.take() else {
             return;
         };
-        if self.points.is_empty() {
+        if self.buffers.points.is_empty() {
             return;
         }
         // The data message without its points (temporality, monotonicity), then the points.
@@ -363,7 +372,7 @@ impl<'a> Otlp<'a> {
                 (if current.exponential { 10 } else { 9 }, rest)
             }
         };
-        let data = self.points.len() + rest.len();
+        let data = self.buffers.points.len() + rest.len();
         let header = Metric {
             name: current.name,
             description: current.help,
@@ -371,23 +380,25 @@ impl<'a> Otlp<'a> {
             data: None,
         };
         let body = header.encoded_len() + wire::message_len(tag, data);
-        wire::head(2, body, &mut self.metrics);
-        let _ = header.encode(&mut self.metrics); // a Vec never runs out of room
-        wire::head(tag, data, &mut self.metrics);
-        self.metrics.extend_from_slice(&self.points);
-        self.metrics.extend_from_slice(&rest);
-        self.points.clear();
+        wire::head(2, body, &mut self.buffers.metrics);
+        let _ = header.encode(&mut self.buffers.metrics); // a Vec never runs out of room
+        wire::head(tag, data, &mut self.buffers.metrics);
+        self.buffers.metrics.extend_from_slice(&self.buffers.points);
+        self.buffers.metrics.extend_from_slice(&rest);
+        self.buffers.points.clear();
     }
 
     /// Adds one point: `attributes_tag` is the point message's attributes field, written
     /// from `labels`; `point` (its attributes empty) writes the rest.
     fn point(&mut self, labels: Labels<'_>, attributes_tag: u32, point: &impl Message) {
-        let scratch = &mut self.scratch;
+        let Buffers {
+            points, scratch, ..
+        } = &mut *self.buffers;
         scratch.clear();
         labels.each(|key, value| wire::attribute(attributes_tag, key, value, scratch));
         let _ = point.encode(scratch);
-        wire::head(1, scratch.len(), &mut self.points);
-        self.points.extend_from_slice(scratch);
+        wire::head(1, scratch.len(), points);
+        points.extend_from_slice(scratch);
     }
 }
 
@@ -503,7 +514,7 @@ impl Encoder for Otlp<'_> {
         let exponential = point.native.is_some();
         if let Some(current) = &mut self.current {
             // A family is native or not as a whole (its layout), so its first point decides.
-            if self.points.is_empty() {
+            if self.buffers.points.is_empty() {
                 current.exponential = exponential;
             }
         }
@@ -525,17 +536,18 @@ impl Encoder for Otlp<'_> {
                 self.point(sample.labels, 1, &data);
             }
             None => {
-                let data = HistogramDataPoint {
-                    attributes: Vec::new(),
-                    start_time_unix_nano: start,
-                    time_unix_nano: self.now_ns,
-                    count: point.count,
-                    sum: Some(point.sum),
-                    bucket_counts: point.counts.to_vec(),
-                    explicit_bounds: point.bounds.to_vec(),
-                    exemplars,
-                };
+                let mut data = std::mem::take(&mut self.buffers.histogram);
+                data.start_time_unix_nano = start;
+                data.time_unix_nano = self.now_ns;
+                data.count = point.count;
+                data.sum = Some(point.sum);
+                data.bucket_counts.clear();
+                data.bucket_counts.extend_from_slice(point.counts);
+                data.explicit_bounds.clear();
+                data.explicit_bounds.extend_from_slice(point.bounds);
+                data.exemplars = exemplars;
                 self.point(sample.labels, 9, &data);
+                self.buffers.histogram = data;
             }
         }
     }
@@ -558,7 +570,7 @@ impl Encoder for Otlp<'_> {
             name: SCOPE.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let scope_body = wire::message_len(1, scope.encoded_len()) + self.metrics.len();
+        let scope_body = wire::message_len(1, scope.encoded_len()) + self.buffers.metrics.len();
         let resource_body =
             wire::message_len(1, resource.encoded_len()) + wire::message_len(2, scope_body);
         let out = &mut *self.out;
@@ -568,8 +580,8 @@ impl Encoder for Otlp<'_> {
         prost::encoding::message::encode(1, &resource, out);
         wire::head(2, scope_body, out);
         prost::encoding::message::encode(1, &scope, out);
-        out.extend_from_slice(&self.metrics);
-        self.metrics.clear();
+        out.extend_from_slice(&self.buffers.metrics);
+        self.buffers.metrics.clear();
     }
 
     fn wants_exemplars(&self) -> bool {
@@ -605,9 +617,16 @@ mod tests {
 
     #[test]
     fn counters_are_monotonic_cumulative_sums_named_without_total() {
-        let mut out = Vec::new();
+        let (mut out, mut buffers) = (Vec::new(), Buffers::default());
         let resource = [("service.name".to_owned(), "api".to_owned())];
-        let mut otlp = Otlp::new(&mut out, &resource, 2_000_000_000, 5, Window::ALL);
+        let mut otlp = Otlp::new(
+            &mut out,
+            &mut buffers,
+            &resource,
+            2_000_000_000,
+            5,
+            Window::ALL,
+        );
         otlp.family(&FamilyHead {
             name: "app.jobs.done",
             kind: Kind::Counter,
@@ -661,8 +680,8 @@ mod tests {
 
     #[test]
     fn native_histograms_are_exponential_with_offsets_one_less() {
-        let mut out = Vec::new();
-        let mut otlp = Otlp::new(&mut out, &[], 10, 5, Window::ALL);
+        let (mut out, mut buffers) = (Vec::new(), Buffers::default());
+        let mut otlp = Otlp::new(&mut out, &mut buffers, &[], 10, 5, Window::ALL);
         otlp.family(&FamilyHead {
             name: "latency",
             kind: Kind::Histogram,
@@ -706,8 +725,8 @@ mod tests {
 
     #[test]
     fn classic_histograms_are_explicit_buckets_and_empty_families_are_left_out() {
-        let mut out = Vec::new();
-        let mut otlp = Otlp::new(&mut out, &[], 10, 5, Window::ALL);
+        let (mut out, mut buffers) = (Vec::new(), Buffers::default());
+        let mut otlp = Otlp::new(&mut out, &mut buffers, &[], 10, 5, Window::ALL);
         otlp.family(&FamilyHead {
             name: "empty",
             kind: Kind::Gauge,

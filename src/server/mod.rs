@@ -23,7 +23,7 @@
 mod lifecycle;
 pub(crate) mod listener;
 #[cfg(feature = "push")]
-mod push;
+pub(crate) mod push;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;

@@ -28,6 +28,80 @@
 mod exposition;
 
 use crate::{LocalRecorder, PrometheusCollector};
+
+/// What a push to `target` would send now from `recorder` (feature `push`): the body,
+/// compressed as the protocol sends it (gzip for OTLP, snappy for Remote-Write, the
+/// Pushgateway's text as is), every exemplar recorded so far included. For benchmarks, and
+/// for tests that look at a push without a receiver.
+///
+/// ```
+/// use porter_metrics::{Builder, Collector, PushTarget};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let recorder = Builder::new().build_local();
+/// recorder.collector().increment_counter("jobs_total", &[]);
+/// let target = PushTarget::pushgateway("http://127.0.0.1:9091/metrics/job/x")?;
+/// let body = porter_metrics::testing::push_body(&recorder, &target)?;
+/// assert!(String::from_utf8_lossy(&body).contains("jobs_total 1"));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// [`PushError::Request`](crate::PushError::Request) if the body cannot be compressed.
+#[cfg(feature = "push")]
+pub fn push_body(
+    recorder: &LocalRecorder,
+    target: &crate::PushTarget,
+) -> Result<Vec<u8>, crate::PushError> {
+    PushEncoder::new(recorder, target).body()
+}
+
+/// Encodes push after push to one target as a push loop does, its buffers reused from one
+/// to the next (feature `push`): [`push_body`] for benchmarks of the steady state.
+///
+/// ```
+/// use porter_metrics::{testing::PushEncoder, Builder, Collector, PushTarget};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let recorder = Builder::new().build_local();
+/// let target = PushTarget::pushgateway("http://127.0.0.1:9091/metrics/job/x")?;
+/// let mut encoder = PushEncoder::new(&recorder, &target);
+/// recorder.collector().increment_counter("jobs_total", &[]);
+/// assert!(String::from_utf8_lossy(&encoder.body()?).contains("jobs_total 1"));
+/// recorder.collector().increment_counter("jobs_total", &[]);
+/// assert!(String::from_utf8_lossy(&encoder.body()?).contains("jobs_total 2"));
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "push")]
+pub struct PushEncoder(crate::server::push::Encoder);
+
+#[cfg(feature = "push")]
+impl std::fmt::Debug for PushEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushEncoder").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "push")]
+impl PushEncoder {
+    /// An encoder of what `recorder` holds, for `target`'s protocol.
+    pub fn new(recorder: &LocalRecorder, target: &crate::PushTarget) -> Self {
+        Self(crate::server::push::Encoder::new(
+            recorder.pipeline(),
+            target,
+        ))
+    }
+
+    /// The body the next push sends, compressed as [`push_body`] says.
+    ///
+    /// # Errors
+    /// [`PushError::Request`](crate::PushError::Request) if the body cannot be compressed.
+    pub fn body(&mut self) -> Result<Vec<u8>, crate::PushError> {
+        self.0.body()
+    }
+}
 pub use exposition::{Exposition, Family, HistogramValue, ParseError, Sample};
 
 /// A pipeline of its own for one test; see the module documentation.

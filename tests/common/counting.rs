@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 pub struct Counting;
 
 static LIVE: AtomicI64 = AtomicI64::new(0);
+static PEAK: AtomicI64 = AtomicI64::new(0);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
@@ -23,6 +24,16 @@ thread_local! {
 /// Heap bytes in use now.
 pub fn live() -> i64 {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// The most heap bytes in use at once since the last [`reset_peak`].
+pub fn peak() -> i64 {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// Starts a new peak from the heap in use now.
+pub fn reset_peak() {
+    PEAK.store(live(), Ordering::Relaxed);
 }
 
 /// Allocations (and reallocations) so far, all threads.
@@ -39,7 +50,9 @@ pub fn thread_allocations(f: impl FnOnce()) -> u64 {
 
 #[inline]
 fn counted(bytes: usize) {
-    LIVE.fetch_add(i64::try_from(bytes).unwrap_or(i64::MAX), Ordering::Relaxed);
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(live, Ordering::Relaxed);
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     // `try_with`: the allocator also runs while thread-locals are torn down.
     let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));

@@ -151,18 +151,32 @@ pub(crate) fn each_label<'a>(
     identity: &'a [(String, String)],
     mut f: impl FnMut(&'a str, &'a str),
 ) {
+    // Which of `identity` the series has (a pusher's identity is two labels).
+    let mut has = 0u64;
     labels.each(|k, v| {
         if !v.is_empty() {
             f(k, v);
+            for (i, (key, _)) in identity.iter().enumerate().take(64) {
+                if k == key {
+                    has |= 1 << i;
+                }
+            }
         }
     });
-    for (key, value) in identity {
-        let mut has = false;
-        labels.each(|k, v| has |= k == key && !v.is_empty());
-        if !has && !value.is_empty() {
+    for (i, (key, value)) in identity.iter().enumerate() {
+        if has & (1u64.checked_shl(i as u32).unwrap_or(0)) == 0 && !value.is_empty() {
             f(key, value);
         }
     }
+}
+
+/// Writes `value` as a varint.
+fn varint(mut value: u64, buf: &mut Vec<u8>) {
+    while value >= 0x80 {
+        buf.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
 }
 
 /// Milliseconds since the Unix epoch of a time in seconds.
@@ -178,7 +192,14 @@ pub(crate) struct Symbols {
     ends: Vec<usize>,
     index: HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
+    /// The symbols of strings seen lately, by address: the store hands out the same `&str`
+    /// for a label key or value each time, so most lookups skip hashing (the text is still
+    /// compared).
+    recent: Vec<(usize, u32)>,
 }
+
+/// Slots of [`Symbols::recent`].
+const RECENT: usize = 1024;
 
 impl Symbols {
     /// Empties the table, keeping its room; interns `""` as symbol 0.
@@ -186,7 +207,25 @@ impl Symbols {
         self.text.clear();
         self.ends.clear();
         self.index.clear();
+        self.recent.clear();
+        self.recent.resize(RECENT, (0, 0));
         self.intern("");
+    }
+
+    /// [`intern`](Self::intern), through the cache of recent addresses.
+    fn intern_at(&mut self, text: &str) -> u32 {
+        let address = text.as_ptr() as usize;
+        let slot = ((address >> 3) ^ text.len()) % RECENT;
+        match self.recent.get(slot) {
+            Some(&(seen, at)) if seen == address && self.get(at) == text => at,
+            _ => {
+                let at = self.intern(text);
+                if let Some(recent) = self.recent.get_mut(slot) {
+                    *recent = (address, at);
+                }
+                at
+            }
+        }
     }
 
     fn get(&self, at: u32) -> &str {
@@ -204,6 +243,7 @@ impl Symbols {
             ends,
             index,
             hasher,
+            ..
         } = self;
         let symbol = |at: u32| {
             let at = at as usize;
@@ -233,6 +273,14 @@ impl Symbols {
     }
 }
 
+/// The suffixes of a family's series, in [`RemoteWriteV2::names`].
+const SUFFIXES: [&str; 5] = ["", "_total", "_bucket", "_sum", "_count"];
+const BASE: usize = 0;
+const TOTAL: usize = 1;
+const BUCKET: usize = 2;
+const SUM: usize = 3;
+const COUNT: usize = 4;
+
 /// Writes one 2.0 `Request`; see the module documentation.
 pub(crate) struct RemoteWriteV2<'a> {
     out: &'a mut Vec<u8>,
@@ -242,11 +290,24 @@ pub(crate) struct RemoteWriteV2<'a> {
     window: Window,
     /// The current family's metadata.
     metadata: Metadata,
-    /// One series, reused.
+    /// The current family's series names, with each of [`SUFFIXES`].
+    names: [u32; 5],
+    /// The `le` values of the current family's buckets (`+Inf` last), and their bounds.
+    les: Vec<u32>,
+    bounds: Vec<f64>,
+    /// `__name__` and `le`.
+    keys: [u32; 2],
+    /// The current sample's labels, `(key, value)`, as taken, then sorted by key; and where
+    /// `__name__` and `le` go among them.
+    taken: Vec<(u32, u32)>,
+    labels: Vec<(u32, u32)>,
+    at: [usize; 2],
+    /// The last order by key: positions in `taken`, and the keys found there.
+    order: Vec<usize>,
+    order_keys: Vec<u32>,
+    /// One series, reused; and its encoding.
     series: TimeSeries,
-    /// A sample's labels as `(name, value)` references, before sorting.
-    refs: Vec<(u32, u32)>,
-    name: String,
+    scratch: Vec<u8>,
     /// What [`Encoder`] calls wrote: samples, histograms, exemplars.
     pub(crate) written: [u64; 3],
 }
@@ -263,6 +324,7 @@ impl<'a> RemoteWriteV2<'a> {
     ) -> Self {
         out.clear();
         symbols.clear();
+        let keys = [symbols.intern("__name__"), symbols.intern("le")];
         Self {
             out,
             symbols,
@@ -270,42 +332,82 @@ impl<'a> RemoteWriteV2<'a> {
             now_ms,
             window,
             metadata: Metadata::default(),
+            names: [0; 5],
+            les: Vec::new(),
+            bounds: Vec::new(),
+            keys,
+            taken: Vec::new(),
+            labels: Vec::new(),
+            at: [0; 2],
+            order: Vec::new(),
+            order_keys: Vec::new(),
             series: TimeSeries::default(),
-            refs: Vec::new(),
-            name: String::new(),
+            scratch: Vec::new(),
             written: [0; 3],
         }
     }
 
-    /// Starts a series: its labels (`name` + `suffix`, the sample's, `extra`), sorted;
-    /// metadata; start.
-    fn begin(&mut self, sample: &Sample<'_>, suffix: &str, extra: Option<(&str, &str)>) {
+    /// Takes a sample's labels: interned once, sorted by key, for each of its series.
+    fn take(&mut self, sample: &Sample<'_>) {
         let Self {
             symbols,
-            refs,
-            series,
-            name,
+            taken,
+            labels,
             ..
         } = self;
-        refs.clear();
-        let name = sample_name(sample.name, suffix, name);
-        refs.push((symbols.intern("__name__"), symbols.intern(name)));
+        taken.clear();
         each_label(sample.labels, self.identity, |k, v| {
-            refs.push((symbols.intern(k), symbols.intern(v)));
+            taken.push((symbols.intern_at(k), symbols.intern_at(v)));
         });
-        if let Some((k, v)) = extra {
-            refs.push((symbols.intern(k), symbols.intern(v)));
+        // The series of a family mostly have the same keys in the same order: their order
+        // by key, and where `__name__` and `le` go, are worked out once.
+        let same = self.order.len() == taken.len()
+            && self
+                .order
+                .iter()
+                .zip(&self.order_keys)
+                .all(|(at, key)| taken.get(*at).is_some_and(|(k, _)| k == key));
+        if !same {
+            self.order.clear();
+            self.order.extend(0..taken.len());
+            self.order
+                .sort_unstable_by(|a, b| symbols.get(taken[*a].0).cmp(symbols.get(taken[*b].0)));
+            self.order_keys.clear();
+            self.order_keys
+                .extend(self.order.iter().map(|at| taken[*at].0));
+            for (at, key) in self.at.iter_mut().zip(["__name__", "le"]) {
+                *at = self.order_keys.partition_point(|k| symbols.get(*k) < key);
+            }
         }
-        refs.sort_unstable_by(|a, b| symbols.get(a.0).cmp(symbols.get(b.0)));
-        series.labels_refs.clear();
-        series
-            .labels_refs
-            .extend(refs.iter().flat_map(|(k, v)| [*k, *v]));
+        labels.clear();
+        labels.extend(self.order.iter().map(|at| taken[*at]));
+    }
+
+    /// Starts a series of the taken sample: named `names[name]`, with `le` if given.
+    fn begin(&mut self, name: usize, le: Option<u32>, start_ms: Option<u64>) {
+        let refs = &mut self.series.labels_refs;
+        refs.clear();
+        for (i, (k, v)) in self.labels.iter().enumerate() {
+            if i == self.at[0] {
+                refs.extend([self.keys[0], self.names[name]]);
+            }
+            if let (Some(le), true) = (le, i == self.at[1]) {
+                refs.extend([self.keys[1], le]);
+            }
+            refs.extend([*k, *v]);
+        }
+        if self.at[0] == self.labels.len() {
+            refs.extend([self.keys[0], self.names[name]]);
+        }
+        if let (Some(le), true) = (le, self.at[1] == self.labels.len()) {
+            refs.extend([self.keys[1], le]);
+        }
+        let series = &mut self.series;
         series.samples.clear();
         series.histograms.clear();
         series.exemplars.clear();
         series.metadata = Some(self.metadata);
-        series.created_timestamp = sample.start_ms.map_or(0, |ms| ms as i64);
+        series.created_timestamp = start_ms.map_or(0, |ms| ms as i64);
     }
 
     fn sample(&mut self, value: f64, start_ms: Option<u64>) {
@@ -338,14 +440,72 @@ impl<'a> RemoteWriteV2<'a> {
         self.written[2] += 1;
     }
 
+    /// Writes the series as `Request` field 5: by hand, as the derived [`TimeSeries`]
+    /// encodes it, since it is most of a push's work; native histograms and exemplars go
+    /// through their derived messages.
     fn end(&mut self) {
+        use prost::encoding::encoded_len_varint as len;
         // In time order (then by value), as Prometheus appends a series' exemplars.
         self.series.exemplars.sort_by(|a, b| {
             (a.timestamp, a.value)
                 .partial_cmp(&(b.timestamp, b.value))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        prost::encoding::message::encode(5, &self.series, self.out);
+        let series = &self.series;
+        let body = &mut self.scratch;
+        body.clear();
+        let refs: usize = series.labels_refs.iter().map(|r| len(u64::from(*r))).sum();
+        super::wire::head(1, refs, body);
+        series
+            .labels_refs
+            .iter()
+            .for_each(|r| varint(u64::from(*r), body));
+        for sample in &series.samples {
+            let fields = [(2, sample.timestamp), (3, sample.start_timestamp)];
+            let size = 9 + fields
+                .iter()
+                .filter(|(_, v)| *v != 0)
+                .map(|(_, v)| 1 + len(*v as u64))
+                .sum::<usize>();
+            super::wire::head(2, size, body);
+            body.push(0x09); // field 1, 64-bit
+            body.extend_from_slice(&sample.value.to_le_bytes());
+            for (tag, value) in fields.into_iter().filter(|(_, v)| *v != 0) {
+                body.push(tag << 3);
+                varint(value as u64, body);
+            }
+        }
+        for histogram in &series.histograms {
+            prost::encoding::message::encode(3, histogram, body);
+        }
+        for exemplar in &series.exemplars {
+            prost::encoding::message::encode(4, exemplar, body);
+        }
+        if let Some(metadata) = &series.metadata {
+            prost::encoding::message::encode(5, metadata, body);
+        }
+        if series.created_timestamp != 0 {
+            body.push(6 << 3);
+            varint(series.created_timestamp as u64, body);
+        }
+        super::wire::head(5, body.len(), self.out);
+        self.out.extend_from_slice(body);
+    }
+
+    /// The `le` values of `bounds` (and `+Inf`), interned once per family.
+    fn les(&mut self, bounds: &[f64]) {
+        if self.bounds == bounds && !self.les.is_empty() {
+            return;
+        }
+        self.bounds.clear();
+        self.bounds.extend_from_slice(bounds);
+        self.les.clear();
+        let mut le = String::new();
+        for bound in bounds.iter().copied().chain([f64::INFINITY]) {
+            le.clear();
+            super::openmetrics::write_canonical(&mut le, bound);
+            self.les.push(self.symbols.intern(&le));
+        }
     }
 }
 
@@ -356,10 +516,18 @@ impl Encoder for RemoteWriteV2<'_> {
             help_ref: head.help.map_or(0, |h| self.symbols.intern(h)),
             unit_ref: 0,
         };
+        let mut name = String::new();
+        for (at, suffix) in SUFFIXES.iter().enumerate() {
+            self.names[at] = self
+                .symbols
+                .intern(sample_name(head.name, suffix, &mut name));
+        }
+        self.les.clear();
     }
 
     fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar_<'_>>) {
-        self.begin(sample, "_total", None);
+        self.take(sample);
+        self.begin(TOTAL, None, sample.start_ms);
         self.sample(value as f64, sample.start_ms);
         if let Some(exemplar) = exemplar {
             self.exemplar(exemplar);
@@ -368,23 +536,23 @@ impl Encoder for RemoteWriteV2<'_> {
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
-        self.begin(sample, "", None);
+        self.take(sample);
+        self.begin(BASE, None, None);
         self.sample(value, None);
         self.end();
     }
 
     fn histogram(&mut self, sample: &Sample<'_>, point: &HistogramPoint<'_>) {
         let start = sample.start_ms;
+        self.take(sample);
         // Classic series, unless the histogram is native only.
         if !(point.native.is_some() && point.bounds.is_empty()) {
+            self.les(point.bounds);
             let mut cumulative = 0u64;
-            let mut le = String::new();
-            let bounds = point.bounds.iter().copied().chain([f64::INFINITY]);
-            for (i, (count, bound)) in point.counts.iter().zip(bounds).enumerate() {
+            for (i, count) in point.counts.iter().enumerate() {
                 cumulative = cumulative.wrapping_add(*count);
-                le.clear();
-                super::openmetrics::write_canonical(&mut le, bound);
-                self.begin(sample, "_bucket", Some(("le", &le)));
+                let le = self.les.get(i).copied();
+                self.begin(BUCKET, le, start);
                 self.sample(cumulative as f64, start);
                 if let Some(Some(exemplar)) =
                     point.exemplars.get(i).filter(|_| point.native.is_none())
@@ -393,15 +561,15 @@ impl Encoder for RemoteWriteV2<'_> {
                 }
                 self.end();
             }
-            self.begin(sample, "_sum", None);
+            self.begin(SUM, None, start);
             self.sample(point.sum, start);
             self.end();
-            self.begin(sample, "_count", None);
+            self.begin(COUNT, None, start);
             self.sample(point.count as f64, start);
             self.end();
         }
         if let Some(native) = point.native {
-            self.begin(sample, "", None);
+            self.begin(BASE, None, start);
             let mut histogram = Histogram {
                 count_int: point.count,
                 sum: point.sum,

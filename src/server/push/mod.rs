@@ -115,6 +115,31 @@ fn identity(config: &Config) -> Identity {
     }
 }
 
+/// What a push loop encodes for one target, outside one (see `testing::PushEncoder`).
+#[cfg(feature = "testing")]
+pub(crate) struct Encoder {
+    wire: Wire,
+    source: Source,
+    identity: Identity,
+}
+
+#[cfg(feature = "testing")]
+impl Encoder {
+    pub(crate) fn new(pipeline: &Arc<crate::pipeline::Pipeline>, target: &PushTarget) -> Self {
+        Self {
+            wire: Wire::new(target),
+            source: Source::new(pipeline.clone(), Vec::new),
+            identity: identity(&pipeline.config().cloned().unwrap_or_default()),
+        }
+    }
+
+    /// The next push's body.
+    pub(crate) fn body(&mut self) -> Result<Vec<u8>, PushError> {
+        let encoded = self.wire.encode(&self.source, &self.identity)?;
+        Ok(encoded.body.to_vec())
+    }
+}
+
 /// Pushes the exposition to its targets without serving it; see the module documentation.
 ///
 /// ```no_run
@@ -332,7 +357,7 @@ async fn run(
         identity: &targets.identity,
         source,
         client,
-        wire: Wire::new(target.protocol),
+        wire: Wire::new(target),
         jitter: Jitter::new(at),
         warned: false,
     };

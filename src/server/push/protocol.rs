@@ -44,6 +44,13 @@ pub(crate) enum Verdict {
     Resend(Reason),
 }
 
+/// One push's body, compressed, with its method and the headers that describe it.
+pub(crate) struct Encoded {
+    pub(crate) method: Method,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Bytes,
+}
+
 /// The Remote-Write version a target speaks.
 #[cfg(feature = "remote-write")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +62,14 @@ pub(crate) enum Version {
 /// One target's protocol state and buffers; see the module documentation.
 pub(crate) struct Wire {
     protocol: Protocol,
-    /// The last body, uncompressed: its room is reused.
+    /// The last body, uncompressed, and compressed: their room is reused (a request takes
+    /// a copy of the compressed one, a fraction of the size).
     body: Vec<u8>,
+    compressed: Vec<u8>,
+    #[cfg(feature = "remote-write")]
+    snappy: snap::raw::Encoder,
+    #[cfg(feature = "otlp")]
+    otlp: crate::encode::otlp::Buffers,
     #[cfg(feature = "remote-write")]
     symbols: crate::encode::remote_write::Symbols,
     #[cfg(feature = "remote-write")]
@@ -77,14 +90,20 @@ fn now() -> Duration {
 }
 
 impl Wire {
-    pub(crate) fn new(protocol: Protocol) -> Self {
+    pub(crate) fn new(target: &PushTarget) -> Self {
+        let protocol = target.protocol;
         Self {
             protocol,
             body: Vec::new(),
+            compressed: Vec::new(),
+            #[cfg(feature = "remote-write")]
+            snappy: snap::raw::Encoder::new(),
+            #[cfg(feature = "otlp")]
+            otlp: Default::default(),
             #[cfg(feature = "remote-write")]
             symbols: Default::default(),
             #[cfg(feature = "remote-write")]
-            version: Version::V2,
+            version: if target.v1 { Version::V1 } else { Version::V2 },
             #[cfg(feature = "remote-write")]
             sent: [0; 3],
             #[cfg(any(feature = "otlp", feature = "remote-write"))]
@@ -102,18 +121,39 @@ impl Wire {
         source: &Source,
         identity: &Identity,
     ) -> Result<Request<Full<Bytes>>, PushError> {
+        let encoded = self.encode(source, identity)?;
         let mut request = Request::builder()
-            .method(Method::POST)
+            .method(encoded.method)
             .uri(target.uri.clone())
             .header(USER_AGENT, AGENT);
-        let body: Bytes = match self.protocol {
+        for (name, value) in encoded.headers {
+            request = request.header(name, value);
+        }
+        let mut request = request
+            .body(Full::new(encoded.body))
+            .map_err(|e| PushError::Request(e.into()))?;
+        for (name, value) in &target.headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        Ok(request)
+    }
+
+    /// The body of one push of what `source` holds now, compressed as the protocol wants,
+    /// with its method and the headers that describe it.
+    pub(crate) fn encode(
+        &mut self,
+        source: &Source,
+        identity: &Identity,
+    ) -> Result<Encoded, PushError> {
+        Ok(match self.protocol {
             Protocol::Pushgateway => {
                 // `PUT` replaces the job's group; names stay legacy (underscores).
                 let negotiated = Negotiated::of(Format::Text);
-                request = request
-                    .method(Method::PUT)
-                    .header(CONTENT_TYPE, negotiated.content_type());
-                source.render(negotiated).into()
+                Encoded {
+                    method: Method::PUT,
+                    headers: vec![(CONTENT_TYPE.as_str(), negotiated.content_type())],
+                    body: source.render(negotiated).into(),
+                }
             }
             #[cfg(feature = "otlp")]
             Protocol::Otlp => {
@@ -122,16 +162,21 @@ impl Wire {
                 let start = source.epoch_ms().saturating_mul(1_000_000);
                 let mut encoder = crate::encode::otlp::Otlp::new(
                     &mut self.body,
+                    &mut self.otlp,
                     &identity.resource,
                     now.as_nanos() as u64,
                     start,
                     self.window,
                 );
                 source.encode(crate::encode::Escaping::AllowUtf8, &mut encoder);
-                request = request
-                    .header(CONTENT_TYPE, "application/x-protobuf")
-                    .header(CONTENT_ENCODING, "gzip");
-                gzip(&self.body)?.into()
+                Encoded {
+                    method: Method::POST,
+                    headers: vec![
+                        (CONTENT_TYPE.as_str(), "application/x-protobuf".to_owned()),
+                        (CONTENT_ENCODING.as_str(), "gzip".to_owned()),
+                    ],
+                    body: gzip(&self.body, &mut self.compressed)?,
+                }
             }
             #[cfg(feature = "remote-write")]
             Protocol::RemoteWrite => {
@@ -161,23 +206,29 @@ impl Wire {
                         ("application/x-protobuf", "0.1.0")
                     }
                 };
-                request = request
-                    .header(CONTENT_TYPE, content_type)
-                    .header(CONTENT_ENCODING, "snappy")
-                    .header("X-Prometheus-Remote-Write-Version", version);
-                snap::raw::Encoder::new()
-                    .compress_vec(&self.body)
-                    .map_err(|e| PushError::Request(e.into()))?
-                    .into()
+                Encoded {
+                    method: Method::POST,
+                    headers: vec![
+                        (CONTENT_TYPE.as_str(), content_type.to_owned()),
+                        (CONTENT_ENCODING.as_str(), "snappy".to_owned()),
+                        ("x-prometheus-remote-write-version", version.to_owned()),
+                    ],
+                    body: self.snappy()?,
+                }
             }
-        };
-        let mut request = request
-            .body(Full::new(body))
+        })
+    }
+
+    /// The body snappy-compressed (the block format Remote-Write asks for).
+    #[cfg(feature = "remote-write")]
+    fn snappy(&mut self) -> Result<Bytes, PushError> {
+        self.compressed
+            .resize(snap::raw::max_compress_len(self.body.len()), 0);
+        let written = self
+            .snappy
+            .compress(&self.body, &mut self.compressed)
             .map_err(|e| PushError::Request(e.into()))?;
-        for (name, value) in &target.headers {
-            request.headers_mut().insert(name.clone(), value.clone());
-        }
-        Ok(request)
+        Ok(Bytes::copy_from_slice(&self.compressed[..written]))
     }
 
     /// The verdict on `answer`. A push the receiver took, even in part, moves the exemplar
@@ -285,15 +336,15 @@ pub(crate) fn reason(error: &PushError) -> Reason {
 }
 
 #[cfg(feature = "otlp")]
-fn gzip(body: &[u8]) -> Result<Vec<u8>, PushError> {
+/// `body` gzipped (fast, as the listener gzips a scrape), through `room`.
+fn gzip(body: &[u8], room: &mut Vec<u8>) -> Result<Bytes, PushError> {
     use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 8),
-        flate2::Compression::fast(),
-    );
+    room.clear();
+    let mut encoder = flate2::write::GzEncoder::new(room, flate2::Compression::fast());
     encoder
         .write_all(body)
         .and_then(|()| encoder.finish())
+        .map(|room| Bytes::copy_from_slice(room))
         .map_err(|e| PushError::Request(e.into()))
 }
 
@@ -302,6 +353,12 @@ mod tests {
     use super::*;
     use hyper::header::HeaderValue;
     use hyper::HeaderMap;
+
+    fn target(protocol: Protocol) -> PushTarget {
+        let url = "http://127.0.0.1:1/";
+        let target = PushTarget::pushgateway(url).expect("valid");
+        PushTarget { protocol, ..target }
+    }
 
     fn answer(status: u16, headers: &[(&'static str, &str)]) -> Answer {
         let mut map = HeaderMap::new();
@@ -317,7 +374,7 @@ mod tests {
 
     #[test]
     fn answers_are_judged_as_the_specifications_say() {
-        let mut wire = Wire::new(Protocol::Pushgateway);
+        let mut wire = Wire::new(&target(Protocol::Pushgateway));
         assert_eq!(wire.judge(&answer(202, &[])), Verdict::Done);
         assert_eq!(
             wire.judge(&answer(429, &[("retry-after", "3")])),
@@ -347,7 +404,7 @@ mod tests {
     #[cfg(feature = "otlp")]
     #[test]
     fn otlp_retries_only_its_transient_statuses() {
-        let mut wire = Wire::new(Protocol::Otlp);
+        let mut wire = Wire::new(&target(Protocol::Otlp));
         assert_eq!(
             wire.judge(&answer(500, &[])),
             Verdict::Drop(Reason::Rejected)
@@ -359,7 +416,7 @@ mod tests {
     #[cfg(feature = "remote-write")]
     #[test]
     fn remote_write_falls_back_to_1_0_once_and_for_good() {
-        let mut wire = Wire::new(Protocol::RemoteWrite);
+        let mut wire = Wire::new(&target(Protocol::RemoteWrite));
         wire.sent = [3, 0, 0];
         let written = [
             ("x-prometheus-remote-write-samples-written", "3"),
@@ -383,7 +440,7 @@ mod tests {
             wire.judge(&answer(415, &[])),
             Verdict::Drop(Reason::Rejected)
         );
-        let mut refused = Wire::new(Protocol::RemoteWrite);
+        let mut refused = Wire::new(&target(Protocol::RemoteWrite));
         assert_eq!(
             refused.judge(&answer(415, &[])),
             Verdict::Resend(Reason::Unsupported)

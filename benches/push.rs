@@ -1,0 +1,117 @@
+//! What a push costs beside a scrape of the same store: 100 000 counter series, then 100 000
+//! histogram series (11 buckets), each labelled `user`, `method`.
+//!
+//! Per case, the median of 11 runs of:
+//! * **text + gzip**: the text exposition, gzipped as the listener gzips it (fast level):
+//!   what a scrape with `Accept-Encoding: gzip` costs the process;
+//! * **remote-write 2.0 + snappy**, **remote-write 1.0 + snappy** (for reference) and
+//!   **otlp + gzip**: the body a push sends, encoded
+//!   from the store and compressed (`testing::PushEncoder`, the push loop's own code with
+//!   its buffers reused from push to push, without the HTTP exchange).
+//!
+//! It prints each one's CPU time (ms, one thread), its body's bytes, both as ratios to
+//! text + gzip (targets: Remote-Write 2.0 at most 0.5 of both; OTLP at most 2.0 of the
+//! time), and the heap a push holds at its peak beyond the store, per series (the encoder's
+//! buffers: reused from push to push by the push loop).
+//!
+//! Run with `cargo bench --bench push`. Without `--bench` (as `cargo test --benches` runs
+//! it) it checks the same path once on 1 000 series.
+
+use std::io::Write;
+use std::time::Instant;
+
+use porter_metrics::testing::PushEncoder;
+use porter_metrics::{Builder, Collector, Limits, LocalRecorder, PushTarget};
+
+#[path = "../tests/common/counting.rs"]
+mod counting;
+
+#[global_allocator]
+static GLOBAL: counting::Counting = counting::Counting;
+
+const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+
+fn recorder(n: usize, histograms: bool) -> LocalRecorder {
+    let recorder = Builder::new().limits(Limits::unlimited()).build_local();
+    let collector = recorder.collector();
+    for i in 0..n {
+        let user = format!("u{i}");
+        let labels = ["user", user.as_str(), "method", METHODS[i % METHODS.len()]];
+        if histograms {
+            collector.record_histogram("push_request_seconds", (i % 1000) as f64 / 100.0, &labels);
+        } else {
+            collector.increment_counter("push_requests_total", &labels);
+        }
+    }
+    recorder
+}
+
+fn text_gzip(recorder: &LocalRecorder) -> Vec<u8> {
+    let text = recorder.render();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(text.as_bytes()).expect("gzip");
+    gzip.finish().expect("gzip")
+}
+
+/// The median time (ms) of `runs` calls of `f`, the size of its output, and the peak heap
+/// it held beyond what was in use before (bytes).
+fn measure(runs: usize, f: &mut dyn FnMut() -> Vec<u8>) -> (f64, usize, i64) {
+    let size = f().len(); // warm-up
+    let before = counting::live();
+    counting::reset_peak();
+    std::hint::black_box(f());
+    let peak = counting::peak() - before;
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(f());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], size, peak)
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let (n, runs) = if bench { (100_000, 11) } else { (1_000, 1) };
+    let rw = PushTarget::remote_write("http://127.0.0.1:9/api/v1/write").expect("valid");
+    let otlp = PushTarget::otlp("http://127.0.0.1:9/v1/metrics").expect("valid");
+    let rw1 = rw.clone().remote_write_v1();
+    println!(
+        "{:<9} {:<22} {:>9} {:>6} {:>11} {:>6} {:>12}",
+        "series", "body", "median ms", "x text", "bytes", "x text", "peak B/series"
+    );
+    for histograms in [false, true] {
+        let recorder = recorder(n, histograms);
+        let kind = if histograms { "histogram" } else { "counter" };
+        let (mut rw, mut rw1, mut otlp) = (
+            PushEncoder::new(&recorder, &rw),
+            PushEncoder::new(&recorder, &rw1),
+            PushEncoder::new(&recorder, &otlp),
+        );
+        let cases: [(&str, &mut dyn FnMut() -> Vec<u8>); 4] = [
+            ("text + gzip (scrape)", &mut || text_gzip(&recorder)),
+            ("remote-write 2 + snappy", &mut || {
+                rw.body().expect("encodes")
+            }),
+            ("remote-write 1 + snappy", &mut || {
+                rw1.body().expect("encodes")
+            }),
+            ("otlp + gzip", &mut || otlp.body().expect("encodes")),
+        ];
+        let mut text = (0.0, 0);
+        for (name, f) in cases {
+            let (ms, bytes, peak) = measure(runs, f);
+            if text.1 == 0 {
+                text = (ms, bytes);
+            }
+            println!(
+                "{kind:<9} {name:<22} {ms:>9.1} {:>6.2} {bytes:>11} {:>6.2} {:>12.0}",
+                ms / text.0,
+                bytes as f64 / text.1 as f64,
+                peak as f64 / n as f64
+            );
+        }
+    }
+}
