@@ -95,6 +95,41 @@ pub(crate) struct PushSettings {
 }
 
 impl Config {
+    /// The first pipeline setting in which `self` and `other` differ, by its `Builder`
+    /// method's name: the settings a pipeline is bound with once (the listener's and the
+    /// pushes' are each server's own).
+    pub(crate) fn conflict(&self, other: &Config) -> Option<&'static str> {
+        #[cfg(feature = "runtime")]
+        let runtime = self.runtime.as_ref().map(|r| r.handle.id())
+            != other.runtime.as_ref().map(|r| r.handle.id());
+        #[cfg(not(feature = "runtime"))]
+        let runtime = false;
+        [
+            ("buckets", self.buckets != other.buckets),
+            (
+                "buckets_for_metric",
+                self.bucket_overrides != other.bucket_overrides,
+            ),
+            ("native_histograms", self.native != other.native),
+            (
+                "native_histograms_for_metric",
+                self.native_overrides != other.native_overrides,
+            ),
+            ("idle_timeout", self.idle_timeout != other.idle_timeout),
+            ("global_label", self.global_labels != other.global_labels),
+            ("limits", self.limits != other.limits),
+            ("upkeep_interval", self.upkeep != other.upkeep),
+            (
+                "created_timestamps",
+                self.created_timestamps != other.created_timestamps,
+            ),
+            ("process_metrics", self.process != other.process),
+            ("runtime_metrics", runtime),
+        ]
+        .into_iter()
+        .find_map(|(setting, differs)| differs.then_some(setting))
+    }
+
     /// How often the upkeep thread runs: often enough to expire idle series on time.
     pub(crate) fn upkeep_interval(&self) -> Duration {
         match self.idle_timeout {

@@ -54,6 +54,16 @@ pub enum Error {
     #[error("these metrics are already exported by another running server")]
     AlreadyExported,
 
+    /// A server was built with pipeline settings (buckets, global labels, limits, ...)
+    /// other than those the pipeline it exports was bound with, by the first server that
+    /// started on it: they cannot change while the pipeline lives. Build every server of
+    /// one pipeline (the global one, say) with the same settings.
+    #[error("this server's {setting} differs from the settings its pipeline was bound with")]
+    ConflictingSettings {
+        /// The first setting that differs, by its `Builder` method's name.
+        setting: &'static str,
+    },
+
     /// Another crate installed a global `metrics` recorder before porter-metrics could.
     #[error("a global metrics recorder other than porter-metrics' is already installed")]
     ForeignRecorder,

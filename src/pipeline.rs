@@ -106,11 +106,17 @@ impl Pipeline {
     }
 
     /// Claims the pipeline for one server, binding it with `config` if nobody did yet.
+    ///
+    /// Fails with [`Error::AlreadyExported`] while another server exports it, and with
+    /// [`Error::ConflictingSettings`] if it was bound with other settings than `config`'s.
     pub(crate) fn export(self: &Arc<Self>, config: &Config) -> Result<ExportClaim, Error> {
         if self.exporting.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyExported);
         }
         let claim = ExportClaim(self.clone());
+        if let Some(setting) = self.config.get().and_then(|bound| bound.conflict(config)) {
+            return Err(Error::ConflictingSettings { setting });
+        }
         self.bind(config);
         Ok(claim)
     }

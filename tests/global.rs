@@ -80,4 +80,17 @@ fn nothing_recorded_before_the_server_starts_is_lost() {
         .expect("valid scrape");
     assert_eq!(scrape.value("early_total", &["phase", "boot"]), Some(3.0));
     second.stop().expect("stop");
+
+    // 8. A server built with other pipeline settings says so, rather than being ignored.
+    let other = MetricsServer::builder()
+        .buckets(&[1.0, 2.0])
+        .expect("valid buckets")
+        .build("127.0.0.1:0");
+    assert!(matches!(
+        other.start(),
+        Err(Error::ConflictingSettings { setting: "buckets" })
+    ));
+    assert!(other.local_addr().is_none(), "it did not start");
+    second.start().expect("the pipeline was left as it was");
+    second.stop().expect("stop");
 }

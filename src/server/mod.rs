@@ -18,7 +18,8 @@
 //! * `start` after `stop` exports again, every value kept. Dropping a running one stops it.
 //! * One at a time exports a pipeline: another one started meanwhile gets
 //!   [`Error::AlreadyExported`]. The pipeline's settings (buckets, global labels, idle
-//!   timeout, limits) are those of the first one that started on it.
+//!   timeout, limits) are those of the first one that started on it: a later one built with
+//!   others gets [`Error::ConflictingSettings`] from `start`.
 
 mod lifecycle;
 pub(crate) mod listener;

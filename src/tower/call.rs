@@ -13,6 +13,7 @@ use std::time::Instant;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::client::{Names, Side, CANCELED};
+use super::methods::Methods;
 use crate::collector::Collector;
 
 /// OpenTelemetry's HTTP server metrics, as Prometheus renders their names.
@@ -163,16 +164,19 @@ impl Frames {
 }
 
 /// Tells a gRPC method's type from its service and method names.
-pub(crate) type TypeOf = Box<dyn Fn(&str, &str) -> GrpcType + Send + Sync>;
+pub(crate) type TypeOf = Arc<dyn Fn(&str, &str) -> GrpcType + Send + Sync>;
 /// Finds an HTTP request's route template.
-pub(crate) type RouteOf = Box<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
+pub(crate) type RouteOf = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
 
 /// What the layer records for: gRPC or HTTP, and how it labels a request.
+#[derive(Clone)]
 pub(crate) enum Protocol {
     Grpc {
         types: Option<TypeOf>,
         /// Server or client: the names of the series, what a failure is.
         side: Side,
+        /// The methods that get their own labels.
+        methods: Methods,
     },
     Http {
         route: Option<RouteOf>,
@@ -180,9 +184,10 @@ pub(crate) enum Protocol {
 }
 
 /// Finds a request's trace id, for exemplars.
-pub(crate) type TraceOf = Box<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
+pub(crate) type TraceOf = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
 
 /// Where exemplars' trace ids come from.
+#[derive(Clone)]
 pub(crate) enum Traces {
     /// The W3C `traceparent` header.
     W3c,
@@ -193,6 +198,7 @@ pub(crate) enum Traces {
 }
 
 /// The state shared by a layer and every call it watches.
+#[derive(Clone)]
 pub(crate) struct Shared<C> {
     pub(crate) collector: C,
     pub(crate) protocol: Protocol,
@@ -256,6 +262,8 @@ enum Labels {
         grpc_type: GrpcType,
         /// `/package.Service/Method`; service and method are slices of it.
         path: String,
+        /// Whether the method is one the server serves (else `unknown` labels it).
+        known: bool,
         side: Side,
         /// The client's deadline (client side only).
         deadline: Option<Instant>,
@@ -306,16 +314,23 @@ impl<C: Collector> Call<C> {
     /// Starts watching a request: counts it started (gRPC) or active (HTTP).
     pub(crate) fn start(shared: &Arc<Shared<C>>, parts: &http::request::Parts) -> Self {
         let labels = match &shared.protocol {
-            Protocol::Grpc { types, side } => {
+            Protocol::Grpc {
+                types,
+                side,
+                methods,
+            } => {
                 let path = parts.uri.path().to_owned();
+                let known = methods.knows(&path);
                 let (service, method) = split_path(&path);
-                let grpc_type = types
-                    .as_ref()
-                    .map_or(GrpcType::Unknown, |types| types(service, method));
+                let grpc_type = match (types, known) {
+                    (Some(types), true) => types(service, method),
+                    _ => GrpcType::Unknown,
+                };
                 let deadline = side.deadline(&parts.headers, Instant::now());
                 Labels::Grpc {
                     grpc_type,
                     path,
+                    known,
                     side: *side,
                     deadline,
                 }
@@ -364,11 +379,15 @@ impl<C: Collector> Call<C> {
         if let Labels::Grpc {
             grpc_type,
             path,
+            known,
             side,
             ..
         } = &self.labels
         {
-            let (service, method) = split_path(path);
+            let (service, method) = match known {
+                true => split_path(path),
+                false => ("unknown", "unknown"),
+            };
             f(
                 side.names(),
                 &[
@@ -426,6 +445,15 @@ impl<C: Collector> Call<C> {
         let collector = &self.shared.collector;
         self.flush(Direction::Request);
         self.flush(Direction::Response);
+        if let (
+            Labels::Grpc {
+                path, known: false, ..
+            },
+            Protocol::Grpc { methods, .. },
+        ) = (&self.labels, &self.shared.protocol)
+        {
+            methods.ended(path, code);
+        }
         match &self.labels {
             Labels::Grpc { .. } => self.with_grpc_labels(|names, labels| {
                 let [_, t, _, s, _, m] = labels else { return };

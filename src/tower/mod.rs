@@ -28,6 +28,7 @@ mod body;
 mod call;
 mod client;
 mod future;
+mod methods;
 mod service;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub use service::MetricsService;
 use crate::collector::Collector;
 use call::{Protocol, Shared, Traces};
 use client::Side;
+use methods::Methods;
 
 /// A tower [`Layer`](tower_layer::Layer) recording request metrics; see the module
 /// documentation.
@@ -80,6 +82,7 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
             Protocol::Grpc {
                 types: None,
                 side: Side::Server,
+                methods: Methods::learned(),
             },
         )
     }
@@ -122,11 +125,46 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
         types: impl Fn(&str, &str) -> GrpcType + Send + Sync + 'static,
     ) -> Self {
         self.map_protocol(|protocol| match protocol {
-            Protocol::Grpc { side, .. } => Protocol::Grpc {
-                types: Some(Box::new(types)),
+            Protocol::Grpc { side, methods, .. } => Protocol::Grpc {
+                types: Some(Arc::new(types)),
                 side,
+                methods,
             },
             http => http,
+        })
+    }
+
+    /// The methods the server serves, as `/package.Service/Method` paths (gRPC server
+    /// only). They get their own `grpc_service` and `grpc_method` labels; a call to any
+    /// other path is labelled `grpc_service="unknown", grpc_method="unknown"` (with its
+    /// `grpc_code`), so no client can add series by calling made-up methods.
+    ///
+    /// Without it, the layer learns: a path gets its own labels once a call to it ended
+    /// with any code but `Unimplemented` (what tonic's router answers for a method it does
+    /// not serve), at most 1024 paths. Naming them is exact from the first call, and safe
+    /// behind middleware that answers unknown paths with another code (an authentication
+    /// layer outside the router, say).
+    ///
+    /// ```
+    /// use porter_metrics::tower::MetricsLayer;
+    /// let layer = MetricsLayer::grpc(porter_metrics::NoopCollector)
+    ///     .grpc_methods(["/echo.Echo/Say", "/echo.Echo/Stream"]);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn grpc_methods(self, paths: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        let named = Methods::named(paths);
+        self.map_protocol(|protocol| match protocol {
+            Protocol::Grpc {
+                types,
+                side: Side::Server,
+                ..
+            } => Protocol::Grpc {
+                types,
+                side: Side::Server,
+                methods: named,
+            },
+            other => other,
         })
     }
 
@@ -147,7 +185,7 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
     ) -> Self {
         self.map_protocol(|protocol| match protocol {
             Protocol::Http { .. } => Protocol::Http {
-                route: Some(Box::new(route)),
+                route: Some(Arc::new(route)),
             },
             grpc => grpc,
         })
@@ -171,7 +209,7 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
         trace_id: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.map_shared(|shared| Shared {
-            traces: Traces::Custom(Box::new(trace_id)),
+            traces: Traces::Custom(Arc::new(trace_id)),
             ..shared
         })
     }
@@ -199,12 +237,11 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
     }
 
     fn map_shared(self, f: impl FnOnce(Shared<C>) -> Shared<C>) -> Self {
-        // Configured before the layer is cloned into services: the layer is the only owner.
-        match Arc::try_unwrap(self.shared) {
-            Ok(shared) => Self {
-                shared: Arc::new(f(shared)),
-            },
-            Err(shared) => Self { shared },
+        // Copy on write: a layer cloned (or already serving) keeps its settings, and this
+        // one gets the new ones.
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| (*shared).clone());
+        Self {
+            shared: Arc::new(f(shared)),
         }
     }
 }
@@ -239,6 +276,7 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C> {
             Protocol::Grpc {
                 types: None,
                 side: Side::Client,
+                methods: Methods::All,
             },
         )
     }
@@ -249,5 +287,28 @@ impl<S, C> tower_layer::Layer<S> for MetricsLayer<C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         MetricsService::new(inner, self.shared.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn knows(layer: &MetricsLayer<crate::NoopCollector>, path: &str) -> bool {
+        match &layer.shared.protocol {
+            Protocol::Grpc { methods, .. } => methods.knows(path),
+            Protocol::Http { .. } => false,
+        }
+    }
+
+    #[test]
+    fn a_cloned_layer_is_still_configured_and_its_clone_keeps_its_own_settings() {
+        let layer = MetricsLayer::grpc(crate::NoopCollector);
+        let kept = layer.clone();
+        let named = layer.grpc_methods(["/a.B/C"]).without_exemplars();
+        assert!(knows(&named, "/a.B/C"), "configured after a clone");
+        assert!(matches!(named.shared.traces, Traces::Off));
+        assert!(!knows(&kept, "/a.B/C"), "the clone keeps what it had");
+        assert!(matches!(kept.shared.traces, Traces::W3c));
     }
 }

@@ -168,6 +168,26 @@ pub fn flight_grpc_types(service: &str, method: &str) -> GrpcType {
     }
 }
 
+/// Every method of the Flight service, as `/package.Service/Method` paths: the server's
+/// layer gives these their own labels ([`MetricsLayer::grpc_methods`]), and labels a call
+/// to any other path `unknown`, so a client cannot add series with made-up paths.
+///
+/// ```
+/// assert_eq!(porter_flight_sql::FLIGHT_METHODS.len(), 10);
+/// ```
+pub const FLIGHT_METHODS: [&str; 10] = [
+    "/arrow.flight.protocol.FlightService/Handshake",
+    "/arrow.flight.protocol.FlightService/ListFlights",
+    "/arrow.flight.protocol.FlightService/GetFlightInfo",
+    "/arrow.flight.protocol.FlightService/PollFlightInfo",
+    "/arrow.flight.protocol.FlightService/GetSchema",
+    "/arrow.flight.protocol.FlightService/DoGet",
+    "/arrow.flight.protocol.FlightService/DoPut",
+    "/arrow.flight.protocol.FlightService/DoExchange",
+    "/arrow.flight.protocol.FlightService/DoAction",
+    "/arrow.flight.protocol.FlightService/ListActions",
+];
+
 /// A tonic [`Channel`] that takes the client layer's request body, boxed into tonic's own:
 /// a `Channel` takes `tonic::body::Body` only, and the layer wraps the body to count the
 /// messages sent.
@@ -299,7 +319,9 @@ pub async fn serve(
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let layer = MetricsLayer::grpc(telemetry.collector.clone()).grpc_types(flight_grpc_types);
+    let layer = MetricsLayer::grpc(telemetry.collector.clone())
+        .grpc_types(flight_grpc_types)
+        .grpc_methods(FLIGHT_METHODS);
     let service = InMemoryService::new(telemetry);
     // TCP_NODELAY, as `Server::serve` sets it: without it small responses wait for ACKs.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

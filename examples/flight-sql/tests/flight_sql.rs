@@ -543,3 +543,56 @@ async fn a_generic_client_browses_the_catalog_with_the_specs_filters() {
     server.stop().await;
     metrics.stop().expect("stopped");
 }
+
+/// Made-up method paths, as an attacker without credentials sends them: each is counted,
+/// under `unknown` labels, and none adds series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_method_paths_add_at_most_five_series_per_metric() {
+    let metrics = MetricsServer::builder().standalone().build("127.0.0.1:0");
+    let running = start(&metrics).await;
+    let recorder = metrics.recorder().expect("standalone");
+    let per_metric = |scrape: &Exposition| -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for s in scrape
+            .samples()
+            .iter()
+            .filter(|s| s.name.starts_with("grpc_server_"))
+        {
+            *counts.entry(s.name.clone()).or_default() += 1;
+        }
+        counts
+    };
+    let before = per_metric(&Exposition::parse(&recorder.render()).expect("valid"));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = tonic::client::Grpc::new(channel);
+    for i in 0..3000u32 {
+        client.ready().await.expect("ready");
+        let path = format!("/evil.S{}/M{i}{}", i % 13, "z".repeat((i % 40) as usize));
+        let path = http::uri::PathAndQuery::try_from(path).expect("a path");
+        let result = client
+            .unary::<(), (), _>(
+                tonic::Request::new(()),
+                path,
+                tonic_prost::ProstCodec::default(),
+            )
+            .await;
+        assert_eq!(
+            result.map(|_| ()).map_err(|s| s.code()),
+            Err(tonic::Code::Unimplemented)
+        );
+    }
+    let after = settled(&recorder, 3000).await;
+    let after = per_metric(&after);
+    for (name, n) in &after {
+        let added = n - before.get(name).copied().unwrap_or(0);
+        // A histogram's series is its buckets, sum and count lines.
+        let lines = if name.ends_with("_bucket") { 5 * 12 } else { 5 };
+        assert!(added <= lines, "{name}: {added} lines added");
+    }
+    assert!(after.contains_key("grpc_server_handled_total"), "{after:?}");
+    running.stop().await;
+}

@@ -126,9 +126,17 @@ struct Served {
 
 impl Served {
     async fn start() -> Self {
+        let methods = ["Echo", "Sum", "Count", "Chat"].map(|m| format!("/test.Calc/{m}"));
+        Self::start_with(|layer| layer.grpc_methods(methods)).await
+    }
+
+    /// The same, the layer configured by `configure`.
+    async fn start_with(
+        configure: impl FnOnce(MetricsLayer<PrometheusCollector>) -> MetricsLayer<PrometheusCollector>,
+    ) -> Self {
         let recorder = LocalRecorder::new();
         let collector: PrometheusCollector = recorder.collector();
-        let layer = MetricsLayer::grpc(collector).grpc_types(calc_types);
+        let layer = configure(MetricsLayer::grpc(collector).grpc_types(calc_types));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -394,47 +402,127 @@ async fn a_cancelled_stream_is_counted_canceled() {
     served.stop().await;
 }
 
+/// Calls `full` (a path) once with a unary request; its code.
+async fn call(
+    client: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    full: &str,
+) -> tonic::Code {
+    client.ready().await.expect("ready");
+    let path = PathAndQuery::try_from(full.to_owned()).expect("a path");
+    match client
+        .unary::<Num, Num, _>(Request::new(Num { value: 1 }), path, ProstCodec::default())
+        .await
+    {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
 #[tokio::test]
-async fn unknown_methods_and_services_are_unimplemented() {
+async fn unknown_methods_and_services_are_unimplemented_and_labelled_unknown() {
     let served = Served::start().await;
     let mut client = served.client().await;
     for full in ["/test.Calc/Nope", "/nope.Service/Call"] {
-        client.ready().await.expect("ready");
-        let err = client
-            .unary::<Num, Num, _>(
-                Request::new(Num { value: 1 }),
-                PathAndQuery::from_static(full),
-                ProstCodec::default(),
-            )
-            .await
-            .expect_err("unknown");
-        assert_eq!(err.code(), tonic::Code::Unimplemented, "{full}");
+        assert_eq!(
+            call(&mut client, full).await,
+            tonic::Code::Unimplemented,
+            "{full}"
+        );
     }
     let s = served
         .scrape_when(|s| s.sum("grpc_server_handled_total") >= 2.0)
         .await;
-    for (service, method) in [("test.Calc", "Nope"), ("nope.Service", "Call")] {
-        let l = [
-            "grpc_type",
-            "unknown",
-            "grpc_service",
-            service,
-            "grpc_method",
-            method,
-        ];
-        assert_eq!(
-            s.value("grpc_server_started_total", &l),
-            Some(1.0),
-            "{service}"
-        );
-        let mut h = l.to_vec();
-        h.extend(["grpc_code", "Unimplemented"]);
-        assert_eq!(
-            s.value("grpc_server_handled_total", &h),
-            Some(1.0),
-            "{service}"
-        );
+    let l = [
+        "grpc_type",
+        "unknown",
+        "grpc_service",
+        "unknown",
+        "grpc_method",
+        "unknown",
+    ];
+    assert_eq!(s.value("grpc_server_started_total", &l), Some(2.0));
+    let mut h = l.to_vec();
+    h.extend(["grpc_code", "Unimplemented"]);
+    assert_eq!(s.value("grpc_server_handled_total", &h), Some(2.0));
+    assert_eq!(
+        s.histogram("grpc_server_handling_seconds", &l)
+            .map(|h| h.count),
+        Some(2)
+    );
+    let services: std::collections::BTreeSet<String> = s
+        .samples()
+        .iter()
+        .filter_map(|x| x.labels.iter().find(|(k, _)| k == "grpc_service"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(
+        services,
+        ["unknown".to_owned()].into(),
+        "no label from the paths"
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn random_paths_add_no_series() {
+    let served = Served::start().await;
+    let mut client = served.client().await;
+    assert_eq!(call(&mut client, "/test.Calc/Echo").await, tonic::Code::Ok);
+    let series = |s: &Exposition| s.samples().len();
+    let before = series(
+        &served
+            .scrape_when(|s| s.sum("grpc_server_handled_total") >= 1.0)
+            .await,
+    );
+    for i in 0..3000u32 {
+        let full = format!("/evil.S{}/M{}{}", i % 7, i, "x".repeat((i % 50) as usize));
+        call(&mut client, &full).await;
     }
+    let after = served
+        .scrape_when(|s| s.sum("grpc_server_handled_total") >= 3001.0)
+        .await;
+    assert_eq!(after.sum("grpc_server_handled_total"), 3001.0);
+    // One unknown series per metric: started, handled (Unimplemented), two message
+    // counters, and the histogram's 14 lines.
+    let added = series(&after) - before;
+    assert!(added <= 5 + 14, "{added} lines added by 3000 made-up paths");
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn without_named_methods_a_path_is_learned_once_served() {
+    let served = Served::start_with(|layer| layer).await;
+    let mut client = served.client().await;
+    for _ in 0..3 {
+        assert_eq!(call(&mut client, "/test.Calc/Echo").await, tonic::Code::Ok);
+    }
+    assert_eq!(
+        call(&mut client, "/nope.Service/Call").await,
+        tonic::Code::Unimplemented
+    );
+    let s = served
+        .scrape_when(|s| s.sum("grpc_server_handled_total") >= 4.0)
+        .await;
+    let echo = handled("unary", "Echo", "OK");
+    assert_eq!(
+        s.value("grpc_server_handled_total", &echo),
+        Some(2.0),
+        "the first call taught the layer the method"
+    );
+    let unknown = [
+        "grpc_type",
+        "unknown",
+        "grpc_service",
+        "unknown",
+        "grpc_method",
+        "unknown",
+    ];
+    let mut ok = unknown.to_vec();
+    ok.extend(["grpc_code", "OK"]);
+    assert_eq!(s.value("grpc_server_handled_total", &ok), Some(1.0));
+    let mut refused = unknown.to_vec();
+    refused.extend(["grpc_code", "Unimplemented"]);
+    assert_eq!(s.value("grpc_server_handled_total", &refused), Some(1.0));
     served.stop().await;
 }
 
