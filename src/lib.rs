@@ -25,6 +25,14 @@ pub mod testing;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+/// The `metrics` crate, re-exported: its macros record into porter-metrics once it is the
+/// recorder, with no dependency of their own.
+pub use metrics;
+
+pub mod guide {
+    #![doc = include_str!("../docs/guide.md")]
+}
+
 pub use builder::Builder;
 pub use collector::{Collector, NoopCollector, PrometheusCollector, Timer};
 pub use config::DEFAULT_BUCKETS;

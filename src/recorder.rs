@@ -2,8 +2,8 @@
 //! `metrics` macros alike, into a series of the store, through this thread's cache
 //! ([`crate::cache`]).
 //!
-//! What it does with any input is the table *What porter-metrics does with any input* in the
-//! crate documentation (one copy, in the README). Each distinct problem is logged once at
+//! What it does with any input is the table *What porter-metrics does with any input* of
+//! the [guide](crate::guide) (its one copy). Each distinct problem is logged once at
 //! `WARN`; the self-metrics are listed in [`self_metrics`](crate::self_metrics).
 //!
 //! ```

@@ -1,9 +1,9 @@
 //! porter-metrics' own metrics, and the warn-once log.
 //!
 //! Every sample, label or series that cannot be recorded as given is accounted for here, so
-//! nothing is lost silently. The metrics are listed in the crate documentation
-//! (*Self-metrics*, one copy, in the README). Each distinct problem (a reason and a metric name) is logged once through `tracing` at
-//! `WARN`, never once per call.
+//! nothing is lost silently. The metrics are listed in the [guide](crate::guide)
+//! (*Self-metrics*, its one copy). Each distinct problem (a reason and a metric name) is
+//! logged once through `tracing` at `WARN`, never once per call.
 //!
 //! ```
 //! use porter_metrics::self_metrics::{

@@ -4,7 +4,7 @@
 //! [`MetricsLayer`] wraps any `Service<http::Request<B>>` returning `http::Response<B2>`,
 //! the shape of tonic and axum services alike, and watches each response to its end. The
 //! series it records, and how it labels them, are the tables of *Request metrics for tonic
-//! and axum* in the crate documentation (one copy, in the README).
+//! and axum* in the [guide](crate::guide) (their one copy).
 //!
 //! ```
 //! use porter_metrics::tower::{GrpcType, MetricsLayer};
