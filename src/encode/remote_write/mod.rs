@@ -163,8 +163,8 @@ pub(crate) fn each_label<'a>(
             }
         }
     });
-    for (i, (key, value)) in identity.iter().enumerate() {
-        if has & (1u64.checked_shl(i as u32).unwrap_or(0)) == 0 && !value.is_empty() {
+    for (i, (key, value)) in identity.iter().enumerate().take(64) {
+        if has & (1 << i) == 0 && !value.is_empty() {
             f(key, value);
         }
     }

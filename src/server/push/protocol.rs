@@ -275,7 +275,6 @@ impl Wire {
     }
 
     fn judge_success(&mut self, answer: &Answer) -> Verdict {
-        let _ = answer;
         match self.protocol {
             #[cfg(feature = "otlp")]
             Protocol::Otlp => match crate::encode::otlp::rejected(&answer.body) {
