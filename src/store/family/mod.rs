@@ -19,7 +19,7 @@
 //! off, or the writer sees the change. No write lands in a reclaimed record, and none is
 //! left hidden.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use hashbrown::{HashMap, HashTable};
@@ -31,6 +31,11 @@ use super::labels::Canonical;
 use super::native::{NativeHistograms, NativeState};
 use super::slab::Segmented;
 use super::Shared;
+
+mod expiry;
+mod walk;
+
+pub(crate) use walk::{LabelsView, Scratch};
 
 /// The state word: `LIVE`, `VISIBLE`, and the generation above them.
 pub(crate) const LIVE: u32 = 1;
@@ -470,130 +475,6 @@ impl Family {
             pins.remove(&index);
         }
     }
-
-    /// Hides the series idle for `idle_ms`, and reclaims those hidden as long again that
-    /// nothing pins. Allocates nothing per series it keeps.
-    pub(crate) fn expire(&self, now: u32, idle_ms: u32) {
-        let idle = |record: &Record, times: u32| {
-            now.wrapping_sub(record.touched.load(Ordering::SeqCst)) > idle_ms.saturating_mul(times)
-        };
-        let overflow = self.overflow.get().copied();
-        let mut reclaim = Vec::new();
-        for i in 0..self.len.load(Ordering::Acquire) {
-            let Some((segment, at)) = self.slot(i) else {
-                break;
-            };
-            let record = &segment.record(at);
-            let state = record.state.load(Ordering::SeqCst);
-            if state & LIVE == 0 || Some(i) == overflow || !idle(record, 1) {
-                continue;
-            }
-            if state & VISIBLE == 0 {
-                if idle(record, 2) {
-                    reclaim.push(i);
-                }
-                continue;
-            }
-            let hide = state & !VISIBLE;
-            if record
-                .state
-                .compare_exchange(state, hide, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-            {
-                continue;
-            }
-            // A writer stamped it meanwhile: shown again, unless the writer did it (and
-            // counted it) first.
-            let stays = !idle(record, 1)
-                && record
-                    .state
-                    .compare_exchange(hide, state, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok();
-            if !stays {
-                self.shown(-1, true);
-            }
-        }
-        if !reclaim.is_empty() {
-            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-            for i in reclaim {
-                self.reclaim(&mut index, i, &idle);
-            }
-        }
-    }
-
-    /// Frees a hidden, idle, unpinned record (under the write lock).
-    fn reclaim(&self, index: &mut Index, i: u32, idle: &impl Fn(&Record, u32) -> bool) {
-        let Some((segment, at)) = self.slot(i) else {
-            return;
-        };
-        let record = &segment.record(at);
-        let state = record.state.load(Ordering::SeqCst);
-        let pinned = self
-            .pins
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&i);
-        if state & (LIVE | VISIBLE) != LIVE || pinned {
-            return;
-        }
-        let free = (state & !(LIVE | VISIBLE)).wrapping_add(GENERATION);
-        if record
-            .state
-            .compare_exchange(state, free, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return;
-        }
-        if !idle(record, 2) {
-            // A writer stamped it first: it stays.
-            record.state.store(state, Ordering::SeqCst);
-            return;
-        }
-        let hasher = &self.shared.hasher;
-        let hash = rehash(&self.records, &self.arena, hasher, i);
-        if let Ok(entry) = index.series.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
-        let list = record.labels.load(Ordering::Relaxed);
-        index.space.free_list(&self.arena, hasher, list);
-        index.free.push(i);
-        self.shared.count_series(0, -1);
-    }
-
-    /// Runs `f` on every exported series, in index order, without a lock: each with its
-    /// labels (read into `scratch`) as of one moment, or skipped if it changed meanwhile.
-    pub(crate) fn for_each(
-        &self,
-        scratch: &mut Scratch,
-        mut f: impl FnMut(&Series<'_>, LabelsView<'_>),
-    ) {
-        for i in 0..self.len.load(Ordering::Acquire) {
-            let Some((segment, at)) = self.slot(i) else {
-                break;
-            };
-            let record = &segment.record(at);
-            let state = record.state.load(Ordering::Acquire);
-            if state & (LIVE | VISIBLE) != LIVE | VISIBLE {
-                continue;
-            }
-            scratch.read(&self.arena, record.labels.load(Ordering::Relaxed));
-            let series = Series {
-                family: self,
-                index: i,
-                record,
-                segment,
-                at,
-                state,
-            };
-            fence(Ordering::Acquire);
-            if record.state.load(Ordering::Relaxed) != state {
-                continue;
-            }
-            if let Some(labels) = scratch.labels() {
-                f(&series, labels);
-            }
-        }
-    }
 }
 
 /// The hash of the label set of the record at `i`, as [`Canonical::hash`] hashes it.
@@ -613,58 +494,6 @@ fn rehash(records: &Records, arena: &Arena, hasher: &impl std::hash::BuildHasher
         arena.hash_into(value, &mut h);
     }
     h.finish()
-}
-
-/// Where a walk copies a series' label text.
-#[derive(Default)]
-pub(crate) struct Scratch {
-    text: Vec<u8>,
-    /// Per pair: where its key ends, where its value ends.
-    ends: Vec<(usize, usize)>,
-}
-
-impl Scratch {
-    fn read(&mut self, arena: &Arena, list: u32) {
-        self.text.clear();
-        self.ends.clear();
-        for (k, v) in arena.list(list) {
-            arena.read(k, &mut self.text);
-            let key_end = self.text.len();
-            arena.read(v, &mut self.text);
-            self.ends.push((key_end, self.text.len()));
-        }
-    }
-
-    /// The pairs read; `None` if a racing reuse left bytes that are not text.
-    fn labels(&self) -> Option<LabelsView<'_>> {
-        let text = std::str::from_utf8(&self.text).ok()?;
-        let fits = self
-            .ends
-            .iter()
-            .all(|&(k, v)| text.is_char_boundary(k) && text.is_char_boundary(v));
-        fits.then_some(LabelsView {
-            text,
-            ends: &self.ends,
-        })
-    }
-}
-
-/// A series' label pairs as a walk read them, sorted by key.
-#[derive(Clone, Copy)]
-pub(crate) struct LabelsView<'a> {
-    text: &'a str,
-    ends: &'a [(usize, usize)],
-}
-
-impl<'a> LabelsView<'a> {
-    pub(crate) fn iter(self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone {
-        let text = self.text;
-        let starts = std::iter::once(0).chain(self.ends.iter().map(|e| e.1));
-        self.ends
-            .iter()
-            .zip(starts)
-            .map(move |(&(key_end, end), start)| (&text[start..key_end], &text[key_end..end]))
-    }
 }
 
 impl<'a> Series<'a> {
