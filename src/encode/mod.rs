@@ -24,6 +24,7 @@ pub(crate) mod otlp;
 pub(crate) mod protobuf;
 #[cfg(feature = "remote-write")]
 pub(crate) mod remote_write;
+mod self_metrics;
 pub(crate) mod text;
 pub(crate) mod wire;
 
@@ -38,10 +39,6 @@ pub(crate) use format::{Format, Negotiated};
 use crate::store::family::{Family, LabelsView, Scratch};
 use crate::store::kind::Kind;
 use crate::store::names::{is_legacy_label, suffixes};
-use crate::store::self_metrics::{
-    DROPPED_EXEMPLARS, DROPPED_LABELS, DROPPED_SAMPLES, ESCAPING_COLLISIONS, HIDDEN_SERIES,
-    METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
-};
 use crate::store::value::Snapshot;
 use crate::store::{Pairs, Store};
 
@@ -307,39 +304,6 @@ const SCHEMES: [Escaping; 4] = [
     Escaping::Values,
 ];
 
-/// HELP texts of the self-metrics.
-const SELF_HELP: [(&str, &str); 8] = [
-    (
-        DROPPED_EXEMPLARS,
-        "Exemplars porter-metrics dropped (their samples kept), by reason.",
-    ),
-    (
-        DROPPED_SAMPLES,
-        "Calls whose sample porter-metrics dropped, by reason.",
-    ),
-    (
-        DROPPED_LABELS,
-        "Labels porter-metrics removed from a call or cut, by reason.",
-    ),
-    (
-        OVERFLOW_SAMPLES,
-        "Calls folded into a metric's otel_metric_overflow series, by metric.",
-    ),
-    (
-        ESCAPING_COLLISIONS,
-        "Families and series left out of a scrape because another was written alike, by escaping.",
-    ),
-    (SERIES, "Series currently exported by porter-metrics."),
-    (
-        HIDDEN_SERIES,
-        "Series idle expiry hid and has not reclaimed yet.",
-    ),
-    (
-        METRIC_NAMES,
-        "Metric names currently tracked by porter-metrics.",
-    ),
-];
-
 /// Each family's name as written under `escaping`, or `None` when another family took it
 /// (see the module documentation); and how many were left out.
 fn written_names(families: &[Arc<Family>], escaping: Escaping) -> (Vec<Option<Cow<'_, str>>>, u64) {
@@ -429,7 +393,7 @@ pub(crate) fn walk(
         .position(|s| *s == options.escaping)
         .unwrap_or(0);
     tally.left_out[scheme].fetch_add(left_out, Ordering::Relaxed);
-    self_metrics(store, &families, &names, global, tally, encoder);
+    self_metrics::write(store, &families, &names, global, tally, encoder);
     for family in extra {
         let head = FamilyHead {
             name: family.name.trim_end_matches("_total"),
@@ -576,93 +540,4 @@ pub(crate) fn walk(
         });
     }
     encoder.finish();
-}
-
-fn self_metrics<E: Encoder>(
-    store: &Store,
-    families: &[Arc<Family>],
-    names: &[Option<Cow<'_, str>>],
-    global: &[(String, String)],
-    tally: &Tally,
-    encoder: &mut E,
-) {
-    let help = |name: &str| SELF_HELP.iter().find(|(n, _)| *n == name).map(|(_, h)| *h);
-    let counter = |encoder: &mut E, name: &'static str, samples: &[(&str, &str, u64)]| {
-        let base = name.trim_end_matches("_total");
-        write_family(encoder, base, Kind::Counter, help(name));
-        for (key, value, n) in samples {
-            let pair = [(*key, *value)];
-            let own: &[(&str, &str)] = if key.is_empty() { &[] } else { &pair };
-            let sample = Sample {
-                name: base,
-                labels: Labels::fixed(own, global),
-                start_ms: None,
-            };
-            Encoder::counter(encoder, &sample, *n, None);
-        }
-    };
-    let metrics = &store.shared.self_metrics;
-    let reasons = |counts: Vec<(&'static str, u64)>| -> Vec<(&str, &str, u64)> {
-        counts.into_iter().map(|(r, n)| ("reason", r, n)).collect()
-    };
-    counter(
-        encoder,
-        DROPPED_SAMPLES,
-        &reasons(metrics.dropped().collect()),
-    );
-    counter(
-        encoder,
-        DROPPED_LABELS,
-        &reasons(metrics.label_drops().collect()),
-    );
-    counter(
-        encoder,
-        DROPPED_EXEMPLARS,
-        &reasons(metrics.exemplar_drops().collect()),
-    );
-    // A zero series without `metric` keeps the metric present before any overflow. The
-    // metric is named as its series are written.
-    let overflowed: Vec<(String, u64)> = families
-        .iter()
-        .zip(names)
-        .filter_map(|(f, name)| {
-            let suffix = if f.kind == Kind::Counter {
-                "_total"
-            } else {
-                ""
-            };
-            Some((format!("{}{suffix}", name.as_ref()?), f.folded()?))
-        })
-        .collect();
-    let mut folded = vec![("", "", 0)];
-    folded.extend(
-        overflowed
-            .iter()
-            .map(|(name, n)| ("metric", name.as_str(), *n)),
-    );
-    counter(encoder, OVERFLOW_SAMPLES, &folded);
-    let collisions: Vec<(&str, &str, u64)> = SCHEMES
-        .iter()
-        .zip(&tally.left_out)
-        .map(|(s, n)| ("escaping", s.as_str(), n.load(Ordering::Relaxed)))
-        .collect();
-    counter(encoder, ESCAPING_COLLISIONS, &collisions);
-    let (series, hidden, names) = store.counts();
-    for (name, value) in [
-        (SERIES, series),
-        (HIDDEN_SERIES, hidden),
-        (METRIC_NAMES, names),
-    ] {
-        write_family(encoder, name, Kind::Gauge, help(name));
-        let sample = Sample {
-            name,
-            labels: Labels::fixed(&[], global),
-            start_ms: None,
-        };
-        encoder.gauge(&sample, value as f64);
-    }
-}
-
-fn write_family(encoder: &mut impl Encoder, name: &str, kind: Kind, help: Option<&str>) {
-    encoder.family(&FamilyHead { name, kind, help });
 }

@@ -30,6 +30,7 @@ mod client;
 mod future;
 mod methods;
 mod service;
+mod trace;
 
 use std::sync::Arc;
 
@@ -39,9 +40,10 @@ pub use future::ResponseFuture;
 pub use service::MetricsService;
 
 use crate::collector::Collector;
-use call::{Protocol, Shared, Traces};
+use call::{Protocol, Shared};
 use client::Side;
 use methods::Methods;
+use trace::Traces;
 
 /// A tower [`Layer`](tower_layer::Layer) recording request metrics; see the module
 /// documentation.

@@ -33,7 +33,7 @@ mod admission;
 mod forbidden;
 mod routing;
 
-use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -130,6 +130,25 @@ impl ConnectionStats {
     }
 }
 
+/// Connections the kernel holds before we accept them. A burst beyond the queue is not
+/// refused but retried by the client's TCP a second or more later, out of order; std's 128
+/// is smaller than one flood the listener is built to survive.
+const BACKLOG: u32 = 1024;
+
+/// Binds and listens on `addr` (inside the listener's runtime).
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's bind does: a restarted server can take its port back at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// A running listener; [`stop`](Listener::stop) ends it.
 pub(crate) struct Listener {
     addr: SocketAddr,
@@ -149,9 +168,6 @@ impl Listener {
             address: addr.to_string(),
             source,
         };
-        let socket = StdListener::bind(addr).map_err(bind_error)?;
-        let local = socket.local_addr().map_err(bind_error)?;
-        socket.set_nonblocking(true).map_err(bind_error)?;
         let (stop, stopped) = oneshot::channel();
         let (ready, started) = std::sync::mpsc::sync_channel(1);
         let shared = Arc::new(Shared::new(settings, render, stats));
@@ -167,15 +183,17 @@ impl Listener {
                     Ok(runtime) => runtime,
                     Err(e) => return drop(ready.send(Err(Error::Runtime(e)))),
                 };
-                let socket = {
+                let bound = {
                     let _entered = runtime.enter();
-                    tokio::net::TcpListener::from_std(socket).map_err(bind_error)
+                    bind(addr).and_then(|s| Ok((s.local_addr()?, s)))
                 };
-                let socket = match socket {
-                    Ok(socket) => socket,
-                    Err(e) => return drop(ready.send(Err(e))),
+                let socket = match bound {
+                    Ok((local, socket)) => {
+                        let _ = ready.send(Ok(local));
+                        socket
+                    }
+                    Err(e) => return drop(ready.send(Err(bind_error(e)))),
                 };
-                let _ = ready.send(Ok(()));
                 let deadline = runtime.block_on(serve(socket, shared, stopped));
                 // Connections still open past the grace period are dropped with the runtime.
                 runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
@@ -186,10 +204,13 @@ impl Listener {
                 "the listener thread ended before it was ready",
             )))
         });
-        if let Err(e) = outcome {
-            let _ = thread.join();
-            return Err(e);
-        }
+        let local = match outcome {
+            Ok(local) => local,
+            Err(e) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+        };
         Ok(Self {
             addr: local,
             stop,
