@@ -68,16 +68,7 @@ fn prometheus_ingests_native_histograms_and_exemplars() {
             |v| v > 0.0,
         );
         // Exemplars: trace ids the load sent.
-        let exemplars = common::wait_for(Duration::from_secs(60), || {
-            let data = native.exemplars("request_seconds", 300);
-            let ids: Vec<String> = data
-                .as_array()?
-                .iter()
-                .flat_map(|series| series["exemplars"].as_array().cloned().unwrap_or_default())
-                .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
-                .collect();
-            (!ids.is_empty()).then_some(ids)
-        });
+        let exemplars = native.trace_ids("request_seconds", Duration::from_secs(60));
         // The same quantile from both, within the classic bucket that holds it.
         let q_native = native.wait_until(
             "histogram_quantile(0.9, rate(request_seconds[1m]))",

@@ -204,16 +204,7 @@ fn remote_write_2_to_prometheus_3_carries_native_histograms_and_exemplars() {
     assert_eq!(dotted, Some(2.0));
     let native = prometheus.wait_until("histogram_count(native_seconds)", LIMIT, |v| v == 2.0);
     assert_eq!(native, Some(2.0), "the native histogram arrived");
-    let exemplars = common::wait_for(LIMIT, || {
-        let data = prometheus.exemplars("jobs_total", 300);
-        let ids: Vec<String> = data
-            .as_array()?
-            .iter()
-            .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
-            .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
-            .collect();
-        (!ids.is_empty()).then_some(ids)
-    });
+    let exemplars = prometheus.trace_ids("jobs_total", LIMIT);
     let ids = exemplars.expect("exemplars of jobs_total");
     assert!(
         ids.iter()

@@ -162,22 +162,29 @@ impl Prometheus {
             .unwrap_or_default()
     }
 
-    /// Runs `/api/v1/query_exemplars` over the last `seconds`; returns the JSON `data`.
-    pub fn exemplars(&self, promql: &str, seconds: u64) -> serde_json::Value {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let path = format!(
-            "/api/v1/query_exemplars?query={}&start={}&end={}",
-            encode(promql),
-            now.saturating_sub(seconds),
-            now + 5
-        );
-        get(self.addr, &path)
-            .ok()
-            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
-            .map(|json| json["data"].clone())
-            .unwrap_or_default()
+    /// Polls `/api/v1/query_exemplars` for `promql` over the last five minutes until some
+    /// exemplar shows (at most `limit`); returns their `trace_id` labels.
+    pub fn trace_ids(&self, promql: &str, limit: Duration) -> Option<Vec<String>> {
+        wait_for(limit, || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let path = format!(
+                "/api/v1/query_exemplars?query={}&start={}&end={}",
+                encode(promql),
+                now.saturating_sub(300),
+                now + 5
+            );
+            let response = get(self.addr, &path).ok()?;
+            let json = serde_json::from_str::<serde_json::Value>(&response.body).ok()?;
+            let ids: Vec<String> = json["data"]
+                .as_array()?
+                .iter()
+                .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
+                .collect();
+            (!ids.is_empty()).then_some(ids)
+        })
     }
 
     /// Polls `promql` until its single result satisfies `check` (at most `limit`).

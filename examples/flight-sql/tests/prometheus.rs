@@ -105,16 +105,7 @@ async fn prometheus_gets_native_histograms_and_the_load_generators_trace_ids() {
             limit,
             |v| v > 0.0,
         );
-        let exemplars = common::wait_for(limit, || {
-            let data = prometheus.exemplars("grpc_server_handling_seconds", 300);
-            let ids: Vec<String> = data
-                .as_array()?
-                .iter()
-                .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
-                .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
-                .collect();
-            (!ids.is_empty()).then_some(ids)
-        });
+        let exemplars = prometheus.trace_ids("grpc_server_handling_seconds", limit);
         (count, exemplars)
     })
     .await

@@ -130,16 +130,7 @@ async fn the_example_pushes_remote_write_2_to_prometheus_3() {
             Some(classic),
             "histogram_count() of the native histogram"
         );
-        let exemplars = common::wait_for(LIMIT, || {
-            let data = prometheus.exemplars("grpc_server_handling_seconds", 300);
-            let ids: Vec<String> = data
-                .as_array()?
-                .iter()
-                .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
-                .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
-                .collect();
-            (!ids.is_empty()).then_some(ids)
-        });
+        let exemplars = prometheus.trace_ids("grpc_server_handling_seconds", LIMIT);
         let ids = exemplars.expect("exemplars of grpc_server_handling_seconds");
         let sent = porter_flight_sql::sent_trace_ids();
         assert!(
