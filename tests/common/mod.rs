@@ -91,6 +91,21 @@ pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
+/// Waits (at most 60 s) until the server process `child` answers `200` on `/-/ready` at
+/// `addr`; why not if it exits first or never does.
+pub fn wait_ready(child: &mut std::process::Child, addr: SocketAddr) -> Result<(), String> {
+    wait_for(Duration::from_secs(60), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(Err(format!("exited: {status}")));
+        }
+        match get(addr, "/-/ready") {
+            Ok(r) if r.status == 200 => Some(Ok(())),
+            _ => None,
+        }
+    })
+    .unwrap_or_else(|| Err("not ready within 60 s".into()))
+}
+
 /// A free loopback port outside the range the system hands out for port 0, so no other
 /// test's server can take it between a test's `stop()` and its check that the port is free.
 /// Each call in a process gets another port.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{get, require_binary, wait_for};
+use super::{get, require_binary, wait_for, wait_ready};
 
 /// A running Prometheus; see the module documentation.
 pub struct Prometheus {
@@ -50,19 +50,9 @@ pub(crate) fn spawn_ready(
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
-        let ready = wait_for(Duration::from_secs(60), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(Err(format!("exited: {status}")));
-            }
-            match get(addr, "/-/ready") {
-                Ok(r) if r.status == 200 => Some(Ok(())),
-                _ => None,
-            }
-        });
-        match ready {
-            Some(Ok(())) => return (child, addr),
-            Some(Err(e)) => last_error = e,
-            None => last_error = "not ready within 60 s".into(),
+        match wait_ready(&mut child, addr) {
+            Ok(()) => return (child, addr),
+            Err(e) => last_error = e,
         }
         let _ = child.kill();
         let _ = child.wait();

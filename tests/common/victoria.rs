@@ -7,9 +7,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use super::{get, wait_for};
+use super::wait_ready;
 
 /// A running (or stopped) VictoriaMetrics; see the module documentation.
 pub struct VictoriaMetrics {
@@ -67,24 +66,15 @@ impl VictoriaMetrics {
             .spawn()
             .map_err(|e| format!("victoria-metrics starts: {e}"))?;
         let addr = self.addr;
-        let ready = wait_for(Duration::from_secs(60), || {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(Err(format!("exited: {status}")));
-            }
-            match get(addr, "/-/ready") {
-                Ok(r) if r.status == 200 => Some(Ok(())),
-                _ => None,
-            }
-        });
-        match ready {
-            Some(Ok(())) => {
+        match wait_ready(&mut child, addr) {
+            Ok(()) => {
                 self.child = Some(child);
                 Ok(())
             }
-            other => {
+            Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(format!("{other:?}"))
+                Err(e)
             }
         }
     }

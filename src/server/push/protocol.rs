@@ -77,6 +77,9 @@ pub(crate) struct Wire {
     /// What the last Remote-Write 2.0 body held: samples, histograms, exemplars.
     #[cfg(feature = "remote-write")]
     sent: [u64; 3],
+    /// The timestamp (ms) of the last Remote-Write body.
+    #[cfg(feature = "remote-write")]
+    last_ms: i64,
     /// The exemplars not pushed yet are those recorded from this time on (seconds since
     /// the Unix epoch), and the last body carried those until `window.to`.
     #[cfg(any(feature = "otlp", feature = "remote-write"))]
@@ -106,6 +109,8 @@ impl Wire {
             version: if target.v1 { Version::V1 } else { Version::V2 },
             #[cfg(feature = "remote-write")]
             sent: [0; 3],
+            #[cfg(feature = "remote-write")]
+            last_ms: 0,
             #[cfg(any(feature = "otlp", feature = "remote-write"))]
             window: crate::encode::Window {
                 from: f64::NEG_INFINITY,
@@ -185,7 +190,13 @@ impl Wire {
                 };
                 let now = now();
                 self.window.to = now.as_secs_f64();
-                let (window, now) = (self.window, now.as_millis() as i64);
+                // Strictly later than the last push's: two pushes within one millisecond
+                // (a final push right after a periodic one, a retry of a push the receiver
+                // took) would give a self-metric two values at one timestamp, which
+                // Prometheus refuses as a duplicate sample.
+                let now = (now.as_millis() as i64).max(self.last_ms + 1);
+                self.last_ms = now;
+                let window = self.window;
                 let (content_type, version) = match self.version {
                     Version::V2 => {
                         let mut encoder = RemoteWriteV2::new(
@@ -410,6 +421,37 @@ mod tests {
         );
         assert!(matches!(wire.judge(&answer(503, &[])), Verdict::Retry(..)));
         assert_eq!(wire.judge(&answer(200, &[])), Verdict::Done);
+    }
+
+    #[cfg(all(feature = "remote-write", feature = "testing"))]
+    #[test]
+    fn remote_write_bodies_back_to_back_never_share_a_timestamp() {
+        use crate::encode::remote_write::Request;
+        use crate::Collector;
+        use prost::Message;
+
+        let recorder = crate::Builder::new().build_local();
+        recorder.collector().increment_counter("jobs_total", &[]);
+        let target = PushTarget::remote_write("http://127.0.0.1:1/api/v1/write").expect("valid");
+        let mut encoder = crate::testing::PushEncoder::new(&recorder, &target);
+        let mut decoder = snap::raw::Decoder::new();
+        let mut last = i64::MIN;
+        // Far more bodies than milliseconds pass: each is stamped later than the one before.
+        for _ in 0..200 {
+            let body = decoder
+                .decompress_vec(&encoder.body().expect("a body"))
+                .expect("snappy");
+            let request = Request::decode(body.as_slice()).expect("a request");
+            let stamps: Vec<i64> = request
+                .timeseries
+                .iter()
+                .flat_map(|s| s.samples.iter().map(|p| p.timestamp))
+                .collect();
+            let first = *stamps.first().expect("samples");
+            assert!(stamps.iter().all(|t| *t == first), "one timestamp a body");
+            assert!(first > last, "{first} after {last}");
+            last = first;
+        }
     }
 
     #[cfg(feature = "remote-write")]
