@@ -144,13 +144,7 @@ fn otlp_to_victoria_metrics_equals_the_scrape() {
 #[test]
 #[ignore = "needs prometheus (run .ci/test)"]
 fn remote_write_2_to_prometheus_3_carries_native_histograms_and_exemplars() {
-    let prometheus = Prometheus::start_v3(
-        &[],
-        &["native-histograms", "exemplar-storage"],
-        "",
-        &["--web.enable-remote-write-receiver"],
-    );
-    let url = format!("http://{}/api/v1/write", prometheus.addr);
+    let (prometheus, url) = Prometheus::remote_write_receiver();
     let target = PushTarget::remote_write(&url)
         .and_then(|t| t.interval(Duration::from_millis(200)))
         .expect("valid target");

@@ -86,6 +86,19 @@ impl Prometheus {
         )
     }
 
+    /// Starts Prometheus 3 as a Remote-Write receiver with native histograms and exemplar
+    /// storage, scraping nothing; returns it and its write URL.
+    pub fn remote_write_receiver() -> (Self, String) {
+        let prometheus = Self::start_v3(
+            &[],
+            &["native-histograms", "exemplar-storage"],
+            "",
+            &["--web.enable-remote-write-receiver"],
+        );
+        let url = format!("http://{}/api/v1/write", prometheus.addr);
+        (prometheus, url)
+    }
+
     fn launch(
         binary: &std::path::Path,
         targets: &[SocketAddr],

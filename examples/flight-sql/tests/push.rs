@@ -92,13 +92,7 @@ async fn the_example_pushes_otlp_to_victoria_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs prometheus (run .ci/test)"]
 async fn the_example_pushes_remote_write_2_to_prometheus_3() {
-    let prometheus = Prometheus::start_v3(
-        &[],
-        &["native-histograms", "exemplar-storage"],
-        "",
-        &["--web.enable-remote-write-receiver"],
-    );
-    let url = format!("http://{}/api/v1/write", prometheus.addr);
+    let (prometheus, url) = Prometheus::remote_write_receiver();
     let target = PushTarget::remote_write(&url)
         .and_then(|t| t.interval(Duration::from_millis(500)))
         .expect("valid target");
