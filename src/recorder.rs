@@ -32,7 +32,7 @@ use crate::store::family::{Family, Found, Series};
 use crate::store::kind::Kind;
 use crate::store::labels::Canonical;
 use crate::store::self_metrics::{DropReason, LabelDrop};
-use crate::store::{Limits, Origin, Store};
+use crate::store::{Limits, Store};
 
 static NEXT_RECORDER: AtomicU64 = AtomicU64::new(1);
 
@@ -149,7 +149,7 @@ impl PorterRecorder {
                 .warn_once(drop.as_str(), name, drop.message());
         }
         let pairs = labels.chunks_exact(2).map(|p| (p[0], p[1]));
-        match self.resolve(kind, name, pairs, Origin::Collector, false) {
+        match self.resolve(kind, name, pairs, false) {
             Resolved::Series(family, series) => {
                 let at = Indices {
                     family: family.id,
@@ -171,11 +171,10 @@ impl PorterRecorder {
         kind: Kind,
         name: &str,
         pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-        origin: Origin,
         pin: bool,
     ) -> Resolved<'_> {
         let shared = &self.store.shared;
-        let family = match self.store.family_of(name, kind, origin) {
+        let family = match self.store.family_of(name, kind) {
             Ok(family) => family,
             Err(reason) => return Resolved::Dropped(reason),
         };
@@ -228,7 +227,6 @@ impl PorterRecorder {
         name: &str,
         pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
         hash: u64,
-        origin: Origin,
     ) -> Arc<Bound> {
         let hit = cache::with(&KEYS, |t| t.get(hash).cloned().flatten()).flatten();
         if let Some(bound) = hit {
@@ -243,7 +241,7 @@ impl PorterRecorder {
             cache::with(&KEYS, |t| t.miss());
         }
         let shared = &self.store.shared;
-        match self.resolve(kind, name, pairs, origin, true) {
+        match self.resolve(kind, name, pairs, true) {
             Resolved::Series(family, series) => {
                 let bound = Arc::new(Bound::Series {
                     recorder: self.id,
@@ -270,35 +268,30 @@ impl PorterRecorder {
         let pairs = key.labels().map(|l| (l.key(), l.value()));
         let parts = key.labels().flat_map(|l| [l.key(), l.value()]);
         let hash = cache::call_hash(self.seed(kind), key.name(), parts);
-        self.bound(kind, key.name(), pairs, hash, Origin::Macro)
+        self.bound(kind, key.name(), pairs, hash)
     }
 
     /// The handle a timer of the histogram `name` records into.
     pub(crate) fn timer(&self, name: &str) -> Arc<Bound> {
         let hash = cache::call_hash(self.seed(Kind::Histogram), name, std::iter::empty());
-        self.bound(
-            Kind::Histogram,
-            name,
-            std::iter::empty(),
-            hash,
-            Origin::Collector,
-        )
+        self.bound(Kind::Histogram, name, std::iter::empty(), hash)
     }
 }
 
 impl metrics::Recorder for PorterRecorder {
-    fn describe_counter(&self, key: KeyName, _: Option<Unit>, description: SharedString) {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
         self.store
-            .describe(key.as_str(), Kind::Counter, &description);
+            .describe(key.as_str(), Kind::Counter, unit, &description);
     }
 
-    fn describe_gauge(&self, key: KeyName, _: Option<Unit>, description: SharedString) {
-        self.store.describe(key.as_str(), Kind::Gauge, &description);
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.store
+            .describe(key.as_str(), Kind::Gauge, unit, &description);
     }
 
-    fn describe_histogram(&self, key: KeyName, _: Option<Unit>, description: SharedString) {
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
         self.store
-            .describe(key.as_str(), Kind::Histogram, &description);
+            .describe(key.as_str(), Kind::Histogram, unit, &description);
     }
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {

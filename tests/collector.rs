@@ -172,6 +172,21 @@ fn collector_metrics_get_a_default_help_text() {
 }
 
 #[test]
+fn undescribed_macro_metrics_get_the_same_default_help_text() {
+    let capture = Capture::new();
+    capture.run(|| {
+        metrics::counter!("m_total").increment(1);
+        metrics::gauge!("mg").set(1.0);
+        metrics::describe_histogram!("mh", "Described.");
+        metrics::histogram!("mh").record(1.0);
+    });
+    let s = scrape(&capture);
+    assert_eq!(s.help("m_total"), Some("Counter for m_total"));
+    assert_eq!(s.help("mg"), Some("Gauge for mg"));
+    assert_eq!(s.help("mh"), Some("Described."));
+}
+
+#[test]
 fn a_user_description_wins_over_the_default_in_either_order() {
     let capture = Capture::new();
     let c = capture.collector();

@@ -113,7 +113,7 @@ fn hostile_server() -> MetricsServer {
         metrics::describe_counter!("jobs", HELP_JOBS);
         metrics::counter!("jobs", "queue" => "a\"b\\c\nd").increment(3);
         metrics::counter!("jobs", "queue" => "ünï \u{1F600}").increment(1);
-        metrics::describe_histogram!("latency_seconds", HELP_LATENCY);
+        metrics::describe_histogram!("latency_seconds", metrics::Unit::Seconds, HELP_LATENCY);
         metrics::histogram!("latency_seconds", "path" => "/é/\"x\"").record(0.2);
         metrics::gauge!("in_flight", "who" => "}{,=\\\"").set(2.5);
     });
@@ -737,6 +737,13 @@ fn every_format_reads_back_to_the_same_families_and_values() {
     let om = scrape(addr, Some(PROMETHEUS));
     let om = String::from_utf8(om.body).expect("UTF-8");
     let parsed = parse_openmetrics(&om).unwrap_or_else(|e| panic!("{e}\n{om}"));
+    // The unit it was described with, where the name ends with it.
+    let unit = |name: &str| {
+        let family = parsed.families.iter().find(|f| f.name == name);
+        family.and_then(|f| f.unit.clone())
+    };
+    assert_eq!(unit("latency_seconds").as_deref(), Some("seconds"));
+    assert_eq!(unit("jobs"), None);
     let om_families: Families = parsed
         .families
         .iter()

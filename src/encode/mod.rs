@@ -55,6 +55,9 @@ pub(crate) struct FamilyHead<'a> {
     pub(crate) name: &'a str,
     pub(crate) kind: Kind,
     pub(crate) help: Option<&'a str>,
+    /// The unit the metric was described with (`describe_histogram!(name, Unit::Seconds,
+    /// ...)`): each format writes it where it has a place for it.
+    pub(crate) unit: Option<metrics::Unit>,
 }
 
 /// A family's label keys as written, worked out once per key and scrape (a series' keys
@@ -399,6 +402,7 @@ pub(crate) fn walk(
             name: family.name.trim_end_matches("_total"),
             kind: family.kind,
             help: Some(family.help),
+            unit: None,
         };
         encoder.family(&head);
         for (labels, value) in &family.samples {
@@ -432,6 +436,7 @@ pub(crate) fn walk(
             name,
             kind: family.kind,
             help: help.as_deref(),
+            unit: family.unit(),
         };
         let mut started = false;
         // Series that could be written alike: their label sets, as written, are checked.

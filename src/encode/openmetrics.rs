@@ -139,6 +139,23 @@ impl Encoder for OpenMetrics<'_> {
             escape_into(self.out, help, true);
             self.out.push('\n');
         }
+        // OpenMetrics: a family's name ends with its unit, or it has none.
+        let unit = head
+            .unit
+            .filter(|u| *u != metrics::Unit::Count)
+            .map(|u| u.as_str());
+        if let Some(unit) = unit.filter(|u| {
+            head.name.len() > u.len() && head.name.ends_with(u) && {
+                let cut = head.name.len() - u.len();
+                head.name[..cut].ends_with('_')
+            }
+        }) {
+            self.out.push_str("# UNIT ");
+            write_family_name(self.out, head.name, "");
+            self.out.push(' ');
+            self.out.push_str(unit);
+            self.out.push('\n');
+        }
     }
 
     fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar<'_>>) {
@@ -280,6 +297,7 @@ mod tests {
             name: "jobs",
             kind: Kind::Counter,
             help: Some("Jobs \"done\"\\\nnext"),
+            unit: None,
         });
         om.counter(&sample("jobs", &[("queue", "a")]), 3, None);
         let labels = Pairs::from_flat(&["trace_id", "abc"]);
@@ -293,6 +311,7 @@ mod tests {
             name: "temperature",
             kind: Kind::Gauge,
             help: None,
+            unit: None,
         });
         om.gauge(&sample("temperature", &[]), -1.5);
         om.finish();
@@ -349,6 +368,7 @@ mod tests {
             name: "latency_seconds",
             kind: Kind::Histogram,
             help: Some("Latency."),
+            unit: None,
         });
         om.histogram(&sample("latency_seconds", &[("path", "/")]), &point);
         // A negative sum (negative observations) is left out, and so is a NaN one.

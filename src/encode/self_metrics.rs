@@ -134,5 +134,10 @@ pub(super) fn write<E: Encoder>(
 }
 
 fn write_family(encoder: &mut impl Encoder, name: &str, kind: Kind, help: Option<&str>) {
-    encoder.family(&FamilyHead { name, kind, help });
+    encoder.family(&FamilyHead {
+        name,
+        kind,
+        help,
+        unit: None,
+    });
 }

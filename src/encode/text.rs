@@ -324,6 +324,7 @@ mod tests {
             name: "m",
             kind: Kind::Counter,
             help: Some("a\\b\nc\""),
+            unit: None,
         };
         Text::new(&mut out).family(&head);
         assert_eq!(out, "# HELP m_total a\\\\b\\nc\"\n# TYPE m_total counter\n");
@@ -343,6 +344,7 @@ mod tests {
             name: "http.requests",
             kind: Kind::Counter,
             help: None,
+            unit: None,
         });
         text.counter(&sample, 3, None);
         let bare = Sample {
@@ -354,6 +356,7 @@ mod tests {
             name: "up",
             kind: Kind::Gauge,
             help: None,
+            unit: None,
         });
         text.gauge(&bare, 1.0);
         assert_eq!(

@@ -28,12 +28,14 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hashbrown::HashMap;
+use metrics::Unit;
 
 pub use limits::Limits;
 pub use native::NativeHistograms;
 
 use crate::matcher::Matcher;
 pub(crate) use exemplar::Pairs;
+pub(crate) use family::Description;
 use family::{Family, Layout, Series};
 use kind::Kind;
 use self_metrics::{DropReason, SelfMetrics};
@@ -188,13 +190,6 @@ impl Shared {
     }
 }
 
-/// Where a call came from: the collector's metrics get a default HELP text.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Origin {
-    Collector,
-    Macro,
-}
-
 /// The settings a store is bound with (by the first server that starts on it).
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -253,8 +248,8 @@ pub(crate) struct Store {
     families: Segmented<Box<[OnceLock<Arc<Family>>]>, 4>,
     table: RwLock<Table>,
     settings: OnceLock<Settings>,
-    /// Descriptions of metrics not recorded yet, by family key.
-    described: Mutex<HashMap<String, Arc<str>>>,
+    /// Descriptions (and units) of metrics not recorded yet, by family key.
+    described: Mutex<HashMap<String, Description>>,
     metric_names: AtomicUsize,
 }
 
@@ -334,12 +329,7 @@ impl Store {
 
     /// The family a recorded name belongs to, created if the name and kind are admissible;
     /// a refusal is logged once (after every lock is released). The caller counts drops.
-    pub(crate) fn family_of(
-        &self,
-        raw: &str,
-        kind: Kind,
-        origin: Origin,
-    ) -> Result<&Arc<Family>, DropReason> {
+    pub(crate) fn family_of(&self, raw: &str, kind: Kind) -> Result<&Arc<Family>, DropReason> {
         let found = {
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
             match table.by_name.get(raw) {
@@ -351,8 +341,8 @@ impl Store {
                     .map(Err),
             }
         };
-        let (result, created) = match found {
-            Some(found) => (found, false),
+        let result = match found {
+            Some(found) => found,
             None => self.create(raw, kind),
         };
         let result = result.and_then(|id| {
@@ -362,12 +352,7 @@ impl Store {
                 .ok_or(DropReason::KindConflict)
         });
         match result {
-            Ok(family) => {
-                if origin == Origin::Collector && (created || !family.has_help()) {
-                    family.set_help(format!("{} for {raw}", kind.title()).into(), true);
-                }
-                Ok(family)
-            }
+            Ok(family) => Ok(family),
             Err(reason) => {
                 let message = format!("{} ({})", reason.message(), kind.as_str());
                 self.shared
@@ -378,8 +363,8 @@ impl Store {
         }
     }
 
-    /// Creates the family of `raw`, or refuses it; `true` when created.
-    fn create(&self, raw: &str, kind: Kind) -> (Result<u32, DropReason>, bool) {
+    /// Creates the family of `raw`, or refuses it.
+    fn create(&self, raw: &str, kind: Kind) -> Result<u32, DropReason> {
         let key = names::family_key(raw, kind);
         let refusal = if raw.is_empty() {
             Some(DropReason::InvalidName)
@@ -396,23 +381,23 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key);
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        let (result, created) = match (table.by_name.get(raw), table.by_name.get(key)) {
-            (Some(&id), _) => (Ok(id), false),
+        let result = match (table.by_name.get(raw), table.by_name.get(key)) {
+            (Some(&id), _) => Ok(id),
             (None, Some(&id)) => {
                 if self.family(id).is_some_and(|f| f.kind == kind) {
                     table.by_name.insert(raw.into(), id);
                 }
-                (Ok(id), false)
+                Ok(id)
             }
             (None, None) => match refusal {
-                Some(reason) => (Err(reason), false),
+                Some(reason) => Err(reason),
                 None if claims.iter().any(|c| table.claims.contains(c)) => {
-                    (Err(DropReason::KindConflict), false)
+                    Err(DropReason::KindConflict)
                 }
                 None if table.order.len() >= self.metric_names.load(Ordering::Relaxed) => {
-                    (Err(DropReason::MetricLimit), false)
+                    Err(DropReason::MetricLimit)
                 }
-                None => (Ok(self.add(&mut table, raw, key, kind, claims)), true),
+                None => Ok(self.add(&mut table, raw, key, kind, claims)),
             },
         };
         let cap = self
@@ -424,13 +409,13 @@ impl Store {
             table.refused.entry(raw.into()).or_default()[kind as usize] = Some(reason);
         }
         drop(table);
-        if let Some(text) = described {
+        if let Some(description) = described {
             match result.ok().and_then(|id| self.family(id)) {
-                Some(family) => family.set_help(text, false),
-                None => self.keep_description(key, text),
+                Some(family) => family.describe(description),
+                None => self.keep_description(key, description),
             }
         }
-        (result, created)
+        result
     }
 
     /// A new family (under the table's write lock).
@@ -443,6 +428,12 @@ impl Store {
             kind,
             self.shared.clone(),
         );
+        // The design's placeholder, until the user describes the metric.
+        family.describe(Description {
+            help: Some(format!("{} for {raw}", kind.title()).into()),
+            unit: None,
+            default: true,
+        });
         if let (Kind::Histogram, Some(settings)) = (kind, self.settings.get()) {
             family.bind(settings.layout_for(&family.base));
         }
@@ -457,21 +448,25 @@ impl Store {
         id
     }
 
-    fn keep_description(&self, key: &str, text: Arc<str>) {
+    fn keep_description(&self, key: &str, description: Description) {
         let mut described = self
             .described
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if described.len() < MAX_DESCRIBED {
-            described.insert(key.to_owned(), text);
+            described.insert(key.to_owned(), description);
         }
     }
 
-    /// Records a user's description: it wins over the collector's default text, whenever
-    /// it is given.
-    pub(crate) fn describe(&self, raw: &str, kind: Kind, description: &str) {
+    /// Records a user's description and unit: they win over the placeholder, whenever they
+    /// are given.
+    pub(crate) fn describe(&self, raw: &str, kind: Kind, unit: Option<Unit>, text: &str) {
         let key = names::family_key(raw, kind);
-        let text: Arc<str> = description.into();
+        let description = Description {
+            help: Some(text.into()),
+            unit,
+            default: false,
+        };
         let found = {
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
             table
@@ -481,8 +476,8 @@ impl Store {
                 .copied()
         };
         match found.and_then(|id| self.family(id)) {
-            Some(family) => family.set_help(text, false),
-            None => self.keep_description(key, text),
+            Some(family) => family.describe(description),
+            None => self.keep_description(key, description),
         }
     }
 

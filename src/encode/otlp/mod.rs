@@ -388,6 +388,7 @@ mod tests {
             name: "app.jobs.done",
             kind: Kind::Counter,
             help: Some("Jobs."),
+            unit: None,
         });
         let pairs = [("job.kind", "export")];
         let trace = Pairs::from_flat(&["trace_id", "4bf92f3577b34da6a3ce929d0e0e4736", "x", "y"]);
@@ -443,6 +444,7 @@ mod tests {
             name: "latency",
             kind: Kind::Histogram,
             help: None,
+            unit: None,
         });
         let positive = [(0, 2), (2, 1)];
         let point = HistogramPoint {
@@ -488,11 +490,13 @@ mod tests {
             name: "empty",
             kind: Kind::Gauge,
             help: None,
+            unit: None,
         });
         otlp.family(&FamilyHead {
             name: "size",
             kind: Kind::Histogram,
             help: None,
+            unit: None,
         });
         let point = HistogramPoint {
             bounds: &[1.0, 2.0],

@@ -257,7 +257,12 @@ mod tests {
     use crate::store::Pairs;
 
     fn head<'a>(name: &'a str, kind: Kind, help: Option<&'static str>) -> FamilyHead<'a> {
-        FamilyHead { name, kind, help }
+        FamilyHead {
+            name,
+            kind,
+            help,
+            unit: None,
+        }
     }
 
     fn bare(name: &str) -> Sample<'_> {

@@ -567,6 +567,7 @@ mod tests {
             name: "app.jobs.done",
             kind: Kind::Counter,
             help: Some("Jobs."),
+            unit: None,
         });
         let pairs = [("zone", "b"), ("Area", "x"), ("job", "mine"), ("empty", "")];
         let sample = Sample {
@@ -614,6 +615,7 @@ mod tests {
             name: "lat",
             kind: Kind::Histogram,
             help: None,
+            unit: None,
         });
         let positive = [(1, 2), (3, 1)];
         let point = HistogramPoint {
@@ -668,6 +670,7 @@ mod tests {
             name: "lat",
             kind: Kind::Histogram,
             help: None,
+            unit: None,
         });
         let trace = Pairs::from_flat(&["trace_id", "t"]);
         let at = |timestamp| {

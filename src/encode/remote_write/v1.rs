@@ -232,6 +232,7 @@ mod tests {
             name: "size",
             kind: Kind::Histogram,
             help: Some("Sizes."),
+            unit: None,
         });
         let pairs = [("path", "/")];
         let sample = Sample {

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use hashbrown::{HashMap, HashTable};
+use metrics::Unit;
 
 use super::arena::{Arena, Space};
 use super::exemplar::Exemplars;
@@ -55,6 +56,15 @@ pub(crate) struct Record {
     touched: AtomicU32,
     /// When the series started, in tenths of a second since the store's epoch.
     pub(crate) start: AtomicU32,
+}
+
+/// What a family is described with: its HELP text and its unit.
+#[derive(Default, Clone, Debug)]
+pub(crate) struct Description {
+    pub(crate) help: Option<Arc<str>>,
+    pub(crate) unit: Option<Unit>,
+    /// The design's placeholder text, which any description given by the user replaces.
+    pub(crate) default: bool,
 }
 
 /// A histogram family's buckets: the classic bounds (without `+Inf`) and, if configured,
@@ -166,8 +176,7 @@ pub(crate) struct Family {
     pub(crate) shared: Arc<Shared>,
     /// A histogram family's buckets, once the pipeline is bound.
     pub(crate) layout: OnceLock<Layout>,
-    help: Mutex<Option<Arc<str>>>,
-    has_help: AtomicBool,
+    description: Mutex<Description>,
     /// A copy of the store's expiry flag, read on every write: the family's line is at hand.
     pub(crate) expiring: AtomicBool,
     records: Records,
@@ -211,8 +220,7 @@ impl Family {
             expiring: AtomicBool::new(shared.expiring()),
             shared,
             layout: OnceLock::new(),
-            help: Mutex::new(None),
-            has_help: AtomicBool::new(false),
+            description: Mutex::default(),
             records: Records::default(),
             arena: Arena::default(),
             index: RwLock::default(),
@@ -224,24 +232,32 @@ impl Family {
         }
     }
 
+    /// The HELP text: the user's description, else the design's placeholder.
     pub(crate) fn help(&self) -> Option<Arc<str>> {
-        self.help
+        self.lock_description().help.clone()
+    }
+
+    /// The unit the user described the metric with, if any.
+    pub(crate) fn unit(&self) -> Option<Unit> {
+        self.lock_description().unit
+    }
+
+    fn lock_description(&self) -> std::sync::MutexGuard<'_, Description> {
+        self.description
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 
-    /// Sets the HELP text; `default` only where there is none yet.
-    pub(crate) fn set_help(&self, text: Arc<str>, default: bool) {
-        let mut help = self.help.lock().unwrap_or_else(PoisonError::into_inner);
-        if !default || help.is_none() {
-            *help = Some(text);
-            self.has_help.store(true, Ordering::Release);
+    /// Takes `description`, unless it is a placeholder and the family has one already.
+    pub(crate) fn describe(&self, description: Description) {
+        let mut current = self.lock_description();
+        if !description.default || current.help.is_none() {
+            let unit = description.unit.or(current.unit);
+            *current = Description {
+                unit,
+                ..description
+            };
         }
-    }
-
-    pub(crate) fn has_help(&self) -> bool {
-        self.has_help.load(Ordering::Acquire)
     }
 
     /// Value cells per series: one for a counter or gauge; count, sum and the buckets

@@ -12,6 +12,27 @@ impl Family {
     pub(crate) fn for_each(
         &self,
         scratch: &mut Scratch,
+        f: impl FnMut(&Series<'_>, LabelsView<'_>),
+    ) {
+        self.walk(scratch, LIVE | VISIBLE, f);
+    }
+
+    /// Runs `f` on every series idle expiry has hidden and not yet reclaimed, as
+    /// [`for_each`](Self::for_each) does on the exported ones: a pusher's stale markers.
+    #[expect(dead_code, reason = "the pushers' stale markers will use it")]
+    pub(crate) fn for_each_hidden(
+        &self,
+        scratch: &mut Scratch,
+        f: impl FnMut(&Series<'_>, LabelsView<'_>),
+    ) {
+        self.walk(scratch, LIVE, f);
+    }
+
+    /// The walk of the series whose state's `LIVE` and `VISIBLE` bits are `want`.
+    fn walk(
+        &self,
+        scratch: &mut Scratch,
+        want: u32,
         mut f: impl FnMut(&Series<'_>, LabelsView<'_>),
     ) {
         for i in 0..self.len.load(Ordering::Acquire) {
@@ -20,7 +41,7 @@ impl Family {
             };
             let record = &segment.record(at);
             let state = record.state.load(Ordering::Acquire);
-            if state & (LIVE | VISIBLE) != LIVE | VISIBLE {
+            if state & (LIVE | VISIBLE) != want {
                 continue;
             }
             scratch.read(&self.arena, record.labels.load(Ordering::Relaxed));
