@@ -153,14 +153,24 @@ impl Builder {
         Ok(self)
     }
 
-    /// Removes series not updated for `timeout` from the exposition (they come back when
-    /// recorded again, through any handle, with nothing lost). Off by default.
+    /// Removes series not updated for `timeout` from the exposition. Off by default (and a
+    /// zero timeout turns it off).
+    ///
+    /// An idle series is hidden; recorded again, through any handle or call, it comes back
+    /// with its values. Idle for another `timeout`, it is reclaimed with its values; a later
+    /// write (a kept handle's too) starts it again from zero, as a new series. Nothing
+    /// written is lost to expiry: a write that meets the reclaiming of its series goes to
+    /// the live series (proven by `tests/model.rs`).
+    ///
+    /// The timeout is at least [`MIN_IDLE_TIMEOUT`](crate::MIN_IDLE_TIMEOUT) (100 ms): a
+    /// shorter one is raised to it. Upkeep then runs at least twice per timeout (every
+    /// eighth of it, between 50 ms and [`upkeep_interval`](Self::upkeep_interval)).
     ///
     /// ```
     /// use std::time::Duration;
     /// use porter_metrics::{Builder, Collector};
     ///
-    /// let recorder = Builder::new().idle_timeout(Duration::from_millis(50)).build_local();
+    /// let recorder = Builder::new().idle_timeout(Duration::from_millis(100)).build_local();
     /// recorder.collector().record_gauge("temperature", 21.0, &[]);
     /// assert!(recorder.render().contains("temperature 21"));
     /// // Idle for the timeout, it is removed (at the next upkeep).
@@ -173,7 +183,9 @@ impl Builder {
     /// assert!(recorder.render().contains("temperature 22"));
     /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = Some(timeout).filter(|t| !t.is_zero());
+        self.config.idle_timeout = Some(timeout)
+            .filter(|t| !t.is_zero())
+            .map(|t| t.max(crate::MIN_IDLE_TIMEOUT));
         self
     }
 

@@ -25,6 +25,11 @@ pub const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The shortest idle timeout: twice the shortest upkeep interval with expiry on (50 ms),
+/// so that upkeep looks at every series at least twice per timeout. A shorter one given to
+/// [`Builder::idle_timeout`](crate::Builder::idle_timeout) is raised to it.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// How often idle series are expired and process metrics refreshed.
 const DEFAULT_UPKEEP: Duration = Duration::from_secs(5);
 

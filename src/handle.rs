@@ -1,170 +1,141 @@
-//! What a call resolves to: a series of the store, the family's overflow series (each use
-//! also counted as folded), or nothing (each use counted as dropped).
+//! What the `metrics` handles of the macros and the timers hold: a series of the store, the
+//! family's overflow series (each use also counted as folded), or nothing (each use
+//! counted as dropped).
 //!
-//! [`Target`] is a collector call's, for the length of the call. [`Bound`] is what the
-//! `metrics` handles of the macros and the timers hold: it pins its series, so a kept handle
-//! never writes into a series reclaimed meanwhile (idle expiry only hides a pinned one).
+//! A [`Bound`] holds no claim on its series: idle expiry may reclaim it like any other. It
+//! keeps its key, so a write through a handle whose series was reclaimed finds (or makes)
+//! the series of that key again, and the handle records on; nothing written is lost.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use metrics::{CounterFn, GaugeFn, HistogramFn};
+use metrics::{CounterFn, GaugeFn, HistogramFn, Key};
 
-use crate::store::family::{Family, Series};
+use crate::recorder::series_of;
+use crate::store::epoch;
+use crate::store::family::{Family, Found, Op, Wrote};
+use crate::store::kind::Kind;
 use crate::store::self_metrics::DropReason;
 use crate::store::Shared;
 
-/// A collector call's series, or why it has none.
-pub(crate) enum Target<'a> {
-    Series(Series<'a>),
-    /// Past a limit: each use is counted as folded.
-    Overflow(Series<'a>),
-    Dropped(&'a Shared, DropReason),
-}
-
-impl Target<'_> {
-    /// The series to write, counting a use of the overflow series or a drop of `n`.
-    #[inline]
-    fn series(&self, n: u64) -> Option<&Series<'_>> {
-        match self {
-            Target::Series(series) => Some(series),
-            Target::Overflow(series) => {
-                series.family.count_folded(n);
-                Some(series)
-            }
-            Target::Dropped(shared, reason) => {
-                shared.count_dropped(*reason, n);
-                None
-            }
-        }
-    }
-
-    #[inline]
-    pub(crate) fn increment(&self, n: u64) {
-        if let Some(s) = self.series(1) {
-            s.add(n);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn set(&self, value: f64) {
-        if let Some(s) = self.series(1) {
-            s.set(value);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn add(&self, delta: f64) {
-        if let Some(s) = self.series(1) {
-            s.add_f64(delta);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn record(&self, value: f64) {
-        // A non-finite value is dropped (and counted) by the series, never folded.
-        let n = u64::from(value.is_finite() || !matches!(self, Target::Overflow(_)));
-        if let Some(s) = self.series(n) {
-            s.observe(value, 1);
-        }
-    }
-
-    /// Adds `n`, with an exemplar when the call has a series of its own.
-    pub(crate) fn increment_with_exemplar(&self, n: u64, exemplar: &[&str]) {
-        match self {
-            Target::Series(s) => s.add_with_exemplar(n, exemplar),
-            other => other.increment(n),
-        }
-    }
-
-    /// Observes `value`, with an exemplar when the call has a series of its own.
-    pub(crate) fn record_with_exemplar(&self, value: f64, exemplar: &[&str]) {
-        match self {
-            Target::Series(s) => s.observe_with_exemplar(value, exemplar),
-            other => other.record(value),
-        }
-    }
-}
+/// Tries at a series that expiry reclaims under a write, before the write is folded.
+pub(crate) const TRIES: usize = 4;
 
 /// See the module documentation.
-pub(crate) enum Bound {
+pub(crate) struct Bound {
+    /// The recorder it belongs to.
+    pub(crate) recorder: u64,
+    pub(crate) kind: Kind,
+    /// The key it was made for: a cached handle answers only it, and a series handle
+    /// finds its series again by it.
+    pub(crate) key: Key,
+    pub(crate) target: Target,
+}
+
+/// Where a handle's writes go.
+pub(crate) enum Target {
     Series {
-        /// The recorder it belongs to.
-        recorder: u64,
         family: Arc<Family>,
-        index: u32,
+        /// Its series: record, and generation in the high half.
+        at: AtomicU64,
     },
     Overflow {
         family: Arc<Family>,
-        index: u32,
+        /// The family's room stamp when it was made: a cached handle is made again once
+        /// room is made.
+        room: u32,
     },
     Dropped {
         shared: Arc<Shared>,
         reason: DropReason,
+        /// The store's configuration stamp when it was made.
+        config: u32,
     },
 }
 
-impl Drop for Bound {
-    fn drop(&mut self) {
-        if let Bound::Series { family, index, .. } = self {
-            family.pin(*index, -1);
-        }
-    }
+/// A series' record and generation, packed.
+pub(crate) fn pack(index: u32, generation: u32) -> u64 {
+    u64::from(index) | u64::from(generation) << 32
 }
 
 impl Bound {
-    /// Runs `f` on the series, counting a fold or a drop of `n` uses.
+    /// Whether a thread's cache may keep answering with it: a series handle always (it
+    /// finds its series again itself), an overflow or a refusal while nothing changed that
+    /// could change the answer.
     #[inline]
-    fn with(&self, n: u64, f: impl FnOnce(&Series<'_>)) {
-        match self {
-            Bound::Series { family, index, .. } => {
-                if let Some(series) = family.pinned(*index) {
-                    f(&series);
+    pub(crate) fn current(&self) -> bool {
+        match &self.target {
+            Target::Series { .. } => true,
+            Target::Overflow { family, room } => family.room() == *room,
+            Target::Dropped { shared, config, .. } => shared.config() == *config,
+        }
+    }
+
+    /// Applies `op`: to its series, found again if reclaimed; folded if the limits keep
+    /// it out; counted if dropped.
+    #[inline]
+    fn write(&self, op: Op<'_>) {
+        match &self.target {
+            Target::Series { family, at } => {
+                let pin = epoch::pin();
+                for _ in 0..TRIES {
+                    let now = at.load(Ordering::Relaxed);
+                    match family.write(&pin, now as u32, (now >> 32) as u32, &op) {
+                        Wrote::Done => return,
+                        Wrote::Refused => break,
+                        Wrote::Gone => {
+                            let pairs = self.key.labels().map(|l| (l.key(), l.value()));
+                            match series_of(family, pairs, None) {
+                                Found::Series(index, generation) => {
+                                    at.store(pack(index, generation), Ordering::Relaxed);
+                                }
+                                Found::Overflow => break,
+                            }
+                        }
+                    }
                 }
+                // Past the limits, or reclaimed under every try: folded, and counted.
+                family.write_overflow(&op);
             }
-            Bound::Overflow { family, index } => {
-                if let Some(series) = family.pinned(*index) {
-                    family.count_folded(n);
-                    f(&series);
-                }
+            Target::Overflow { family, .. } => family.write_overflow(&op),
+            Target::Dropped { shared, reason, .. } => {
+                let reason = if op.is_non_finite() {
+                    DropReason::NonFinite
+                } else {
+                    *reason
+                };
+                shared.count_dropped(reason, op.samples());
             }
-            Bound::Dropped { shared, reason } => shared.count_dropped(*reason, n),
         }
     }
 }
 
 impl CounterFn for Bound {
     fn increment(&self, value: u64) {
-        self.with(1, |s| s.add(value));
+        self.write(Op::Add(value));
     }
     fn absolute(&self, value: u64) {
-        self.with(1, |s| s.absolute(value));
+        self.write(Op::Absolute(value));
     }
 }
 
 impl GaugeFn for Bound {
     fn increment(&self, value: f64) {
-        self.with(1, |s| s.add_f64(value));
+        self.write(Op::AddF64(value));
     }
     fn decrement(&self, value: f64) {
-        self.with(1, |s| s.add_f64(-value));
+        self.write(Op::AddF64(-value));
     }
     fn set(&self, value: f64) {
-        self.with(1, |s| s.set(value));
+        self.write(Op::Set(value));
     }
 }
 
 impl HistogramFn for Bound {
     fn record(&self, value: f64) {
-        self.record_many(value, 1);
+        self.write(Op::Observe(value, 1));
     }
     fn record_many(&self, value: f64, count: usize) {
-        let n = count as u64;
-        // A non-finite value is dropped (and counted) by the series, never folded.
-        let uses = if value.is_finite() || !matches!(self, Bound::Overflow { .. }) {
-            n
-        } else {
-            0
-        };
-        self.with(uses, |s| s.observe(value, n));
+        self.write(Op::Observe(value, count as u64));
     }
 }

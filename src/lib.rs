@@ -35,7 +35,7 @@ pub mod guide {
 
 pub use builder::Builder;
 pub use collector::{Collector, NoopCollector, PrometheusCollector, Timer};
-pub use config::DEFAULT_BUCKETS;
+pub use config::{DEFAULT_BUCKETS, MIN_IDLE_TIMEOUT};
 pub use decorators::{Aggregate, AggregateEntry, AggregatingCollector, FilteringCollector};
 pub use error::{Error, PushError};
 pub use local::LocalRecorder;

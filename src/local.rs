@@ -68,7 +68,7 @@ impl LocalRecorder {
     }
 
     /// Its pipeline.
-    #[cfg(all(feature = "testing", feature = "push"))]
+    #[cfg(feature = "testing")]
     pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
         &self.pipeline
     }

@@ -26,18 +26,17 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 
-use crate::cache::{self, Indices, KEYS, PAIRS};
-use crate::handle::{Bound, Target};
-use crate::store::family::{Family, Found, Series};
+use crate::cache::{self, Answer};
+use crate::handle::{pack, Bound, Target, TRIES};
+use crate::store::epoch::{self, Pin};
+use crate::store::family::{Family, Found, Op, Wrote};
+use crate::store::hash;
 use crate::store::kind::Kind;
 use crate::store::labels::Canonical;
 use crate::store::self_metrics::{DropReason, LabelDrop};
 use crate::store::{Limits, Store};
 
 static NEXT_RECORDER: AtomicU64 = AtomicU64::new(1);
-
-/// Tries at a series that expiry may reclaim under a resolving call.
-const TRIES: usize = 4;
 
 /// The recorder of one pipeline; see the module documentation.
 pub(crate) struct PorterRecorder {
@@ -57,23 +56,49 @@ impl std::fmt::Debug for PorterRecorder {
     }
 }
 
-/// Whether `name` names `family` (a counter with or without `_total`).
-#[inline]
-fn is_named(family: &Family, kind: Kind, name: &str) -> bool {
-    let key = &*family.key;
-    family.kind == kind
-        && (name == key
-            || kind == Kind::Counter
-                && name.len() == key.len() + 6
-                && name.starts_with(key)
-                && name.ends_with("_total"))
+/// The series of `pairs` in `family` (canonical, within the label limits; what the rules
+/// changed is counted and warned about once), made if the limits allow. `labels_hash` is
+/// the pairs' [hash](hash::labels), if the caller has it.
+pub(crate) fn series_of<'a>(
+    family: &Family,
+    pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    labels_hash: Option<u64>,
+) -> Found {
+    let shared = &family.shared;
+    let (labels, bytes) = shared.label_limits();
+    let (set, changes) = Canonical::of(pairs, family.kind, labels, bytes);
+    let metrics = &shared.self_metrics;
+    if changes.renamed > 0 {
+        let message = "label keys renamed to be valid and distinct";
+        metrics.warn_once("renamed_key", &family.key, message);
+    }
+    for (reason, n) in [
+        (LabelDrop::TooMany, changes.dropped),
+        (LabelDrop::TooLong, changes.cut),
+    ] {
+        if n > 0 {
+            metrics.count_label_drop(reason, n);
+            metrics.warn_once(reason.as_str(), &family.key, reason.message());
+        }
+    }
+    // A clean call's pairs are its canonical set: their hash is the set's.
+    let hash = match labels_hash {
+        Some(hash) if set.is_clean() => hash,
+        _ => set.hash(),
+    };
+    let found = family.find_or_create(&set, hash);
+    if let Found::Overflow = found {
+        let message =
+            "series limit reached; new label sets fold into the otel_metric_overflow series";
+        metrics.warn_once("overflow", &family.key, message);
+    }
+    found
 }
 
-/// What a call resolved to.
-enum Resolved<'f> {
-    Series(&'f Arc<Family>, Series<'f>),
-    Overflow(&'f Arc<Family>, Series<'f>),
-    Dropped(DropReason),
+/// The flat pairs of a collector call, the dangling key left out.
+#[inline]
+fn flat<'a>(labels: &'a [&'a str]) -> impl Iterator<Item = (&'a str, &'a str)> + Clone {
+    labels.chunks_exact(2).map(|p| (p[0], p[1]))
 }
 
 impl PorterRecorder {
@@ -102,45 +127,84 @@ impl PorterRecorder {
         self.id << 2 | kind as u64
     }
 
-    /// Runs `op` on the series of a collector call (flat label pairs).
+    /// Applies `op` to the series of a collector call (flat label pairs).
     #[inline]
-    pub(crate) fn with_pairs<T>(
-        &self,
-        kind: Kind,
-        name: &str,
-        labels: &[&str],
-        op: impl FnOnce(Target<'_>) -> T,
-    ) -> T {
+    pub(crate) fn write_pairs(&self, kind: Kind, name: &str, labels: &[&str], op: Op<'_>) {
         if labels.len() % 2 == 1 {
             let metrics = &self.store.shared.self_metrics;
             metrics.count_label_drop(LabelDrop::DanglingKey, 1);
         }
-        let hash = cache::call_hash(self.seed(kind), name, labels.iter().copied());
-        let hit = cache::with(&PAIRS, |t| t.get(hash).copied()).flatten();
-        if let Some(at) = hit {
-            let family = self
-                .store
-                .family(at.family)
-                .filter(|f| is_named(f, kind, name));
-            if let Some(series) = family.and_then(|f| f.at(at.series, at.state)) {
-                return op(Target::Series(series));
+        let labels_hash = hash::labels(flat(labels));
+        let tag = hash::call(self.seed(kind), hash::text(name), labels_hash);
+        let pin = epoch::pin();
+        if let Some(answer) = cache::pairs(|t| t.get(tag).copied()).flatten() {
+            if self.answer(&pin, answer, &op) {
+                return;
             }
-            cache::with(&PAIRS, |t| t.miss());
+            cache::pairs(|t| t.miss());
         }
-        self.miss(kind, name, labels, hash, op)
+        self.miss(&pin, kind, name, labels, labels_hash, tag, op);
+    }
+
+    /// Applies `op` as a cached answer says; `false` if the answer no longer holds.
+    #[inline]
+    fn answer(&self, pin: &Pin, answer: Answer, op: &Op<'_>) -> bool {
+        match answer {
+            Answer::Series {
+                family,
+                index,
+                generation,
+            } => {
+                let Some(family) = self.store.family(family) else {
+                    return false;
+                };
+                match family.write(pin, index, generation, op) {
+                    Wrote::Done => true,
+                    Wrote::Refused => {
+                        family.write_overflow(op);
+                        true
+                    }
+                    Wrote::Gone => false,
+                }
+            }
+            Answer::Overflow { family, room } => match self.store.family(family) {
+                Some(family) if family.room() == room => {
+                    family.write_overflow(op);
+                    true
+                }
+                _ => false,
+            },
+            Answer::Dropped { reason, config } => {
+                let shared = &self.store.shared;
+                if shared.config() != config {
+                    return false;
+                }
+                let reason = if op.is_non_finite() {
+                    DropReason::NonFinite
+                } else {
+                    reason
+                };
+                shared.count_dropped(reason, op.samples());
+                true
+            }
+            Answer::None => false,
+        }
     }
 
     /// The slow path, out of line: the store, then the thread's cache keeps the answer.
     #[cold]
     #[inline(never)]
-    fn miss<T>(
+    #[allow(clippy::too_many_arguments)]
+    fn miss(
         &self,
+        pin: &Pin,
         kind: Kind,
         name: &str,
         labels: &[&str],
-        hash: u64,
-        op: impl FnOnce(Target<'_>) -> T,
-    ) -> T {
+        labels_hash: u64,
+        tag: u64,
+        op: Op<'_>,
+    ) {
         let shared = &self.store.shared;
         if labels.len() % 2 == 1 {
             let drop = LabelDrop::DanglingKey;
@@ -148,134 +212,156 @@ impl PorterRecorder {
                 .self_metrics
                 .warn_once(drop.as_str(), name, drop.message());
         }
-        let pairs = labels.chunks_exact(2).map(|p| (p[0], p[1]));
-        match self.resolve(kind, name, pairs, false) {
-            Resolved::Series(family, series) => {
-                let at = Indices {
-                    family: family.id,
-                    series: series.index,
-                    state: series.state(),
-                };
-                cache::with(&PAIRS, |t| t.admit().then(|| t.put(hash, at)));
-                op(Target::Series(series))
-            }
-            Resolved::Overflow(_, series) => op(Target::Overflow(series)),
-            Resolved::Dropped(reason) => op(Target::Dropped(shared, reason)),
-        }
-    }
-
-    /// Resolves a call in the store: its family, its canonical label set, its series
-    /// (pinned for a kept handle if `pin`). Counts what the rules changed.
-    fn resolve<'a>(
-        &self,
-        kind: Kind,
-        name: &str,
-        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-        pin: bool,
-    ) -> Resolved<'_> {
-        let shared = &self.store.shared;
+        let config = shared.config();
         let family = match self.store.family_of(name, kind) {
             Ok(family) => family,
-            Err(reason) => return Resolved::Dropped(reason),
+            Err(reason) => {
+                self.keep(tag, Answer::Dropped { reason, config });
+                let _ = self.answer(pin, Answer::Dropped { reason, config }, &op);
+                return;
+            }
         };
-        let (labels, bytes) = shared.label_limits();
-        let (set, changes) = Canonical::of(pairs, kind, labels, bytes);
-        let metrics = &shared.self_metrics;
-        if changes.renamed > 0 {
-            let message = "label keys renamed to be valid and distinct";
-            metrics.warn_once("renamed_key", &family.key, message);
-        }
-        for (reason, n) in [
-            (LabelDrop::TooMany, changes.dropped),
-            (LabelDrop::TooLong, changes.cut),
-        ] {
-            if n > 0 {
-                metrics.count_label_drop(reason, n);
-                metrics.warn_once(reason.as_str(), &family.key, reason.message());
-            }
-        }
-        let hash = set.hash(&shared.hasher);
         for _ in 0..TRIES {
-            match family.find_or_create(&set, hash, pin) {
-                Found::Series(index, state) => {
-                    // Reclaimed meanwhile (a pinned one cannot be): again.
-                    if let Some(series) = family.at(index, state) {
-                        return Resolved::Series(family, series);
+            let room = family.room();
+            let answer = match series_of(family, flat(labels), Some(labels_hash)) {
+                Found::Series(index, generation) => {
+                    match family.write(pin, index, generation, &op) {
+                        Wrote::Done => Answer::Series {
+                            family: family.id,
+                            index,
+                            generation,
+                        },
+                        Wrote::Refused => {
+                            family.write_overflow(&op);
+                            Answer::Overflow {
+                                family: family.id,
+                                room,
+                            }
+                        }
+                        Wrote::Gone => continue,
                     }
                 }
-                Found::Overflow(index) => {
-                    let message = "series limit reached; new label sets fold into the otel_metric_overflow series";
-                    metrics.warn_once("overflow", &family.key, message);
-                    if let Some(series) = family.pinned(index) {
-                        return Resolved::Overflow(family, series);
+                Found::Overflow => {
+                    family.write_overflow(&op);
+                    Answer::Overflow {
+                        family: family.id,
+                        room,
                     }
                 }
-            }
+            };
+            self.keep(tag, answer);
+            return;
         }
-        // Reclaimed under every try: fold it (counted) rather than lose it.
-        match family.pinned(family.overflow_series()) {
-            Some(series) => Resolved::Overflow(family, series),
-            None => Resolved::Dropped(DropReason::InvalidName),
+        // Reclaimed under every try: folded (and counted) rather than lost.
+        family.write_overflow(&op);
+    }
+
+    /// Keeps `answer` in this thread's cache, if the cache admits it.
+    fn keep(&self, tag: u64, answer: Answer) {
+        cache::pairs(|t| t.admit().then(|| t.put(tag, answer)));
+    }
+
+    /// The handle of a macro call: the thread's own, found in its cache (by `tag`,
+    /// checked against `key`) or made and kept there.
+    fn bound(&self, kind: Kind, tag: u64, key: &Key) -> Arc<Bound> {
+        self.cached(tag, |b| self.answers(b, kind, key.name(), key))
+            .unwrap_or_else(|| self.keep_bound(tag, self.make_bound(kind, key.clone())))
+    }
+
+    /// This thread's cached handle of `tag`, if `check` says it answers the call.
+    #[inline]
+    fn cached(&self, tag: u64, check: impl Fn(&Bound) -> bool) -> Option<Arc<Bound>> {
+        let hit = cache::keys(|t| t.get(tag).cloned().flatten()).flatten();
+        match hit {
+            Some(bound) if check(&bound) => Some(bound),
+            Some(_) => {
+                cache::keys(|t| t.miss());
+                None
+            }
+            None => None,
         }
     }
 
-    /// The handle of a macro call, or of a timer: the thread's own, found in its cache
-    /// (by `hash`, of the call with this recorder's seed) or made and kept there.
-    pub(crate) fn bound<'a>(
-        &self,
-        kind: Kind,
-        name: &str,
-        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-        hash: u64,
-    ) -> Arc<Bound> {
-        let hit = cache::with(&KEYS, |t| t.get(hash).cloned().flatten()).flatten();
-        if let Some(bound) = hit {
-            if let Bound::Series {
-                recorder, family, ..
-            } = &*bound
-            {
-                if *recorder == self.id && is_named(family, kind, name) {
-                    return bound; // pinned: the series is its own still
-                }
-            }
-            cache::with(&KEYS, |t| t.miss());
-        }
+    fn keep_bound(&self, tag: u64, bound: Bound) -> Arc<Bound> {
+        let bound = Arc::new(bound);
+        cache::keys(|t| t.admit().then(|| t.put(tag, Some(bound.clone()))));
+        bound
+    }
+
+    /// Whether a cached handle answers the key `key` (named `name`) of `kind` for this
+    /// recorder.
+    #[inline]
+    fn answers(&self, bound: &Bound, kind: Kind, name: &str, key: &Key) -> bool {
+        bound.recorder == self.id
+            && bound.kind == kind
+            && same_text(bound.key.name(), name)
+            && same_labels(&bound.key, key)
+            && bound.current()
+    }
+
+    #[cold]
+    fn make_bound(&self, kind: Kind, key: Key) -> Bound {
         let shared = &self.store.shared;
-        match self.resolve(kind, name, pairs, true) {
-            Resolved::Series(family, series) => {
-                let bound = Arc::new(Bound::Series {
-                    recorder: self.id,
-                    family: family.clone(),
-                    index: series.index,
-                });
-                cache::with(&KEYS, |t| {
-                    t.admit().then(|| t.put(hash, Some(bound.clone())))
-                });
-                bound
-            }
-            Resolved::Overflow(family, series) => Arc::new(Bound::Overflow {
-                family: family.clone(),
-                index: series.index,
-            }),
-            Resolved::Dropped(reason) => Arc::new(Bound::Dropped {
+        let config = shared.config();
+        let target = match self.store.family_of(key.name(), kind) {
+            Err(reason) => Target::Dropped {
                 shared: shared.clone(),
                 reason,
-            }),
+                config,
+            },
+            Ok(family) => {
+                let room = family.room();
+                let pairs = key.labels().map(|l| (l.key(), l.value()));
+                match series_of(family, pairs, None) {
+                    Found::Series(index, generation) => Target::Series {
+                        family: family.clone(),
+                        at: AtomicU64::new(pack(index, generation)),
+                    },
+                    Found::Overflow => Target::Overflow {
+                        family: family.clone(),
+                        room,
+                    },
+                }
+            }
+        };
+        Bound {
+            recorder: self.id,
+            kind,
+            key,
+            target,
         }
     }
 
     fn bound_key(&self, kind: Kind, key: &Key) -> Arc<Bound> {
-        let pairs = key.labels().map(|l| (l.key(), l.value()));
-        let parts = key.labels().flat_map(|l| [l.key(), l.value()]);
-        let hash = cache::call_hash(self.seed(kind), key.name(), parts);
-        self.bound(kind, key.name(), pairs, hash)
+        self.bound(kind, hash::of_key(self.seed(kind), key.get_hash()), key)
     }
 
     /// The handle a timer of the histogram `name` records into.
     pub(crate) fn timer(&self, name: &str) -> Arc<Bound> {
-        let hash = cache::call_hash(self.seed(Kind::Histogram), name, std::iter::empty());
-        self.bound(Kind::Histogram, name, std::iter::empty(), hash)
+        let kind = Kind::Histogram;
+        let tag = hash::call(self.seed(kind), hash::text(name), 0);
+        let unlabelled = Key::from_static_name("");
+        self.cached(tag, |b| self.answers(b, kind, name, &unlabelled))
+            .unwrap_or_else(|| {
+                let key = Key::from_name(name.to_owned());
+                self.keep_bound(tag, self.make_bound(kind, key))
+            })
     }
+}
+
+/// Whether two texts are equal: at once when they are the same `'static` text.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+/// Whether two keys have the same labels.
+#[inline]
+fn same_labels(a: &Key, b: &Key) -> bool {
+    a.labels().len() == b.labels().len()
+        && a.labels()
+            .zip(b.labels())
+            .all(|(x, y)| same_text(x.key(), y.key()) && same_text(x.value(), y.value()))
 }
 
 impl metrics::Recorder for PorterRecorder {

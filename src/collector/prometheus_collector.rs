@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use metrics::{Histogram, Key, Label};
 
-use crate::handle::Target;
 use crate::pipeline::{self, Pipeline};
+use crate::store::family::Op;
 use crate::store::kind::Kind;
 use crate::{Collector, Timer};
 
@@ -100,12 +100,12 @@ impl PrometheusCollector {
         kind: Kind,
         name: &str,
         labels: &[&str],
-        op: impl FnOnce(Target<'_>),
+        op: Op<'_>,
         foreign: impl FnOnce(&dyn metrics::Recorder, &Key),
     ) {
         match &self.target {
             Destination::Pipeline(pipeline) => {
-                pipeline.recorder().with_pairs(kind, name, labels, op)
+                pipeline.recorder().write_pairs(kind, name, labels, op)
             }
             Destination::Foreign => through_foreign(name, labels, foreign),
         }
@@ -142,19 +142,15 @@ impl Collector for PrometheusCollector {
             Kind::Histogram,
             name,
             labels,
-            |t| t.record(value),
+            Op::Observe(value, 1),
             |r, key| r.register_histogram(key, &METADATA).record(value),
         );
     }
 
     fn record_gauge(&self, name: &str, value: f64, labels: &[&str]) {
-        self.record(
-            Kind::Gauge,
-            name,
-            labels,
-            |t| t.set(value),
-            |r, key| r.register_gauge(key, &METADATA).set(value),
-        );
+        self.record(Kind::Gauge, name, labels, Op::Set(value), |r, key| {
+            r.register_gauge(key, &METADATA).set(value)
+        });
     }
 
     /// Starts a timer recording into the histogram `name` (a long timer loses nothing to
@@ -174,23 +170,15 @@ impl Collector for PrometheusCollector {
     }
 
     fn add_to_counter(&self, name: &str, n: u64, labels: &[&str]) {
-        self.record(
-            Kind::Counter,
-            name,
-            labels,
-            |t| t.increment(n),
-            |r, key| r.register_counter(key, &METADATA).increment(n),
-        );
+        self.record(Kind::Counter, name, labels, Op::Add(n), |r, key| {
+            r.register_counter(key, &METADATA).increment(n)
+        });
     }
 
     fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
-        self.record(
-            Kind::Gauge,
-            name,
-            labels,
-            |t| t.add(delta),
-            |r, key| r.register_gauge(key, &METADATA).increment(delta),
-        );
+        self.record(Kind::Gauge, name, labels, Op::AddF64(delta), |r, key| {
+            r.register_gauge(key, &METADATA).increment(delta)
+        });
     }
 
     fn increment_counter_with_exemplar(&self, name: &str, labels: &[&str], exemplar: &[&str]) {
@@ -198,7 +186,7 @@ impl Collector for PrometheusCollector {
             Kind::Counter,
             name,
             labels,
-            |t| t.increment_with_exemplar(1, exemplar),
+            Op::AddWithExemplar(1, exemplar),
             |r, key| r.register_counter(key, &METADATA).increment(1),
         );
     }
@@ -214,7 +202,7 @@ impl Collector for PrometheusCollector {
             Kind::Histogram,
             name,
             labels,
-            |t| t.record_with_exemplar(value, exemplar),
+            Op::ObserveWithExemplar(value, exemplar),
             |r, key| r.register_histogram(key, &METADATA).record(value),
         );
     }

@@ -139,6 +139,12 @@ impl Arena {
         })
     }
 
+    /// The [hash](super::hash::text) of the string `id`, from its words.
+    pub(crate) fn hash(&self, id: u32) -> u64 {
+        let (len, words) = self.text(id);
+        super::hash::words(len, words.iter().map(|w| w.load(Ordering::Relaxed)))
+    }
+
     /// Feeds the string `id` to `h` as [`hash_text`] feeds its text.
     pub(crate) fn hash_into(&self, id: u32, h: &mut impl Hasher) {
         let (len, words) = self.text(id);

@@ -139,16 +139,20 @@ pub(crate) enum DropReason {
     NonFinite,
     /// A histogram observation made before the pipeline was bound, past the bounded buffer.
     BufferFull,
+    /// Histogram observations past 2^32 in one `record_many` call, or past 2^62 in one
+    /// series: cut.
+    CountOverflow,
 }
 
 impl DropReason {
-    pub(crate) const ALL: [DropReason; 6] = [
+    pub(crate) const ALL: [DropReason; 7] = [
         DropReason::InvalidName,
         DropReason::ReservedName,
         DropReason::KindConflict,
         DropReason::MetricLimit,
         DropReason::NonFinite,
         DropReason::BufferFull,
+        DropReason::CountOverflow,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -159,6 +163,7 @@ impl DropReason {
             DropReason::MetricLimit => "metric_limit",
             DropReason::NonFinite => "non_finite",
             DropReason::BufferFull => "buffer_full",
+            DropReason::CountOverflow => "count_overflow",
         }
     }
 
@@ -174,6 +179,9 @@ impl DropReason {
             DropReason::NonFinite => "non-finite histogram observation dropped",
             DropReason::BufferFull => {
                 "histogram observations recorded before the server started exceed the buffer; sample dropped"
+            }
+            DropReason::CountOverflow => {
+                "histogram observations past 2^32 in one call, or past 2^62 in one series, were cut"
             }
         }
     }

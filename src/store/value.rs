@@ -17,12 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::PoisonError;
 
 use super::exemplar;
-use super::family::Series;
+use super::family::{batch, Series};
 use super::native::NativeState;
 use super::self_metrics::DropReason;
 
 /// Raised in a histogram's `count` while a reader copies it.
 const GATE: u64 = 1 << 63;
+/// A histogram's count stays under this: far from the gate, whatever the calls.
+pub(crate) const MAX_COUNT: u64 = 1 << 62;
 /// Optimistic reads before a reader raises the gate.
 const TRIES: usize = 8;
 
@@ -56,13 +58,23 @@ pub(crate) struct Snapshot {
     pub(crate) negative: Vec<(i32, u64)>,
 }
 
+/// Adds `n` observations to the bucket when dropped: the last step of an observation, so
+/// that even a panic between the count and the bucket (in native buckets, say) leaves the
+/// histogram whole, and no reader waits for the bucket forever.
+struct BucketAdd<'a>(&'a AtomicU64, u64);
+
+impl Drop for BucketAdd<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(self.1, Ordering::Release);
+    }
+}
+
 impl Series<'_> {
     /// Adds `n` to a counter.
     #[inline]
     pub(crate) fn add(&self, n: u64) {
         if let Some(cells) = self.cells() {
             cells[0].fetch_add(n, Ordering::Relaxed);
-            self.written();
         }
     }
 
@@ -70,7 +82,6 @@ impl Series<'_> {
     pub(crate) fn absolute(&self, n: u64) {
         if let Some(cells) = self.cells() {
             cells[0].fetch_max(n, Ordering::Relaxed);
-            self.written();
         }
     }
 
@@ -79,7 +90,6 @@ impl Series<'_> {
     pub(crate) fn set(&self, value: f64) {
         if let Some(cells) = self.cells() {
             cells[0].store(value.to_bits(), Ordering::Relaxed);
-            self.written();
         }
     }
 
@@ -88,7 +98,17 @@ impl Series<'_> {
     pub(crate) fn add_f64(&self, delta: f64) {
         if let Some(cells) = self.cells() {
             add_f64(&cells[0], delta, Ordering::Relaxed);
-            self.written();
+        }
+    }
+
+    /// Its samples: a counter's value, a histogram's count (a gauge has none).
+    pub(crate) fn samples(&self) -> u64 {
+        match (self.family.kind, self.cells()) {
+            (super::kind::Kind::Counter, Some(cells)) => cells[0].load(Ordering::Relaxed),
+            (super::kind::Kind::Histogram, Some(cells)) => {
+                cells[COUNT].load(Ordering::Relaxed) & !GATE
+            }
+            _ => 0,
         }
     }
 
@@ -111,23 +131,37 @@ impl Series<'_> {
     }
 
     /// Observes `value` `n` times in a histogram: a non-finite value is dropped and
-    /// counted; before the pipeline is bound, the observation waits in the store.
+    /// counted; before the pipeline is bound, the observation waits in the store. At most
+    /// [`MAX_BATCH`](super::family::MAX_BATCH) observations a call, and a histogram's count stays under
+    /// [`MAX_COUNT`]: what is past either is cut and counted.
     #[inline]
     pub(crate) fn observe(&self, value: f64, n: u64) {
         if !value.is_finite() {
             self.family.shared.count_dropped(DropReason::NonFinite, n);
             return;
         }
+        let (n, cut) = batch(n);
+        self.family.count_cut(cut);
         match (self.cells(), self.family.layout.get()) {
             (Some(cells), Some(layout)) => {
                 let at = layout.bounds.partition_point(|bound| *bound < value);
                 // Counted first, in the bucket last: see the module documentation.
-                while cells[COUNT].fetch_add(n, Ordering::Relaxed) & GATE != 0 {
+                let before = loop {
+                    let before = cells[COUNT].fetch_add(n, Ordering::Relaxed);
+                    if before & GATE == 0 {
+                        break before;
+                    }
                     cells[COUNT].fetch_sub(n, Ordering::Relaxed);
                     while cells[COUNT].load(Ordering::Relaxed) & GATE != 0 {
                         std::thread::yield_now();
                     }
+                };
+                if before + n >= MAX_COUNT {
+                    cells[COUNT].fetch_sub(n, Ordering::Relaxed);
+                    self.family.count_cut(n);
+                    return;
                 }
+                let _bucket = BucketAdd(&cells[BUCKETS + at], n);
                 add_f64(&cells[SUM], value * n as f64, Ordering::Release);
                 if let Some(settings) = &layout.native {
                     if let Some(extra) = self.extra(true) {
@@ -140,10 +174,23 @@ impl Series<'_> {
                             .observe(value, n, settings);
                     }
                 }
-                cells[BUCKETS + at].fetch_add(n, Ordering::Release);
-                self.written();
             }
             _ => self.family.shared.keep_early(self, value, n),
+        }
+    }
+
+    /// Takes back `n` observations of `value` (see `undo`): bucket first and count last,
+    /// the reverse of [`observe`](Self::observe), so a reader never sees more in the
+    /// buckets than in the count. Native buckets are not taken back.
+    pub(crate) fn unobserve(&self, value: f64, n: u64) {
+        let (n, _) = batch(n);
+        if let (Some(cells), Some(layout), true) =
+            (self.cells(), self.family.layout.get(), value.is_finite())
+        {
+            let at = layout.bounds.partition_point(|bound| *bound < value);
+            cells[BUCKETS + at].fetch_sub(n, Ordering::Relaxed);
+            add_f64(&cells[SUM], -(value * n as f64), Ordering::Relaxed);
+            cells[COUNT].fetch_sub(n, Ordering::Release);
         }
     }
 

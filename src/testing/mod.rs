@@ -217,4 +217,40 @@ impl Capture {
     pub fn exposition(&self) -> Result<Exposition, ParseError> {
         Exposition::parse(&self.render())
     }
+
+    /// Counter increments and histogram observations that idle expiry keeps out of the
+    /// exposition: those of hidden series, and those of series it reclaimed. With what the
+    /// exposition shows, they account for every one recorded: a test of exactness under
+    /// idle expiry adds the two, with upkeep held still ([`pause_upkeep`](Self::pause_upkeep))
+    /// so that both are of one moment.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use porter_metrics::{testing::Capture, Builder, Collector};
+    ///
+    /// let capture = Capture::with_recorder(
+    ///     Builder::new().idle_timeout(Duration::from_secs(60)).build_local(),
+    /// );
+    /// capture.collector().increment_counter("jobs_total", &[]);
+    /// assert_eq!(capture.unexported_samples(), 0); // not idle yet
+    /// ```
+    pub fn unexported_samples(&self) -> u64 {
+        let store = self.recorder.pipeline().recorder().store();
+        let hidden: u64 = store.families().iter().map(|f| f.hidden_samples()).sum();
+        store.shared.expired() + hidden
+    }
+
+    /// Holds idle expiry still until the guard is dropped: scrapes and
+    /// [`unexported_samples`](Self::unexported_samples) made meanwhile are of one moment.
+    ///
+    /// ```
+    /// let capture = porter_metrics::testing::Capture::new();
+    /// let still = capture.pause_upkeep();
+    /// let _scrape = capture.render();
+    /// drop(still);
+    /// ```
+    #[must_use = "upkeep is held only while the guard lives"]
+    pub fn pause_upkeep(&self) -> impl Drop + '_ {
+        self.recorder.pipeline().recorder().store().pause_upkeep()
+    }
 }

@@ -1,99 +1,109 @@
 //! Idle expiry in place: a series idle for the timeout is hidden (its record flagged), and
-//! one hidden as long again that no kept handle pins is reclaimed; see the family's
-//! documentation for how a write and the expiry meet.
+//! one hidden as long again is reclaimed; a reclaimed record is reused once no write that
+//! could have seen it runs (see the [`protocol`](super::super::protocol)).
 
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
-use super::{rehash, Family, Index, Record, GENERATION, LIVE, VISIBLE};
+use super::super::protocol::{self, Tick};
+use super::index::PENDING;
+use super::Family;
 
 impl Family {
-    /// Hides the series idle for `idle_ms`, and reclaims those hidden as long again that
-    /// nothing pins. Allocates nothing per series it keeps.
+    /// Upkeep's pass at `now` (its clock, ms): hides the series idle for `idle_ms`, and
+    /// reclaims those hidden as long again. Allocates nothing per series it keeps.
     pub(crate) fn expire(&self, now: u32, idle_ms: u32) {
-        let idle = |record: &Record, times: u32| {
-            now.wrapping_sub(record.touched.load(Ordering::SeqCst)) > idle_ms.saturating_mul(times)
-        };
         let overflow = self.overflow.get().copied();
-        let mut reclaim = Vec::new();
+        let mut reclaimable = Vec::new();
         for i in 0..self.len.load(Ordering::Acquire) {
             let Some((segment, at)) = self.slot(i) else {
                 break;
             };
-            let record = &segment.record(at);
-            let state = record.state.load(Ordering::SeqCst);
-            if state & LIVE == 0 || Some(i) == overflow || !idle(record, 1) {
+            if Some(i) == overflow {
                 continue;
             }
-            if state & VISIBLE == 0 {
-                if idle(record, 2) {
-                    reclaim.push(i);
+            let record = segment.record(at);
+            match protocol::tick(&record.state, &record.touched, now, idle_ms) {
+                Tick::Kept => {}
+                Tick::Hid => {
+                    self.release();
+                    self.shared.count_hidden(1);
                 }
-                continue;
-            }
-            let hide = state & !VISIBLE;
-            if record
-                .state
-                .compare_exchange(state, hide, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-            {
-                continue;
-            }
-            // A writer stamped it meanwhile: shown again, unless the writer did it (and
-            // counted it) first.
-            let stays = !idle(record, 1)
-                && record
-                    .state
-                    .compare_exchange(hide, state, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok();
-            if !stays {
-                self.shown(-1, true);
+                Tick::Reclaimable => reclaimable.push(i),
             }
         }
-        if !reclaim.is_empty() {
-            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-            for i in reclaim {
-                self.reclaim(&mut index, i, &idle);
+        if reclaimable.is_empty() {
+            return;
+        }
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        for i in reclaimable {
+            let Some((segment, at)) = self.slot(i) else {
+                continue;
+            };
+            // Its hash before the state changes: the labels stay until the record is reused.
+            let hash = self.hash_of(i);
+            if protocol::retire(&segment.record(at).state) {
+                index.remove(i, hash);
+                index.retired.push((i, PENDING));
+                self.shared.count_hidden(-1);
             }
         }
     }
 
-    /// Frees a hidden, idle, unpinned record (under the write lock).
-    fn reclaim(&self, index: &mut Index, i: u32, idle: &impl Fn(&Record, u32) -> bool) {
-        let Some((segment, at)) = self.slot(i) else {
-            return;
-        };
-        let record = &segment.record(at);
-        let state = record.state.load(Ordering::SeqCst);
-        let pinned = self
-            .pins
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&i);
-        if state & (LIVE | VISIBLE) != LIVE || pinned {
+    /// Dates the records reclaimed in the epoch that just ended, `epoch`.
+    pub(crate) fn date_retired(&self, epoch: u64) {
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        for (_, when) in index.retired.iter_mut().filter(|(_, e)| *e == PENDING) {
+            *when = epoch;
+        }
+    }
+
+    /// Makes the records reclaimed before epoch `oldest` (the oldest a running write
+    /// pinned) free to use again, and frees their labels.
+    pub(crate) fn reuse(&self, oldest: u64) {
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        if index.retired.iter().all(|&(_, e)| e >= oldest) {
             return;
         }
-        let free = (state & !(LIVE | VISIBLE)).wrapping_add(GENERATION);
-        if record
-            .state
-            .compare_exchange(state, free, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return;
-        }
-        if !idle(record, 2) {
-            // A writer stamped it first: it stays.
-            record.state.store(state, Ordering::SeqCst);
-            return;
-        }
+        let retired = std::mem::take(&mut index.retired);
         let hasher = &self.shared.hasher;
-        let hash = rehash(&self.records, &self.arena, hasher, i);
-        if let Ok(entry) = index.series.find_entry(hash, |&j| j == i) {
-            entry.remove();
+        for (i, epoch) in retired {
+            if epoch >= oldest {
+                index.retired.push((i, epoch));
+                continue;
+            }
+            if let Some(series) = self.series_at(i) {
+                self.shared.count_expired(series.samples());
+            }
+            if let Some((segment, at)) = self.slot(i) {
+                let list = segment.record(at).labels.load(Ordering::Relaxed);
+                index.space.free_list(&self.arena, hasher, list);
+                index.free.push(i);
+            }
         }
-        let list = record.labels.load(Ordering::Relaxed);
-        index.space.free_list(&self.arena, hasher, list);
-        index.free.push(i);
-        self.shared.count_series(0, -1);
+    }
+
+    /// Counter increments and histogram observations held by hidden series, and by series
+    /// reclaimed whose records wait for reuse.
+    #[cfg(feature = "testing")]
+    pub(crate) fn hidden_samples(&self) -> u64 {
+        let mut scratch = super::Scratch::default();
+        let mut sum = 0u64;
+        self.for_each_hidden(&mut scratch, |series, _| sum += series.samples());
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        for &(i, _) in &index.retired {
+            sum += self.series_at(i).map_or(0, |s| s.samples());
+        }
+        sum
+    }
+
+    /// Whether it holds reclaimed records waiting for reuse.
+    pub(crate) fn has_retired(&self) -> bool {
+        !self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retired
+            .is_empty()
     }
 }

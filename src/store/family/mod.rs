@@ -3,45 +3,37 @@
 //! A series is a [`Record`] (its state, its label list, its idle clock and its start
 //! timestamp: 16 bytes) and its value cells, `stride` atomics at the same index in the
 //! segment's value array (one for a counter or gauge; count, sum and one per bucket for a
-//! histogram). Label keys and values are interned in the family's [`Arena`]. A hash table
-//! of indices, keyed by the label set, finds a series on a miss; the segments are read
-//! without any lock, so a scrape walks the records in index order while writers and
-//! creators carry on.
+//! histogram). Label keys and values are interned in the family's [`Arena`]. The segments
+//! never move and are read without any lock: a scrape walks the records in index order
+//! while writers and creators carry on.
 //!
-//! A record's state word holds a generation, `LIVE` (it holds a series) and `VISIBLE` (it
-//! is exported). Idle expiry hides a series in place and its next write shows it again,
-//! with everything it held; a series hidden for another idle timeout, that no kept handle
-//! pins, is reclaimed: its index goes back to the free list and its strings to the arena.
-//!
-//! Writes and expiry meet as in Dekker's algorithm. With expiry on, a writer stamps the
-//! record's clock before it reads the state, and expiry changes the state before it reads
-//! the clock (all sequentially consistent): either expiry sees the fresh stamp and backs
-//! off, or the writer sees the change. No write lands in a reclaimed record, and none is
-//! left hidden.
+//! Where things are: the index from label set to record and the making of series in
+//! `index.rs`; writes in `write.rs` (through the [`protocol`](super::protocol)); idle
+//! expiry and reuse in `expiry.rs`; the lock-free walk in `walk.rs`.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
-use hashbrown::{HashMap, HashTable};
 use metrics::Unit;
 
-use super::arena::{Arena, Space};
+use super::arena::Arena;
 use super::exemplar::Exemplars;
 use super::kind::Kind;
-use super::labels::Canonical;
 use super::native::{NativeHistograms, NativeState};
 use super::slab::Segmented;
 use super::Shared;
 
 mod expiry;
+mod index;
 mod walk;
+mod write;
 
+pub(crate) use index::Found;
+use index::Index;
 pub(crate) use walk::{LabelsView, Scratch};
-
-/// The state word: `LIVE`, `VISIBLE`, and the generation above them.
-pub(crate) const LIVE: u32 = 1;
-pub(crate) const VISIBLE: u32 = 2;
-const GENERATION: u32 = 4;
+#[cfg(doc)]
+pub(crate) use write::MAX_BATCH;
+pub(crate) use write::{batch, Op, Wrote};
 
 /// The label set of the overflow series, as OpenTelemetry SDKs name it.
 pub(crate) const OVERFLOW: (&str, &str) = ("otel_metric_overflow", "true");
@@ -49,10 +41,12 @@ pub(crate) const OVERFLOW: (&str, &str) = ("otel_metric_overflow", "true");
 /// One series' record; see the module documentation.
 #[derive(Default)]
 pub(crate) struct Record {
+    /// Generation and flags: see the [`protocol`](super::protocol).
     pub(crate) state: AtomicU32,
     /// Offset of its label list in the arena.
     labels: AtomicU32,
-    /// When last written (the store's coarse clock, ms, wrapping); with expiry only.
+    /// Upkeep's clock when it last found the series written (ms, wrapping); only upkeep
+    /// writes it.
     touched: AtomicU32,
     /// When the series started, in tenths of a second since the store's epoch.
     pub(crate) start: AtomicU32,
@@ -115,6 +109,14 @@ fn spread(at: usize, len: usize, per_line: usize) -> usize {
 }
 
 impl Segment {
+    fn new(n: usize) -> Self {
+        Self {
+            records: (0..n).map(|_| Record::default()).collect(),
+            values: OnceLock::new(),
+            extras: OnceLock::new(),
+        }
+    }
+
     /// Record `at`.
     #[inline]
     fn record(&self, at: usize) -> &Record {
@@ -132,37 +134,24 @@ impl Segment {
         };
         values.get(first..first + stride)
     }
-}
 
-type Records = Segmented<Box<Segment>, 4>;
-
-/// What the family's write lock guards.
-struct Index {
-    /// Record indices, by the hash of their label set.
-    series: HashTable<u32>,
-    space: Space,
-    /// Reclaimed indices, reused first.
-    free: Vec<u32>,
-    /// The first index never used.
-    next: u32,
-    /// Label keys its series have used, up to [`MAX_KEYS`]; `None` past that.
-    keys: Option<Vec<Box<str>>>,
-}
-
-impl Default for Index {
-    fn default() -> Self {
-        Self {
-            series: HashTable::new(),
-            space: Space::default(),
-            free: Vec::new(),
-            next: 0,
-            keys: Some(Vec::new()),
+    /// The extras of record `at`, made if `make` and not yet there.
+    fn extra(&self, at: usize, make: bool) -> Option<&Extra> {
+        let extras = match make {
+            true => self
+                .extras
+                .get_or_init(|| (0..self.records.len()).map(|_| OnceLock::new()).collect()),
+            false => self.extras.get()?,
+        };
+        let slot = extras.get(at)?;
+        match make {
+            true => Some(slot.get_or_init(Box::default)),
+            false => slot.get().map(|e| &**e),
         }
     }
 }
 
-/// Label keys a family remembers by name.
-const MAX_KEYS: usize = 64;
+type Records = Segmented<Box<Segment>, 4>;
 
 /// See the module documentation.
 pub(crate) struct Family {
@@ -177,13 +166,10 @@ pub(crate) struct Family {
     /// A histogram family's buckets, once the pipeline is bound.
     pub(crate) layout: OnceLock<Layout>,
     description: Mutex<Description>,
-    /// A copy of the store's expiry flag, read on every write: the family's line is at hand.
-    pub(crate) expiring: AtomicBool,
     records: Records,
     pub(crate) arena: Arena,
+    /// Taken to make, reclaim or reuse a record; a lookup reads it.
     index: RwLock<Index>,
-    /// Kept handles per index: a pinned series is never reclaimed.
-    pins: Mutex<HashMap<u32, u32>>,
     /// Records ever used: a walk stops there.
     len: AtomicU32,
     /// Series exported now (the overflow series aside): the limits count these.
@@ -191,9 +177,12 @@ pub(crate) struct Family {
     overflow: OnceLock<u32>,
     /// Samples folded into the overflow series.
     folded: AtomicU64,
+    /// Bumped whenever room is made (a series hidden or reclaimed): a thread's cached
+    /// "over the limit" answer holds only while it is unchanged.
+    room: AtomicU32,
 }
 
-/// A series found: its record and its cells, and the state it was found in.
+/// A series as a walk or a write found it: its record and its cells, and its state then.
 pub(crate) struct Series<'a> {
     pub(crate) family: &'a Family,
     pub(crate) index: u32,
@@ -203,13 +192,6 @@ pub(crate) struct Series<'a> {
     state: u32,
 }
 
-/// What a label set resolved to: a series' index and the state it was found in.
-pub(crate) enum Found {
-    Series(u32, u32),
-    /// Past a limit: the family's overflow series.
-    Overflow(u32),
-}
-
 impl Family {
     pub(crate) fn new(id: u32, key: &str, base: String, kind: Kind, shared: Arc<Shared>) -> Self {
         Self {
@@ -217,18 +199,17 @@ impl Family {
             key: key.into(),
             base: base.into(),
             kind,
-            expiring: AtomicBool::new(shared.expiring()),
             shared,
             layout: OnceLock::new(),
             description: Mutex::default(),
             records: Records::default(),
             arena: Arena::default(),
             index: RwLock::default(),
-            pins: Mutex::default(),
             len: AtomicU32::new(0),
             visible: AtomicU32::new(0),
             overflow: OnceLock::new(),
             folded: AtomicU64::new(0),
+            room: AtomicU32::new(0),
         }
     }
 
@@ -262,6 +243,7 @@ impl Family {
 
     /// Value cells per series: one for a counter or gauge; count, sum and the buckets
     /// (`+Inf` last) for a histogram, once its buckets are known.
+    #[inline]
     pub(crate) fn stride(&self) -> Option<usize> {
         match self.kind {
             Kind::Counter | Kind::Gauge => Some(1),
@@ -276,18 +258,14 @@ impl Family {
             .map(|_| self.folded.load(Ordering::Relaxed))
     }
 
-    /// One more (or one fewer) series exported, in the family and the store; with
-    /// `hidden`, one fewer (or one more) hidden.
-    fn shown(&self, n: i32, hidden: bool) {
-        match n {
-            1 => self.visible.fetch_add(1, Ordering::Relaxed),
-            _ => self.visible.fetch_sub(1, Ordering::Relaxed),
-        };
-        self.shared.count_series(n, if hidden { -n } else { 0 });
-    }
-
     pub(crate) fn count_folded(&self, n: u64) {
         self.folded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The room stamp: changes whenever a series is hidden or reclaimed.
+    #[inline]
+    pub(crate) fn room(&self) -> u32 {
+        self.room.load(Ordering::Acquire)
     }
 
     /// Gives the family its buckets, and every series so far its cells (the pipeline is
@@ -300,8 +278,7 @@ impl Family {
         }
     }
 
-    /// The cells (and, for native histograms, the extras) of a segment, once the stride
-    /// is known.
+    /// The cells of a segment, once the stride is known.
     fn fill(&self, segment: &Segment) {
         let Some(stride) = self.stride() else { return };
         segment.values.get_or_init(|| {
@@ -318,201 +295,20 @@ impl Family {
         (at < segment.records.len()).then_some((segment, at))
     }
 
-    /// The series at `index` as it stands, or `None` if it holds none.
+    /// The series at `index` as it stands, whatever its state.
+    #[inline]
     fn series_at(&self, index: u32) -> Option<Series<'_>> {
         let (segment, at) = self.slot(index)?;
-        let record = &segment.record(at);
-        if self.expiring.load(Ordering::Relaxed) {
-            record.touched.store(self.shared.now(), Ordering::SeqCst);
-        }
-        let state = record.state.load(Ordering::SeqCst);
-        (state & LIVE != 0).then_some(Series {
+        let record = segment.record(at);
+        Some(Series {
             family: self,
             index,
             record,
             segment,
             at,
-            state,
+            state: record.state.load(Ordering::Acquire),
         })
     }
-
-    /// The series at `index` if it still holds the label set it held in `state` (the
-    /// state a lookup found it in: the generation tells a reused record).
-    #[inline]
-    pub(crate) fn at(&self, index: u32, state: u32) -> Option<Series<'_>> {
-        self.series_at(index)
-            .filter(|s| s.state | VISIBLE == state | VISIBLE)
-    }
-
-    /// The series at `index`, which a kept handle pins (so it is live).
-    pub(crate) fn pinned(&self, index: u32) -> Option<Series<'_>> {
-        self.series_at(index)
-    }
-
-    /// Whether the record at `index` holds the canonical label set `set`.
-    fn holds(&self, index: u32, set: &Canonical<'_>) -> bool {
-        let Some((segment, at)) = self.slot(index) else {
-            return false;
-        };
-        let list = self
-            .arena
-            .list(segment.record(at).labels.load(Ordering::Relaxed));
-        list.len() == set.pairs().len()
-            && list
-                .zip(set.pairs())
-                .all(|((k, v), (key, value))| self.arena.eq(k, key) && self.arena.eq(v, value))
-    }
-
-    /// The series of the canonical label set `set` (of hash `hash`), created if the limits
-    /// allow, else the overflow series. With `pin`, a kept handle pins it.
-    pub(crate) fn find_or_create(&self, set: &Canonical<'_>, hash: u64, pin: bool) -> Found {
-        {
-            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(&i) = index.series.find(hash, |&i| self.holds(i, set)) {
-                return self.found(i, pin);
-            }
-        }
-        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(&i) = index.series.find(hash, |&i| self.holds(i, set)) {
-            return self.found(i, pin);
-        }
-        let visible = self.visible.load(Ordering::Relaxed) as usize;
-        if !self.shared.admit_series(visible) {
-            drop(index);
-            return Found::Overflow(self.overflow_series());
-        }
-        let i = self.create(&mut index, set.pairs(), hash);
-        self.shown(1, false);
-        self.found(i, pin)
-    }
-
-    /// The series at `i`, pinned if `pin` (under the lock: it cannot be reclaimed first).
-    fn found(&self, i: u32, pin: bool) -> Found {
-        if pin {
-            self.pin(i, 1);
-        }
-        let state = self
-            .slot(i)
-            .map_or(0, |(s, at)| s.record(at).state.load(Ordering::Acquire));
-        Found::Series(i, state)
-    }
-
-    /// A new record for `pairs` (under the write lock).
-    fn create<'p>(
-        &self,
-        index: &mut Index,
-        pairs: impl Iterator<Item = (&'p str, &'p str)>,
-        hash: u64,
-    ) -> u32 {
-        let hasher = &self.shared.hasher;
-        let ids: Vec<(u32, u32)> = pairs
-            .map(|(k, v)| {
-                if let Some(keys) = &mut index.keys {
-                    if !keys.iter().any(|known| **known == *k) {
-                        keys.push(k.into());
-                    }
-                }
-                let key = index.space.intern(&self.arena, hasher, k);
-                (key, index.space.intern(&self.arena, hasher, v))
-            })
-            .collect();
-        if index.keys.as_ref().is_some_and(|k| k.len() > MAX_KEYS) {
-            index.keys = None;
-        }
-        let list = index.space.list(&self.arena, &ids);
-        let i = index.free.pop().unwrap_or_else(|| {
-            index.next += 1;
-            index.next - 1
-        });
-        let (k, _) = Records::locate(i);
-        let segment = self.records.segment_or_init(k, |n| {
-            Box::new(Segment {
-                records: (0..n).map(|_| Record::default()).collect(),
-                values: OnceLock::new(),
-                extras: OnceLock::new(),
-            })
-        });
-        if let Some(segment) = segment {
-            self.fill(segment);
-        }
-        let Some((segment, at)) = self.slot(i) else {
-            return i; // past every segment: u32::MAX series; never reached
-        };
-        let record = &segment.record(at);
-        let generation = record.state.load(Ordering::Relaxed) & !(LIVE | VISIBLE);
-        // A reused record starts from zero.
-        for cell in segment.cells(at, self.stride()).unwrap_or_default() {
-            cell.store(0, Ordering::Relaxed);
-        }
-        if let Some(extra) = segment.extras.get().and_then(|e| e[at].get()) {
-            extra.reset();
-        }
-        record.labels.store(list, Ordering::Relaxed);
-        record.touched.store(self.shared.now(), Ordering::Relaxed);
-        record.start.store(self.shared.tenths(), Ordering::Relaxed);
-        record
-            .state
-            .store(generation | LIVE | VISIBLE, Ordering::Release);
-        let arena = &self.arena;
-        let records = &self.records;
-        index
-            .series
-            .insert_unique(hash, i, |&j| rehash(records, arena, hasher, j));
-        self.len.fetch_max(i + 1, Ordering::Release);
-        i
-    }
-
-    /// Whether any label key its series have used satisfies `test` (`true` when it has used
-    /// too many to remember).
-    pub(crate) fn any_key(&self, test: impl Fn(&str) -> bool) -> bool {
-        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
-        index
-            .keys
-            .as_ref()
-            .is_none_or(|keys| keys.iter().any(|k| test(k)))
-    }
-
-    /// The series collecting label sets past the limits (made on first use; never hidden).
-    pub(crate) fn overflow_series(&self) -> u32 {
-        *self.overflow.get_or_init(|| {
-            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
-            let set = Canonical::of([OVERFLOW].into_iter(), self.kind, 1, usize::MAX).0;
-            let hash = set.hash(&self.shared.hasher);
-            match index.series.find(hash, |&i| self.holds(i, &set)) {
-                Some(&i) => i,
-                None => self.create(&mut index, set.pairs(), hash),
-            }
-        })
-    }
-
-    /// Adds `n` kept handles to the series at `index` (negative: lets go of them).
-    pub(crate) fn pin(&self, index: u32, n: i32) {
-        let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = pins.entry(index).or_insert(0);
-        *count = count.saturating_add_signed(n);
-        if *count == 0 {
-            pins.remove(&index);
-        }
-    }
-}
-
-/// The hash of the label set of the record at `i`, as [`Canonical::hash`] hashes it.
-fn rehash(records: &Records, arena: &Arena, hasher: &impl std::hash::BuildHasher, i: u32) -> u64 {
-    use std::hash::Hasher;
-    let (k, at) = Records::locate(i);
-    let Some(record) = records
-        .segment(k)
-        .filter(|s| at < s.records.len())
-        .map(|s| s.record(at))
-    else {
-        return 0;
-    };
-    let mut h = hasher.build_hasher();
-    for (key, value) in arena.list(record.labels.load(Ordering::Relaxed)) {
-        arena.hash_into(key, &mut h);
-        arena.hash_into(value, &mut h);
-    }
-    h.finish()
 }
 
 impl<'a> Series<'a> {
@@ -529,35 +325,7 @@ impl<'a> Series<'a> {
 
     /// Its extras, made if `make` and not yet there.
     pub(crate) fn extra(&self, make: bool) -> Option<&'a Extra> {
-        let extras = match make {
-            true => self.segment.extras.get_or_init(|| {
-                (0..self.segment.records.len())
-                    .map(|_| OnceLock::new())
-                    .collect()
-            }),
-            false => self.segment.extras.get()?,
-        };
-        let slot = extras.get(self.at)?;
-        match make {
-            true => Some(slot.get_or_init(Box::default)),
-            false => slot.get().map(|e| &**e),
-        }
-    }
-
-    /// After a write: a hidden series is shown again (see the module documentation).
-    #[inline]
-    pub(crate) fn written(&self) {
-        if self.state & VISIBLE == 0 {
-            let shown = self.state | VISIBLE;
-            if self
-                .record
-                .state
-                .compare_exchange(self.state, shown, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.family.shown(1, true);
-            }
-        }
+        self.segment.extra(self.at, make)
     }
 }
 

@@ -4,7 +4,8 @@
 use std::sync::atomic::{fence, Ordering};
 
 use super::super::arena::Arena;
-use super::{Family, Series, LIVE, VISIBLE};
+use super::super::protocol::{LIVE, VISIBLE};
+use super::{Family, Series};
 
 impl Family {
     /// Runs `f` on every exported series, in index order, without a lock: each with its
@@ -19,7 +20,7 @@ impl Family {
 
     /// Runs `f` on every series idle expiry has hidden and not yet reclaimed, as
     /// [`for_each`](Self::for_each) does on the exported ones: a pusher's stale markers.
-    #[expect(dead_code, reason = "the pushers' stale markers will use it")]
+    #[cfg_attr(not(any(feature = "push", feature = "testing")), allow(dead_code))]
     pub(crate) fn for_each_hidden(
         &self,
         scratch: &mut Scratch,

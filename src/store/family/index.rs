@@ -1,0 +1,261 @@
+//! Finding a label set's series, and making it: the family's index (under its lock), the
+//! limits a new or revived series passes, and the overflow series.
+//!
+//! The index keeps each series' hash beside its record number (the high half of the
+//! label set's [hash](super::super::hash), which also places it), so growing it reads no
+//! label again; a match is then checked against the interned labels, so the index never
+//! confuses two label sets.
+
+use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
+
+use hashbrown::HashTable;
+
+use super::super::arena::Space;
+use super::super::labels::Canonical;
+use super::super::{hash, protocol};
+use super::{Family, Records, Segment, OVERFLOW};
+
+/// Label keys a family remembers by name.
+const MAX_KEYS: usize = 64;
+
+/// What the family's lock guards.
+pub(super) struct Index {
+    /// `hash >> 32 << 32 | record`, placed by the hash's high half.
+    series: HashTable<u64>,
+    pub(super) space: Space,
+    /// Records free to use now.
+    pub(super) free: Vec<u32>,
+    /// Records reclaimed, each with the epoch it was reclaimed in ([`PENDING`] until the
+    /// store ends that epoch): reused once no write of that epoch runs.
+    pub(super) retired: Vec<(u32, u64)>,
+    /// The first record never used.
+    next: u32,
+    /// Label keys its series have used, up to [`MAX_KEYS`]; `None` past that.
+    keys: Option<Vec<Box<str>>>,
+}
+
+/// The epoch of a record reclaimed in an epoch the store has not ended yet.
+pub(super) const PENDING: u64 = u64::MAX;
+
+impl Default for Index {
+    fn default() -> Self {
+        Self {
+            series: HashTable::new(),
+            space: Space::default(),
+            free: Vec::new(),
+            retired: Vec::new(),
+            next: 0,
+            keys: Some(Vec::new()),
+        }
+    }
+}
+
+/// Where an index entry of hash-half `high` is placed: both halves from it, so that the
+/// table's control byte (its top bits) and its bucket (its low bits) both vary.
+#[inline]
+fn place(high: u64) -> u64 {
+    high | high >> 32
+}
+
+#[inline]
+fn entry(hash: u64, record: u32) -> u64 {
+    hash >> 32 << 32 | u64::from(record)
+}
+
+/// What a label set resolved to: a series' record and generation, or the overflow series.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Found {
+    Series(u32, u32),
+    /// Past a limit: the family's overflow series.
+    Overflow,
+}
+
+impl Index {
+    fn find(&self, family: &Family, set: &Canonical<'_>, hash: u64) -> Option<u32> {
+        let high = hash >> 32 << 32;
+        self.series
+            .find(place(high), |&e| {
+                e >> 32 << 32 == high && family.holds(e as u32, set)
+            })
+            .map(|&e| e as u32)
+    }
+
+    /// Forgets the series at `record` (reclaimed), of label-set hash `hash`.
+    pub(super) fn remove(&mut self, record: u32, hash: u64) {
+        if let Ok(found) = self
+            .series
+            .find_entry(place(hash >> 32 << 32), |&e| e as u32 == record)
+        {
+            found.remove();
+        }
+    }
+}
+
+impl Family {
+    /// Whether the record at `index` holds the canonical label set `set`.
+    fn holds(&self, index: u32, set: &Canonical<'_>) -> bool {
+        let Some((segment, at)) = self.slot(index) else {
+            return false;
+        };
+        let list = self
+            .arena
+            .list(segment.record(at).labels.load(Ordering::Relaxed));
+        list.len() == set.pairs().len()
+            && list
+                .zip(set.pairs())
+                .all(|((k, v), (key, value))| self.arena.eq(k, key) && self.arena.eq(v, value))
+    }
+
+    /// The label-set hash of the record at `index`, computed again from its interned text.
+    pub(super) fn hash_of(&self, index: u32) -> u64 {
+        let Some((segment, at)) = self.slot(index) else {
+            return 0;
+        };
+        let list = segment.record(at).labels.load(Ordering::Relaxed);
+        self.arena.list(list).fold(0u64, |sum, (k, v)| {
+            sum.wrapping_add(hash::pair(self.arena.hash(k), self.arena.hash(v)))
+        })
+    }
+
+    /// The series of the canonical label set `set` (of hash `hash`), made if the limits
+    /// allow, else the overflow series.
+    pub(crate) fn find_or_create(&self, set: &Canonical<'_>, hash: u64) -> Found {
+        {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(i) = index.find(self, set, hash) {
+                return self.found(i);
+            }
+        }
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = index.find(self, set, hash) {
+            return self.found(i);
+        }
+        if !self.reserve() {
+            drop(index);
+            self.overflow_series();
+            return Found::Overflow;
+        }
+        let i = self.create(&mut index, set.pairs(), hash);
+        self.found(i)
+    }
+
+    fn found(&self, i: u32) -> Found {
+        let state = self
+            .slot(i)
+            .map_or(0, |(s, at)| s.record(at).state.load(Ordering::Acquire));
+        Found::Series(i, protocol::generation(state))
+    }
+
+    /// Takes room for one more exported series, in the family and in the store; `false`
+    /// past either limit.
+    pub(super) fn reserve(&self) -> bool {
+        let per_metric = self.shared.series_per_metric();
+        let room = |v: u32| (v as usize) < per_metric;
+        if self
+            .visible
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                room(v).then(|| v + 1)
+            })
+            .is_err()
+        {
+            return false;
+        }
+        if !self.shared.reserve_series() {
+            self.visible.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back the room of one exported series (hidden, or a reservation unused).
+    pub(super) fn release(&self) {
+        self.visible.fetch_sub(1, Ordering::AcqRel);
+        self.shared.release_series();
+        self.room.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A new record for `pairs` (under the lock): a free one, or one never used.
+    fn create<'p>(
+        &self,
+        index: &mut Index,
+        pairs: impl Iterator<Item = (&'p str, &'p str)>,
+        hash: u64,
+    ) -> u32 {
+        let hasher = &self.shared.hasher;
+        let mut ids: Vec<(u32, u32)> = Vec::new();
+        for (k, v) in pairs {
+            if let Some(keys) = &mut index.keys {
+                if !keys.iter().any(|known| **known == *k) {
+                    keys.push(k.into());
+                }
+            }
+            let key = index.space.intern(&self.arena, hasher, k);
+            ids.push((key, index.space.intern(&self.arena, hasher, v)));
+        }
+        if index.keys.as_ref().is_some_and(|k| k.len() > MAX_KEYS) {
+            index.keys = None;
+        }
+        let list = index.space.list(&self.arena, &ids);
+        let i = index.free.pop().unwrap_or_else(|| {
+            index.next += 1;
+            index.next - 1
+        });
+        let (k, _) = Records::locate(i);
+        if let Some(segment) = self
+            .records
+            .segment_or_init(k, |n| Box::new(Segment::new(n)))
+        {
+            self.fill(segment);
+        }
+        let Some((segment, at)) = self.slot(i) else {
+            return i; // past every segment: u32::MAX series; never reached
+        };
+        let record = segment.record(at);
+        // A reused record starts from zero: no write of its last series runs any more.
+        for cell in segment.cells(at, self.stride()).unwrap_or_default() {
+            cell.store(0, Ordering::Relaxed);
+        }
+        if let Some(extra) = segment.extra(at, false) {
+            extra.reset();
+        }
+        record.labels.store(list, Ordering::Relaxed);
+        record.touched.store(self.shared.now(), Ordering::Relaxed);
+        record.start.store(self.shared.tenths(), Ordering::Relaxed);
+        let state = record.state.load(Ordering::Relaxed);
+        record
+            .state
+            .store(protocol::fresh(state), Ordering::Release);
+        index
+            .series
+            .insert_unique(place(hash >> 32 << 32), entry(hash, i), |&e| {
+                place(e >> 32 << 32)
+            });
+        self.len.fetch_max(i + 1, Ordering::Release);
+        i
+    }
+
+    /// Whether any label key its series have used satisfies `test` (`true` when it has used
+    /// too many to remember).
+    pub(crate) fn any_key(&self, test: impl Fn(&str) -> bool) -> bool {
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        index
+            .keys
+            .as_ref()
+            .is_none_or(|keys| keys.iter().any(|k| test(k)))
+    }
+
+    /// The series collecting label sets past the limits (made on first use; never hidden
+    /// nor reclaimed).
+    pub(crate) fn overflow_series(&self) -> u32 {
+        *self.overflow.get_or_init(|| {
+            let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+            let set = Canonical::of([OVERFLOW].into_iter(), self.kind, 1, usize::MAX).0;
+            let hash = set.hash();
+            match index.find(self, &set, hash) {
+                Some(i) => i,
+                None => self.create(&mut index, set.pairs(), hash),
+            }
+        })
+    }
+}
