@@ -11,6 +11,7 @@
 //! | id | what is timed |
 //! |---|---|
 //! | `ours_local` | `LocalRecorder::collector()` (a `PrometheusCollector` bound to a local pipeline) |
+//! | `ours_expiring` | counters only: `ours_local` with idle expiry on (a timeout no series reaches) |
 //! | `ours_global` | `PrometheusCollector::new()` through the global pipeline, exported by a running `MetricsServer` on `127.0.0.1:0` |
 //! | `ours_native` | histograms only: `ours_local` with every histogram native as well as classic |
 //! | `macro_static_exporter` | `metrics` macros, `'static` name and labels, through the exporter's `PrometheusRecorder` alone |
@@ -53,7 +54,8 @@ use peers::{
     ClientGauges, PromShape,
 };
 use porter_metrics::{
-    Collector, LocalRecorder, MetricsServer, NoopCollector, PrometheusCollector, DEFAULT_BUCKETS,
+    Builder, Collector, LocalRecorder, MetricsServer, NoopCollector, PrometheusCollector,
+    DEFAULT_BUCKETS,
 };
 
 /// Series each benchmark cycles over.
@@ -249,6 +251,11 @@ fn configure<'a>(
 fn bench_counter(c: &mut Criterion, fx: &Fixture, global: &Global) {
     let local = LocalRecorder::new();
     let ours = local.collector();
+    // Idle expiry on (a timeout no series reaches while timed): writes pay what expiry asks.
+    let expiring = Builder::new()
+        .idle_timeout(Duration::from_secs(3600))
+        .build_local();
+    let ours_expiring = expiring.collector();
     let (exporter, _handle) = exporter();
     let handles: Vec<metrics::Counter> = (0..SERIES)
         .map(|i| exporter.register_counter(&fx.key(&fx.counter, i), &META))
@@ -262,6 +269,11 @@ fn bench_counter(c: &mut Criterion, fx: &Fixture, global: &Global) {
     g.bench_function("ours_local", |b| {
         calls(b, None, &no_drain, |i| {
             ours.increment_counter(name, &fx.labels(i))
+        })
+    });
+    g.bench_function("ours_expiring", |b| {
+        calls(b, None, &no_drain, |i| {
+            ours_expiring.increment_counter(name, &fx.labels(i))
         })
     });
     g.bench_function("ours_global", |b| {
@@ -625,6 +637,7 @@ fn report(since: SystemTime) {
     let groups = ["hot_counter", "hot_gauge", "hot_histogram", "hot_timer"];
     let peers = [
         "ours_local",
+        "ours_expiring",
         "ours_global",
         "macro_static_exporter",
         "macro_runtime_exporter",
@@ -714,6 +727,12 @@ fn report(since: SystemTime) {
         m("hot_histogram", "ours_native"),
         m("hot_histogram", "ours_local"),
         None,
+    );
+    ratio(
+        "counter: idle expiry on / off (ours_expiring / ours_local)",
+        m("hot_counter", "ours_expiring"),
+        m("hot_counter", "ours_local"),
+        Some(1.15),
     );
     ratio(
         "counter: ours_local / atomic_u64",

@@ -75,9 +75,38 @@ pub(crate) struct Table<S> {
     max: usize,
 }
 
+/// Families remembered per thread, by the keyed hash of a recorder, kind and name: a miss
+/// finds its family without the store's table. Ids never change meaning (a family is
+/// never removed), so an entry is never wrong.
+const FAMILY_SLOTS: usize = 64;
+
 thread_local! {
     pub(crate) static PAIRS: RefCell<Option<Table<PairSlot>>> = const { RefCell::new(None) };
     pub(crate) static KEYS: RefCell<Option<Table<KeySlot>>> = const { RefCell::new(None) };
+    /// `(tag, family id + 1)`, direct-mapped; 0 is empty.
+    static FAMILIES: RefCell<[(u64, u32); FAMILY_SLOTS]> =
+        const { RefCell::new([(0, 0); FAMILY_SLOTS]) };
+}
+
+/// The family this thread found for `tag` before, if it remembers it.
+#[inline]
+pub(crate) fn family(tag: u64) -> Option<u32> {
+    FAMILIES
+        .try_with(|f| {
+            let (kept, id) = f.try_borrow().ok()?[tag as usize % FAMILY_SLOTS];
+            (kept == tag && id != 0).then(|| id - 1)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Remembers that `tag` is the family `id`.
+pub(crate) fn keep_family(tag: u64, id: u32) {
+    let _ = FAMILIES.try_with(|f| {
+        if let Ok(mut f) = f.try_borrow_mut() {
+            f[tag as usize % FAMILY_SLOTS] = (tag, id.saturating_add(1));
+        }
+    });
 }
 
 const USED_SHIFT: u16 = 4;

@@ -29,7 +29,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, U
 use crate::cache::{self, Answer};
 use crate::handle::{pack, Bound, Target, TRIES};
 use crate::store::epoch::{self, Pin};
-use crate::store::family::{Family, Found, Op, Wrote};
+use crate::store::family::{Family, Found, Op, Problem, Wrote};
 use crate::store::hash;
 use crate::store::kind::Kind;
 use crate::store::labels::Canonical;
@@ -69,16 +69,15 @@ pub(crate) fn series_of<'a>(
     let (set, changes) = Canonical::of(pairs, family.kind, labels, bytes);
     let metrics = &shared.self_metrics;
     if changes.renamed > 0 {
-        let message = "label keys renamed to be valid and distinct";
-        metrics.warn_once("renamed_key", &family.key, message);
+        family.warn_once(Problem::RenamedKey);
     }
-    for (reason, n) in [
-        (LabelDrop::TooMany, changes.dropped),
-        (LabelDrop::TooLong, changes.cut),
+    for (reason, problem, n) in [
+        (LabelDrop::TooMany, Problem::TooMany, changes.dropped),
+        (LabelDrop::TooLong, Problem::TooLong, changes.cut),
     ] {
         if n > 0 {
             metrics.count_label_drop(reason, n);
-            metrics.warn_once(reason.as_str(), &family.key, reason.message());
+            family.warn_once(problem);
         }
     }
     // A clean call's pairs are its canonical set: their hash is the set's.
@@ -88,12 +87,25 @@ pub(crate) fn series_of<'a>(
     };
     let found = family.find_or_create(&set, hash);
     if let Found::Overflow = found {
-        let message =
-            "series limit reached; new label sets fold into the otel_metric_overflow series";
-        metrics.warn_once("overflow", &family.key, message);
+        family.warn_once(Problem::Overflow);
     }
     found
 }
+
+/// What the miss path of a collector call needs: the call, and its hashes.
+struct Call<'a> {
+    kind: Kind,
+    name: &'a str,
+    labels: &'a [&'a str],
+    labels_hash: u64,
+    /// The tag of its family in the thread's family cache.
+    family_tag: u64,
+    /// Its tag in the thread's cache.
+    tag: u64,
+}
+
+/// Mixed into a family's tag in the thread's family cache (a table of its own).
+const FAMILY: u64 = 0x6661_6d69_6c79_0001;
 
 /// The flat pairs of a collector call, the dangling key left out.
 #[inline]
@@ -134,8 +146,10 @@ impl PorterRecorder {
             let metrics = &self.store.shared.self_metrics;
             metrics.count_label_drop(LabelDrop::DanglingKey, 1);
         }
-        let labels_hash = hash::labels(flat(labels));
-        let tag = hash::call(self.seed(kind), hash::text(name), labels_hash);
+        let keys = hash::keys();
+        let labels_hash = keys.labels(flat(labels));
+        let name_hash = keys.text(name);
+        let tag = keys.call(self.seed(kind), name_hash, labels_hash);
         let pin = epoch::pin();
         if let Some(answer) = cache::pairs(|t| t.get(tag).copied()).flatten() {
             if self.answer(&pin, answer, &op) {
@@ -143,7 +157,15 @@ impl PorterRecorder {
             }
             cache::pairs(|t| t.miss());
         }
-        self.miss(&pin, kind, name, labels, labels_hash, tag, op);
+        let call = Call {
+            kind,
+            name,
+            labels,
+            labels_hash,
+            family_tag: keys.call(self.seed(kind), name_hash, FAMILY),
+            tag,
+        };
+        self.miss(&pin, &call, op);
     }
 
     /// Applies `op` as a cached answer says; `false` if the answer no longer holds.
@@ -191,29 +213,31 @@ impl PorterRecorder {
         }
     }
 
+    /// The family of a call: the one this thread remembers, else the store's (made if the
+    /// name is admissible).
+    fn family_of(&self, call: &Call<'_>) -> Result<&Arc<Family>, DropReason> {
+        if let Some(family) = cache::family(call.family_tag).and_then(|id| self.store.family(id)) {
+            return Ok(family);
+        }
+        let family = self.store.family_of(call.name, call.kind)?;
+        cache::keep_family(call.family_tag, family.id);
+        Ok(family)
+    }
+
     /// The slow path, out of line: the store, then the thread's cache keeps the answer.
     #[cold]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn miss(
-        &self,
-        pin: &Pin,
-        kind: Kind,
-        name: &str,
-        labels: &[&str],
-        labels_hash: u64,
-        tag: u64,
-        op: Op<'_>,
-    ) {
+    fn miss(&self, pin: &Pin, call: &Call<'_>, op: Op<'_>) {
         let shared = &self.store.shared;
+        let (labels, labels_hash, tag) = (call.labels, call.labels_hash, call.tag);
         if labels.len() % 2 == 1 {
             let drop = LabelDrop::DanglingKey;
             shared
                 .self_metrics
-                .warn_once(drop.as_str(), name, drop.message());
+                .warn_once(drop.as_str(), call.name, drop.message());
         }
         let config = shared.config();
-        let family = match self.store.family_of(name, kind) {
+        let family = match self.family_of(call) {
             Ok(family) => family,
             Err(reason) => {
                 self.keep(tag, Answer::Dropped { reason, config });
@@ -221,6 +245,33 @@ impl PorterRecorder {
                 return;
             }
         };
+        // A series whose labels are the call's as given: found without a canonical set.
+        let found = match labels.len() % 2 {
+            0 => family.find_hash(labels_hash),
+            _ => None,
+        };
+        if let Some((index, generation)) = found {
+            let room = family.room();
+            let answer = match family.write(pin, index, generation, &op) {
+                Wrote::Done => Some(Answer::Series {
+                    family: family.id,
+                    index,
+                    generation,
+                }),
+                Wrote::Refused => {
+                    family.write_overflow(&op);
+                    Some(Answer::Overflow {
+                        family: family.id,
+                        room,
+                    })
+                }
+                Wrote::Gone => None,
+            };
+            if let Some(answer) = answer {
+                self.keep(tag, answer);
+                return;
+            }
+        }
         for _ in 0..TRIES {
             let room = family.room();
             let answer = match series_of(family, flat(labels), Some(labels_hash)) {
@@ -333,13 +384,18 @@ impl PorterRecorder {
     }
 
     fn bound_key(&self, kind: Kind, key: &Key) -> Arc<Bound> {
-        self.bound(kind, hash::of_key(self.seed(kind), key.get_hash()), key)
+        self.bound(
+            kind,
+            hash::keys().of_key(self.seed(kind), key.get_hash()),
+            key,
+        )
     }
 
     /// The handle a timer of the histogram `name` records into.
     pub(crate) fn timer(&self, name: &str) -> Arc<Bound> {
         let kind = Kind::Histogram;
-        let tag = hash::call(self.seed(kind), hash::text(name), 0);
+        let keys = hash::keys();
+        let tag = keys.call(self.seed(kind), keys.text(name), 0);
         let unlabelled = Key::from_static_name("");
         self.cached(tag, |b| self.answers(b, kind, name, &unlabelled))
             .unwrap_or_else(|| {

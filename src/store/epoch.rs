@@ -7,17 +7,21 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use super::protocol::{self, Slot};
 
 /// The current epoch.
 static EPOCH: AtomicU64 = AtomicU64::new(1);
 
-/// Every thread's slot.
-static SLOTS: Mutex<Vec<Arc<Padded>>> = Mutex::new(Vec::new());
+/// Every slot ever made: as many as threads have written at once (a thread's slot is
+/// given back when it ends, for the next thread).
+static SLOTS: Mutex<Vec<&'static Padded>> = Mutex::new(Vec::new());
 
-/// Writes pinned by threads whose slot is gone (a thread's last writes, from the
+/// Slots given back by threads that ended.
+static FREE: Mutex<Vec<&'static Padded>> = Mutex::new(Vec::new());
+
+/// Writes pinned by threads that have no slot (a thread's last writes, from the
 /// destructors of its other thread-locals): reuse waits for them all.
 static UNSLOTTED: AtomicUsize = AtomicUsize::new(0);
 
@@ -26,35 +30,44 @@ static UNSLOTTED: AtomicUsize = AtomicUsize::new(0);
 #[repr(align(64))]
 struct Padded(Slot);
 
-/// This thread's slot and how deep its pins are nested.
-struct Local {
-    slot: Arc<Padded>,
-    depth: Cell<u32>,
-}
+/// Gives this thread's slot back when the thread ends.
+struct GiveBack;
 
-impl Local {
-    fn new() -> Self {
-        let slot = Arc::new(Padded::default());
-        SLOTS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(slot.clone());
-        Self {
-            slot,
-            depth: Cell::new(0),
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        if let Ok(Some(slot)) = SLOT.try_with(Cell::take) {
+            FREE.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(slot);
         }
     }
 }
 
-impl Drop for Local {
-    fn drop(&mut self) {
-        let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.retain(|s| !Arc::ptr_eq(s, &self.slot));
-    }
+thread_local! {
+    /// This thread's slot, once it wrote (no destructor: a pin reads it directly).
+    static SLOT: Cell<Option<&'static Padded>> = const { Cell::new(None) };
+    /// How deep this thread's pins are nested.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    static GIVE_BACK: GiveBack = const { GiveBack };
 }
 
-thread_local! {
-    static LOCAL: Local = Local::new();
+/// This thread's slot: a free one, or a new one (kept for the life of the process, and
+/// reused by later threads).
+#[cold]
+fn take_slot() -> Option<&'static Padded> {
+    // Registers the give-back first: a thread that is ending cannot take a slot.
+    GIVE_BACK.try_with(|_| ()).ok()?;
+    let free = FREE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    let slot = free.unwrap_or_else(|| {
+        let slot: &'static Padded = Box::leak(Box::default());
+        SLOTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(slot);
+        slot
+    });
+    SLOT.set(Some(slot));
+    Some(slot)
 }
 
 /// A write in progress: reuse of what it may touch waits until it is dropped.
@@ -69,18 +82,24 @@ pub(crate) struct Pin {
 /// Pins the current epoch for a write.
 #[inline]
 pub(crate) fn pin() -> Pin {
-    let slotted = LOCAL
-        .try_with(|local| {
-            let depth = local.depth.get();
-            if depth == 0 {
-                local.slot.0.pin(&EPOCH);
+    let depth = DEPTH.get();
+    let slotted = match depth {
+        0 => match SLOT.get().or_else(take_slot) {
+            Some(slot) => {
+                slot.0.pin(&EPOCH);
+                true
             }
-            local.depth.set(depth + 1);
-        })
-        .is_ok();
-    if !slotted {
-        // The thread is ending: counted where every reuse looks (rare, so a shared word).
-        UNSLOTTED.fetch_add(1, Ordering::SeqCst);
+            None => {
+                // The thread is ending: counted where every reuse looks (rare, so a
+                // shared word).
+                UNSLOTTED.fetch_add(1, Ordering::SeqCst);
+                false
+            }
+        },
+        _ => true,
+    };
+    if slotted {
+        DEPTH.with(|d| d.set(depth + 1));
     }
     Pin {
         slotted,
@@ -95,13 +114,13 @@ impl Drop for Pin {
             UNSLOTTED.fetch_sub(1, Ordering::SeqCst);
             return;
         }
-        let _ = LOCAL.try_with(|local| {
-            let depth = local.depth.get().saturating_sub(1);
-            local.depth.set(depth);
-            if depth == 0 {
-                local.slot.0.unpin();
+        let depth = DEPTH.get().saturating_sub(1);
+        DEPTH.with(|d| d.set(depth));
+        if depth == 0 {
+            if let Some(slot) = SLOT.get() {
+                slot.0.unpin();
             }
-        });
+        }
     }
 }
 

@@ -27,50 +27,93 @@ fn fold(a: u64, b: u64) -> u64 {
     (product as u64) ^ (product >> 64) as u64
 }
 
-/// The hash of a string of `len` bytes stored as `words` (little-endian, zero-padded).
+/// The secret, read once for a call's several hashes.
+#[derive(Clone, Copy)]
+pub(crate) struct Keys([u64; 4]);
+
+/// The process's keys.
 #[inline]
-pub(crate) fn words(len: usize, words: impl Iterator<Item = u64>) -> u64 {
-    let [k0, k1, ..] = secret();
-    let len = len as u64;
-    let mut h = k1 ^ len;
-    for word in words {
-        h = fold(h ^ word, k0);
+pub(crate) fn keys() -> Keys {
+    Keys(secret())
+}
+
+impl Keys {
+    /// The hash of a string of `len` bytes stored as `words` (little-endian, zero-padded):
+    /// one folded product per sixteen bytes.
+    #[inline]
+    pub(crate) fn words(self, len: usize, mut words: impl Iterator<Item = u64>) -> u64 {
+        let [k0, k1, ..] = self.0;
+        let mut h = k1 ^ len as u64;
+        while let Some(first) = words.next() {
+            let second = words.next().unwrap_or(0);
+            h = fold(first ^ h ^ k0, second ^ k1);
+        }
+        h
     }
-    fold(h, k1 ^ len << 1)
+
+    /// The hash of a string: as [`words`](Self::words) of its eight-byte words.
+    #[inline(always)]
+    pub(crate) fn text(self, s: &str) -> u64 {
+        let bytes = s.as_bytes();
+        let [k0, k1, ..] = self.0;
+        let h = k1 ^ bytes.len() as u64;
+        // Most names, keys and values are short: one product, no loop.
+        match bytes.len() {
+            0 => h,
+            1..=8 => fold(pack(bytes) ^ h ^ k0, k1),
+            9..=16 => {
+                let (first, rest) = bytes.split_at(8);
+                let first = first.try_into().map_or(0, u64::from_le_bytes);
+                fold(first ^ h ^ k0, pack(rest) ^ k1)
+            }
+            len => self.words(len, bytes.chunks(8).map(pack)),
+        }
+    }
+
+    /// A label pair's hash, from its key's and value's.
+    #[inline]
+    pub(crate) fn pair(self, key: u64, value: u64) -> u64 {
+        let [.., k2, k3] = self.0;
+        fold(key ^ k2, value ^ k3)
+    }
+
+    /// The hash of a label set: the sum of its pairs', in any order.
+    #[inline]
+    pub(crate) fn labels<'a>(self, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+        pairs.fold(0u64, |sum, (k, v)| {
+            sum.wrapping_add(self.pair(self.text(k), self.text(v)))
+        })
+    }
+
+    /// A call's hash: `seed` (a recorder's, with the kind), the name's hash, and its labels'.
+    #[inline]
+    pub(crate) fn call(self, seed: u64, name: u64, labels: u64) -> u64 {
+        let [k0, k1, ..] = self.0;
+        fold(name ^ seed.wrapping_mul(k1), labels ^ k0)
+    }
+
+    /// A `metrics` key's own hash made a call's: keyed by `seed`. (The key's hash is not
+    /// secret, so a hit on it is checked against the key itself.)
+    #[inline]
+    pub(crate) fn of_key(self, seed: u64, key_hash: u64) -> u64 {
+        let [k0, k1, ..] = self.0;
+        fold(key_hash ^ k0, seed ^ k1)
+    }
 }
 
-/// The hash of a string.
-#[inline]
-pub(crate) fn text(s: &str) -> u64 {
-    words(s.len(), s.as_bytes().chunks(8).map(pack))
+/// The hash of a string stored as words (see [`Keys::words`]).
+pub(crate) fn words(len: usize, words: impl Iterator<Item = u64>) -> u64 {
+    keys().words(len, words)
 }
 
-/// A label pair's hash, from its key's and value's.
-#[inline]
+/// A label pair's hash (see [`Keys::pair`]).
 pub(crate) fn pair(key: u64, value: u64) -> u64 {
-    let [.., k2, k3] = secret();
-    fold(key ^ k2, value ^ k3)
+    keys().pair(key, value)
 }
 
-/// The hash of a label set: the sum of its pairs', in any order.
-#[inline]
+/// The hash of a label set (see [`Keys::labels`]).
 pub(crate) fn labels<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-    pairs.fold(0u64, |sum, (k, v)| sum.wrapping_add(pair(text(k), text(v))))
-}
-
-/// A call's hash: `seed` (a recorder's, with the kind), the name, and its labels' hash.
-#[inline]
-pub(crate) fn call(seed: u64, name: u64, labels: u64) -> u64 {
-    let [k0, k1, ..] = secret();
-    fold(name ^ seed.wrapping_mul(k1), labels ^ k0)
-}
-
-/// A `metrics` key's own hash made a call's: keyed by `seed`. (The key's hash is not
-/// secret, so a hit on it is checked against the key itself.)
-#[inline]
-pub(crate) fn of_key(seed: u64, key_hash: u64) -> u64 {
-    let [k0, k1, ..] = secret();
-    fold(key_hash ^ k0, seed ^ k1)
+    keys().labels(pairs)
 }
 
 #[cfg(test)]
@@ -100,16 +143,17 @@ mod tests {
             all.len() - 1,
             "the second and fifth are one set"
         );
-        let name = |s| call(7, text(s), 0);
+        let k = keys();
+        let name = |s| k.call(7, k.text(s), 0);
         assert_ne!(name("m"), name("n"));
-        assert_ne!(call(7, text("m"), 0), call(8, text("m"), 0));
+        assert_ne!(k.call(7, k.text("m"), 0), k.call(8, k.text("m"), 0));
     }
 
     #[test]
     fn a_string_hashes_alike_from_its_text_and_from_its_words() {
         for s in ["", "a", "abcdefgh", "abcdefghi", "é✓ and more text"] {
             let stored: Vec<u64> = s.as_bytes().chunks(8).map(pack).collect();
-            assert_eq!(words(s.len(), stored.into_iter()), text(s), "{s:?}");
+            assert_eq!(words(s.len(), stored.into_iter()), keys().text(s), "{s:?}");
         }
     }
 }

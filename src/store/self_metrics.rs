@@ -273,8 +273,13 @@ impl Default for SelfMetrics {
 
 impl SelfMetrics {
     /// Counts `n` samples dropped for `reason`.
+    /// Counts `n` dropped samples; the count stops at its greatest value rather than wrap
+    /// (a scraper would take a wrap for a reset).
     pub(crate) fn count_dropped(&self, reason: DropReason, n: u64) {
-        self.dropped[reason as usize].fetch_add(n, Ordering::Relaxed);
+        let _ =
+            self.dropped[reason as usize].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_add(n))
+            });
     }
 
     /// Samples dropped so far, by reason.

@@ -1,10 +1,11 @@
 //! Finding a label set's series, and making it: the family's index (under its lock), the
 //! limits a new or revived series passes, and the overflow series.
 //!
-//! The index keeps each series' hash beside its record number (the high half of the
-//! label set's [hash](super::super::hash), which also places it), so growing it reads no
-//! label again; a match is then checked against the interned labels, so the index never
-//! confuses two label sets.
+//! The index keeps each series' whole [hash](super::super::hash) beside its record number,
+//! so growing it reads no label again. Making a series checks a match against the interned
+//! labels, so the index never confuses two label sets; a call's miss that finds its series
+//! by its hash alone ([`Family::find_flat`]) trusts the hash as a thread's cache does (a
+//! wrong answer needs two label sets whose keyed 64-bit hashes are equal).
 
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
@@ -21,8 +22,8 @@ const MAX_KEYS: usize = 64;
 
 /// What the family's lock guards.
 pub(super) struct Index {
-    /// `hash >> 32 << 32 | record`, placed by the hash's high half.
-    series: HashTable<u64>,
+    /// `(hash, record)`, placed by the hash.
+    series: HashTable<(u64, u32)>,
     pub(super) space: Space,
     /// Records free to use now.
     pub(super) free: Vec<u32>,
@@ -51,18 +52,6 @@ impl Default for Index {
     }
 }
 
-/// Where an index entry of hash-half `high` is placed: both halves from it, so that the
-/// table's control byte (its top bits) and its bucket (its low bits) both vary.
-#[inline]
-fn place(high: u64) -> u64 {
-    high | high >> 32
-}
-
-#[inline]
-fn entry(hash: u64, record: u32) -> u64 {
-    hash >> 32 << 32 | u64::from(record)
-}
-
 /// What a label set resolved to: a series' record and generation, or the overflow series.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Found {
@@ -73,26 +62,38 @@ pub(crate) enum Found {
 
 impl Index {
     fn find(&self, family: &Family, set: &Canonical<'_>, hash: u64) -> Option<u32> {
-        let high = hash >> 32 << 32;
         self.series
-            .find(place(high), |&e| {
-                e >> 32 << 32 == high && family.holds(e as u32, set)
-            })
-            .map(|&e| e as u32)
+            .find(hash, |&(h, i)| h == hash && family.holds(i, set))
+            .map(|&(_, i)| i)
     }
 
     /// Forgets the series at `record` (reclaimed), of label-set hash `hash`.
     pub(super) fn remove(&mut self, record: u32, hash: u64) {
-        if let Ok(found) = self
-            .series
-            .find_entry(place(hash >> 32 << 32), |&e| e as u32 == record)
-        {
+        if let Ok(found) = self.series.find_entry(hash, |&(_, i)| i == record) {
             found.remove();
         }
     }
 }
 
 impl Family {
+    /// The series of label-set hash `hash` (a call's labels' hash: its canonical set's when
+    /// the rules change nothing), if there is one: found by the hash alone, as a thread's
+    /// cache finds it (see the module documentation). A call whose pairs the label rules
+    /// change hashes otherwise, finds nothing, and goes the long way.
+    pub(crate) fn find_hash(&self, hash: u64) -> Option<(u32, u32)> {
+        let i = {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            index
+                .series
+                .find(hash, |&(h, _)| h == hash)
+                .map(|&(_, i)| i)?
+        };
+        match self.found(i) {
+            Found::Series(i, generation) => Some((i, generation)),
+            Found::Overflow => None,
+        }
+    }
+
     /// Whether the record at `index` holds the canonical label set `set`.
     fn holds(&self, index: u32, set: &Canonical<'_>) -> bool {
         let Some((segment, at)) = self.slot(index) else {
@@ -226,11 +227,7 @@ impl Family {
         record
             .state
             .store(protocol::fresh(state), Ordering::Release);
-        index
-            .series
-            .insert_unique(place(hash >> 32 << 32), entry(hash, i), |&e| {
-                place(e >> 32 << 32)
-            });
+        index.series.insert_unique(hash, (hash, i), |&(h, _)| h);
         self.len.fetch_max(i + 1, Ordering::Release);
         i
     }

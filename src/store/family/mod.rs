@@ -11,7 +11,7 @@
 //! `index.rs`; writes in `write.rs` (through the [`protocol`](super::protocol)); idle
 //! expiry and reuse in `expiry.rs`; the lock-free walk in `walk.rs`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use metrics::Unit;
@@ -29,6 +29,7 @@ mod walk;
 mod write;
 
 pub(crate) use index::Found;
+
 use index::Index;
 pub(crate) use walk::{LabelsView, Scratch};
 #[cfg(doc)]
@@ -180,6 +181,38 @@ pub(crate) struct Family {
     /// Bumped whenever room is made (a series hidden or reclaimed): a thread's cached
     /// "over the limit" answer holds only while it is unchanged.
     room: AtomicU32,
+    /// The problems already logged for this family (a bit each): a call past a limit
+    /// checks a bit, not the store's log.
+    warned: AtomicU8,
+}
+
+/// A problem a family logs once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Problem {
+    RenamedKey,
+    TooMany,
+    TooLong,
+    Overflow,
+}
+
+impl Problem {
+    fn what(self) -> (&'static str, &'static str) {
+        match self {
+            Problem::RenamedKey => ("renamed_key", "label keys renamed to be valid and distinct"),
+            Problem::TooMany => (
+                "too_many",
+                "more label pairs than the limit; the last (by key) were dropped",
+            ),
+            Problem::TooLong => (
+                "too_long",
+                "label key or value longer than the limit; cut to it",
+            ),
+            Problem::Overflow => (
+                "overflow",
+                "series limit reached; new label sets fold into the otel_metric_overflow series",
+            ),
+        }
+    }
 }
 
 /// A series as a walk or a write found it: its record and its cells, and its state then.
@@ -210,6 +243,19 @@ impl Family {
             overflow: OnceLock::new(),
             folded: AtomicU64::new(0),
             room: AtomicU32::new(0),
+            warned: AtomicU8::new(0),
+        }
+    }
+
+    /// Logs `problem` once for this family (the store's log keeps it once too).
+    #[inline]
+    pub(crate) fn warn_once(&self, problem: Problem) {
+        let bit = 1u8 << problem as u8;
+        if self.warned.load(Ordering::Relaxed) & bit == 0
+            && self.warned.fetch_or(bit, Ordering::Relaxed) & bit == 0
+        {
+            let (id, message) = problem.what();
+            self.shared.self_metrics.warn_once(id, &self.key, message);
         }
     }
 

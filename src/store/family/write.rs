@@ -68,7 +68,7 @@ pub(crate) enum Wrote {
 impl Family {
     /// Applies `op` to the series at `index`, of generation `generation`. A hidden series
     /// is shown again if the limits let it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write(&self, _pin: &Pin, index: u32, generation: u32, op: &Op<'_>) -> Wrote {
         let Some((segment, at)) = self.slot(index) else {
             return Wrote::Gone;
@@ -158,7 +158,7 @@ impl Family {
 
 impl Series<'_> {
     /// Applies `op` to the cells.
-    #[inline]
+    #[inline(always)]
     fn apply(&self, op: &Op<'_>) {
         match *op {
             Op::Add(n) => self.add(n),
