@@ -73,31 +73,37 @@ impl Tls {
         timeout: Duration,
     ) -> Option<TlsStream<Tracked>> {
         let peer = io.stream.peer_addr().ok().map(|a| a.ip().to_canonical());
-        let outcome = tokio::time::timeout(timeout, async {
-            let mut first = [0u8; 1];
+        let refuse = |reason| guard.refuse(reason, || refusal(reason, peer));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut first = [0u8; 1];
+        match tokio::time::timeout_at(deadline, io.stream.peek(&mut first)).await {
+            Ok(Ok(1)) => {}
             // Closed before a byte (a port check): nothing to count.
-            match io.stream.peek(&mut first).await {
-                Ok(1) => {}
-                _ => return Err(None),
+            Ok(_) => return None,
+            Err(_) => {
+                refuse(Reason::Handshake);
+                return None;
             }
-            if first[0] != HANDSHAKE_RECORD {
-                if first[0].is_ascii_alphabetic() {
-                    super::forbidden::write_and_close(io.stream, PLAINTEXT).await;
-                    return Err(Some(Reason::Plaintext));
-                }
-                return Err(Some(Reason::Handshake));
+        }
+        if first[0] != HANDSHAKE_RECORD {
+            if first[0].is_ascii_alphabetic() {
+                refuse(Reason::Plaintext);
+                let answer = super::forbidden::write_and_close(io.stream, PLAINTEXT);
+                let _ = tokio::time::timeout_at(deadline, answer).await;
+            } else {
+                refuse(Reason::Handshake);
             }
-            let acceptor = TlsAcceptor::from(self.rotating.current());
-            acceptor.accept(io).await.map_err(|e| Some(classify(&e)))
-        })
-        .await
-        .unwrap_or(Err(Some(Reason::Handshake)));
-        match outcome {
-            Ok(stream) => Some(stream),
-            Err(reason) => {
-                if let Some(reason) = reason {
-                    guard.refuse(reason, || refusal(reason, peer));
-                }
+            return None;
+        }
+        let acceptor = TlsAcceptor::from(self.rotating.current());
+        match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                refuse(classify(&e));
+                None
+            }
+            Err(_) => {
+                refuse(Reason::Handshake);
                 None
             }
         }
