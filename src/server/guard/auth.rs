@@ -103,16 +103,17 @@ impl BasicAuth {
             return known;
         }
         let checker = inner.clone();
-        // The permit goes with the check: it is held until bcrypt ends, even if the client
-        // leaves meanwhile.
+        // The permit and the outcome go with the check: bcrypt ends and is remembered even
+        // if the client leaves meanwhile (a scraper whose timeout is shorter than bcrypt is
+        // served at its next scrape).
         let verified = tokio::task::spawn_blocking(move || {
             let verified = checker.verify(&user, &password);
+            checker.remember(tag, verified);
             drop(permit);
             verified
         })
         .await
         .unwrap_or(false);
-        inner.remember(tag, verified);
         match verified {
             true => Ok(()),
             false => Err(Reason::BadPassword),
