@@ -43,9 +43,9 @@ use super::admission::{Conn, Eviction, Slots, Tracked};
 #[cfg(doc)]
 use super::admission::{MAX_CONNECTIONS, MAX_PER_PEER};
 use super::guard::Guard;
+pub(crate) use super::scrape::Render;
 use super::scrape::{respond, Scrapes};
 use super::stats::{ConnectionStats, Reason};
-use crate::encode::Negotiated;
 use crate::Error;
 
 /// Most bytes of a request head (hyper answers `431` past it).
@@ -53,9 +53,6 @@ pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How long `stop` waits for scrapes in flight before closing their connections.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// What renders the exposition as negotiated: the pipeline's render.
-pub(crate) type Render = Arc<dyn Fn(Negotiated) -> Vec<u8> + Send + Sync>;
 
 /// The listener's settings.
 #[derive(Clone, Debug, Default)]
@@ -158,15 +155,15 @@ impl Listener {
 }
 
 /// What every connection of a running listener shares.
-pub(crate) struct Shared {
-    pub(crate) guard: Guard,
-    pub(crate) scrapes: Scrapes,
+struct Shared {
+    guard: Guard,
+    scrapes: Scrapes,
     /// Time a client has for its TLS handshake, and for each request head.
     timeout: Duration,
 }
 
 impl Shared {
-    pub(crate) fn new(guard: Guard, render: Render, timeout: Duration) -> Self {
+    fn new(guard: Guard, render: Render, timeout: Duration) -> Self {
         Self {
             guard,
             scrapes: Scrapes::new(render),
@@ -267,7 +264,7 @@ where
         let (shared, conn) = (shared.clone(), conn.clone());
         async move {
             conn.request_started();
-            let answer = respond(&shared, request).await;
+            let answer = respond(&shared.guard, &shared.scrapes, request).await;
             conn.response_returned();
             answer
         }

@@ -23,9 +23,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use tokio::sync::Semaphore;
 
-use super::listener::{Render, Shared};
+use super::guard::Guard;
 use super::stats::Reason;
 use crate::encode::{format, Negotiated};
+
+/// What renders the exposition as negotiated: the pipeline's render.
+pub(crate) type Render = std::sync::Arc<dyn Fn(Negotiated) -> Vec<u8> + Send + Sync>;
 
 /// Renders in flight at once: each is CPU work, and holds an exposition in memory. A scrape
 /// past it waits up to [`RENDER_WAIT`] for one to end, then gets `503 Service Unavailable`
@@ -60,7 +63,7 @@ impl Scrapes {
     }
 }
 
-pub(crate) fn status(code: StatusCode) -> Answer {
+fn status(code: StatusCode) -> Answer {
     let mut response = Response::new(Full::default());
     *response.status_mut() = code;
     response
@@ -82,23 +85,53 @@ fn page(body: &'static str, content_type: &'static str) -> Answer {
     response
 }
 
-/// The answer to `request`.
+/// The answer to `request`, once `guard` let it through.
 pub(crate) async fn respond(
-    shared: &Shared,
+    guard: &Guard,
+    scrapes: &Scrapes,
     request: Request<Incoming>,
 ) -> Result<Answer, Infallible> {
-    let mut answer = match shared.guard.authorize(request.headers()).await {
-        Err(refused) => refused,
-        Ok(()) => route(shared, &request).await,
+    let mut answer = match guard.authorize(request.headers()).await {
+        Err(reason) => refused(reason),
+        Ok(()) => route(guard, scrapes, &request).await,
     };
-    shared.guard.decorate(&mut answer);
+    guard.decorate(answer.headers_mut());
     Ok(answer)
 }
 
-async fn route(shared: &Shared, request: &Request<Incoming>) -> Answer {
+/// The answer to a request `guard` refused: `401` asking for basic auth, or `503`.
+fn refused(reason: Reason) -> Answer {
+    if reason != Reason::NoCredentials && reason != Reason::BadPassword {
+        return busy();
+    }
+    let mut refused = Answer::new(Full::from("401 Unauthorized\n"));
+    *refused.status_mut() = StatusCode::UNAUTHORIZED;
+    let headers = refused.headers_mut();
+    headers.insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"metrics\", charset=\"UTF-8\""),
+    );
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    refused
+}
+
+/// `503` with `Retry-After: 1`.
+fn busy() -> Answer {
+    let mut busy = status(StatusCode::SERVICE_UNAVAILABLE);
+    busy.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    busy
+}
+
+async fn route(guard: &Guard, scrapes: &Scrapes, request: &Request<Incoming>) -> Answer {
     let readable = matches!(*request.method(), Method::GET | Method::HEAD);
     match request.uri().path() {
-        "/metrics" if readable => metrics(shared, request.method(), request.headers()).await,
+        "/metrics" if readable => {
+            metrics(guard, scrapes, request.method(), request.headers()).await
+        }
         "/health" if readable => page("OK", "text/plain"),
         "/" if readable => page(LANDING, "text/html; charset=utf-8"),
         "/metrics" | "/health" | "/" => not_allowed(),
@@ -106,7 +139,7 @@ async fn route(shared: &Shared, request: &Request<Incoming>) -> Answer {
     }
 }
 
-async fn metrics(shared: &Shared, method: &Method, headers: &HeaderMap) -> Answer {
+async fn metrics(guard: &Guard, scrapes: &Scrapes, method: &Method, headers: &HeaderMap) -> Answer {
     let gzip = accepts_gzip(headers.get_all(header::ACCEPT_ENCODING));
     let negotiated = format::negotiate(
         headers
@@ -117,18 +150,14 @@ async fn metrics(shared: &Shared, method: &Method, headers: &HeaderMap) -> Answe
     let body = if method == Method::HEAD {
         Bytes::new()
     } else {
-        let scrapes = &shared.scrapes;
         // At most MAX_RENDERS at once; past it, wait a little, then answer 503.
         let permit = match tokio::time::timeout(RENDER_WAIT, scrapes.renders.acquire()).await {
             Ok(Ok(permit)) => permit,
             _ => {
-                shared.guard.refuse(Reason::Busy, || {
+                guard.refuse(Reason::Busy, || {
                     format!("too many scrapes at once ({MAX_RENDERS} renders), answering 503")
                 });
-                let mut busy = status(StatusCode::SERVICE_UNAVAILABLE);
-                busy.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return busy;
+                return busy();
             }
         };
         // Rendering is CPU work (about 200 ms for 100 000 series): off the runtime's thread.
@@ -203,7 +232,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::server::guard::Guard;
     use crate::server::stats::ConnectionStats;
 
     #[test]
@@ -223,13 +251,12 @@ mod tests {
             b"x 1\n".to_vec()
         });
         let stats = Arc::new(ConnectionStats::default());
-        let guard = Guard::new(Vec::new(), stats.clone());
-        let shared = Arc::new(Shared::new(guard, render, Duration::from_secs(1)));
+        let shared = Arc::new((Guard::new(Vec::new(), stats.clone()), Scrapes::new(render)));
         let statuses = runtime.block_on(async {
             let scrapes = (0..MAX_RENDERS + 2).map(|_| {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    metrics(&shared, &Method::GET, &HeaderMap::new())
+                    metrics(&shared.0, &shared.1, &Method::GET, &HeaderMap::new())
                         .await
                         .status()
                 })
@@ -249,7 +276,12 @@ mod tests {
         assert_eq!(rendering.load(Ordering::SeqCst), MAX_RENDERS);
         assert_eq!(stats.get(Reason::Busy), 2);
         // A HEAD renders nothing, and is never refused.
-        let head = runtime.block_on(metrics(&shared, &Method::HEAD, &HeaderMap::new()));
+        let head = runtime.block_on(metrics(
+            &shared.0,
+            &shared.1,
+            &Method::HEAD,
+            &HeaderMap::new(),
+        ));
         assert_eq!(head.status(), StatusCode::OK);
     }
 

@@ -16,13 +16,11 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
-use http_body_util::Full;
-use hyper::header::{self, HeaderValue};
-use hyper::{HeaderMap, StatusCode};
+use hyper::header;
+use hyper::HeaderMap;
 use ring::hmac;
 use tokio::sync::Semaphore;
 
-use crate::server::scrape::{status, Answer};
 use crate::server::stats::Reason;
 
 /// Requests waiting for a password check at once; past it, `503` at once.
@@ -205,31 +203,10 @@ fn credentials(headers: &HeaderMap) -> Option<(String, Vec<u8>)> {
     Some((user, decoded.get(colon + 1..)?.to_vec()))
 }
 
-/// The answer to a request refused for `reason`: `401` asking for basic auth, or `503`.
-pub(super) fn answer(reason: Reason) -> Answer {
-    if reason == Reason::AuthBusy {
-        let mut busy = status(StatusCode::SERVICE_UNAVAILABLE);
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return busy;
-    }
-    let mut refused = Answer::new(Full::from("401 Unauthorized\n"));
-    *refused.status_mut() = StatusCode::UNAUTHORIZED;
-    let headers = refused.headers_mut();
-    headers.insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"metrics\", charset=\"UTF-8\""),
-    );
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    refused
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HeaderValue;
 
     fn basic(user: &str, password: &str) -> HeaderMap {
         let encoded =

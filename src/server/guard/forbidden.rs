@@ -11,12 +11,14 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::server::listener::MAX_HEAD_BYTES;
-
 /// `403` answers to clients outside the allowlist being written at once; past it such a
 /// client gets what a fresh socket takes at once, then is closed. Bounds the sockets a
 /// flood of outsiders keeps open.
 pub(super) const MAX_FORBIDDEN_WRITERS: usize = 64;
+
+/// Most bytes read (and dropped) from a refused client after its answer, so that closing
+/// does not reset the connection before the answer is read: a request head's worth.
+const DRAIN: usize = 64 * 1024;
 
 /// Longest time spent answering a client outside the allowlist.
 const FORBIDDEN_LINGER: Duration = Duration::from_secs(1);
@@ -68,7 +70,7 @@ pub(super) async fn write_and_close(mut stream: TcpStream, answer: &[u8]) {
     // unread bytes would send a reset, which can destroy the answer before it is read.
     let _ = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_shutdown(cx)).await;
     let mut sink = [0u8; 4096];
-    let mut budget = MAX_HEAD_BYTES;
+    let mut budget = DRAIN;
     while budget > 0 {
         if stream.readable().await.is_err() {
             return;

@@ -17,6 +17,8 @@ mod forbidden;
 mod rotation;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
+#[cfg(feature = "tls")]
+mod verify;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -140,12 +142,9 @@ impl Guard {
         });
     }
 
-    /// The answer to a request that may not be served, if it may not: `401` without the
-    /// right basic-auth credentials.
-    pub(crate) async fn authorize(
-        &self,
-        headers: &hyper::HeaderMap,
-    ) -> Result<(), super::scrape::Answer> {
+    /// Why a request may not be served, if it may not: no or wrong basic-auth credentials
+    /// (counted, and logged once).
+    pub(crate) async fn authorize(&self, headers: &hyper::HeaderMap) -> Result<(), Reason> {
         #[cfg(feature = "tls")]
         if let Some(auth) = &self.auth {
             if let Err(reason) = auth.check(headers).await {
@@ -157,20 +156,20 @@ impl Guard {
                     }
                     .to_owned()
                 });
-                return Err(auth::answer(reason));
+                return Err(reason);
             }
         }
         let _ = headers;
         Ok(())
     }
 
-    /// Adds the web config's headers to `answer`.
-    pub(crate) fn decorate(&self, answer: &mut super::scrape::Answer) {
+    /// Adds the web config's headers to an answer's.
+    pub(crate) fn decorate(&self, headers: &mut hyper::HeaderMap) {
         #[cfg(feature = "tls")]
         for (name, value) in &self.headers {
-            answer.headers_mut().insert(name.clone(), value.clone());
+            headers.insert(name.clone(), value.clone());
         }
-        let _ = answer;
+        let _ = headers;
     }
 }
 

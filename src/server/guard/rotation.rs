@@ -13,7 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerConfig;
 
-use super::tls::client_verifier;
+use super::verify::client_verifier;
 use crate::server::stats::ConnectionStats;
 use crate::web_config::{Pem, TlsSettings, WebConfigError};
 

@@ -1,20 +1,13 @@
-//! The TLS side of the guard (feature `tls`): the handshake, with its client-certificate
-//! checks as the web config's `client_auth_type` and `client_allowed_sans` say, and each
-//! refusal counted by its reason (no certificate, a certificate refused, a SAN not allowed,
-//! plain HTTP, any other failed handshake).
+//! The TLS side of the guard (feature `tls`): the handshake, with the client-certificate
+//! checks of [`verify`](super::verify) and the certificates of [`rotation`](super::rotation),
+//! and each refusal counted by its reason (no certificate, a certificate refused, a SAN not
+//! allowed, plain HTTP, any other failed handshake).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
-};
+use rustls::CertificateError;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -22,7 +15,7 @@ use super::rotation::{Rotating, POLL};
 use super::Guard;
 use crate::server::admission::Tracked;
 use crate::server::stats::{ConnectionStats, Reason};
-use crate::web_config::{ClientAuth, TlsSettings};
+use crate::web_config::TlsSettings;
 use crate::Error;
 
 /// The first byte of every TLS connection (a handshake record).
@@ -144,188 +137,4 @@ fn refusal(reason: Reason, peer: Option<IpAddr>) -> String {
         _ => "failed its TLS handshake",
     };
     format!("{peer} {what}; its connection was closed")
-}
-
-/// The client-certificate verifier `settings` asks for, with the CAs `client_cas`.
-pub(super) fn client_verifier(
-    settings: &TlsSettings,
-    client_cas: Vec<CertificateDer<'static>>,
-) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let provider = settings.provider.clone();
-    let verified = |optional: bool| {
-        let mut roots = RootCertStore::empty();
-        for ca in client_cas {
-            roots.add(ca).map_err(|e| format!("not a usable CA: {e}"))?;
-        }
-        let builder =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-        let builder = if optional {
-            builder.allow_unauthenticated()
-        } else {
-            builder
-        };
-        builder.build().map_err(|e| format!("no usable CA: {e}"))
-    };
-    let any = |mandatory| {
-        Arc::new(AnyCertificate {
-            mandatory,
-            provider: provider.clone(),
-        })
-    };
-    let verifier: Arc<dyn ClientCertVerifier> = match settings.client_auth {
-        ClientAuth::NoClientCert => WebPkiClientVerifier::no_client_auth(),
-        ClientAuth::RequestClientCert => any(false),
-        ClientAuth::RequireAnyClientCert => any(true),
-        ClientAuth::VerifyClientCertIfGiven => verified(true)?,
-        ClientAuth::RequireAndVerifyClientCert => verified(false)?,
-    };
-    Ok(match settings.allowed_sans.is_empty() {
-        true => verifier,
-        false => Arc::new(AllowedSans {
-            inner: verifier,
-            allowed: settings.allowed_sans.clone(),
-        }),
-    })
-}
-
-/// Takes any client certificate, unverified (`RequestClientCert`, `RequireAnyClientCert`);
-/// the handshake's signature is still checked, so the client holds its key.
-#[derive(Debug)]
-struct AnyCertificate {
-    mandatory: bool,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ClientCertVerifier for AnyCertificate {
-    fn client_auth_mandatory(&self) -> bool {
-        self.mandatory
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// After `inner`, a client certificate must carry one of `allowed` as a subject alternative
-/// name, exactly (DNS, IP, e-mail or URI, as exporter-toolkit compares them).
-#[derive(Debug)]
-struct AllowedSans {
-    inner: Arc<dyn ClientCertVerifier>,
-    allowed: Vec<String>,
-}
-
-impl ClientCertVerifier for AllowedSans {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref())
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        match sans(&cert).iter().any(|san| self.allowed.contains(san)) {
-            true => Ok(verified),
-            false => Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            )),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// A certificate's DNS, IP, e-mail and URI subject alternative names, as text (IP addresses
-/// as Go prints them).
-fn sans(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
-    use x509_parser::extensions::GeneralName;
-    let Ok(Some(extension)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    extension
-        .value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
-                Some((*s).to_owned())
-            }
-            GeneralName::IPAddress(bytes) => match bytes.len() {
-                4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
-                16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
-                _ => None,
-            }
-            .map(|ip| ip.to_canonical().to_string()),
-            _ => None,
-        })
-        .collect()
 }
