@@ -76,6 +76,19 @@ impl Reason {
         }
     }
 
+    /// The family that counts it.
+    pub(crate) fn family(self) -> &'static str {
+        match self {
+            Reason::EvictedIdle | Reason::EvictedPerPeer => {
+                "porter_metrics_connections_evicted_total"
+            }
+            Reason::Busy | Reason::NoCredentials | Reason::BadPassword | Reason::AuthBusy => {
+                "porter_metrics_scrapes_refused_total"
+            }
+            _ => "porter_metrics_connections_refused_total",
+        }
+    }
+
     fn is_tls(self) -> bool {
         matches!(
             self,
@@ -160,17 +173,17 @@ impl ConnectionStats {
         };
         let mut families = vec![
             counter(
-                "porter_metrics_connections_refused_total",
+                Reason::Forbidden.family(),
                 "Connections the metrics listener refused, by reason.",
                 samples(&Reason::ALL[..7]),
             ),
             counter(
-                "porter_metrics_connections_evicted_total",
+                Reason::EvictedIdle.family(),
                 "Idle connections the metrics listener closed to make room, by reason.",
                 samples(&Reason::ALL[7..9]),
             ),
             counter(
-                "porter_metrics_scrapes_refused_total",
+                Reason::Busy.family(),
                 "Requests the metrics listener refused, by reason (503 busy and auth_busy, 401).",
                 samples(&Reason::ALL[9..]),
             ),
@@ -236,6 +249,13 @@ mod tests {
         stats.count(Reason::BadPassword);
         stats.reloaded(false);
         let families = stats.families();
+        // Each reason is in the family it names.
+        for family in &families[..3] {
+            for (labels, _) in &family.samples {
+                let reason = Reason::ALL.iter().find(|r| r.label() == labels[0].1);
+                assert_eq!(reason.map(|r| r.family()), Some(family.name));
+            }
+        }
         let refused = counts(&families[0]);
         assert_eq!(refused.len(), 7);
         assert!(refused.contains(&("san_not_allowed".to_owned(), 1.0)));

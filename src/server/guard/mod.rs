@@ -123,8 +123,8 @@ impl Guard {
             let why = why();
             tracing::warn!(
                 reason = reason.label(),
-                "porter-metrics: {why} (counted in porter_metrics_*_refused_total{{reason=\"{}\"}}; \
-                 logged once)",
+                "porter-metrics: {why} (counted in {}{{reason=\"{}\"}}; logged once)",
+                reason.family(),
                 reason.label()
             );
         }
