@@ -188,7 +188,8 @@ impl MetricsServer {
     /// [`Error::InvalidAddress`], [`Error::Bind`] (port in use, permission),
     /// [`Error::AlreadyRunning`], [`Error::ForeignRecorder`] (a global server when another
     /// global recorder is installed), [`Error::AlreadyExported`] (another server exports the
-    /// same pipeline right now), [`Error::Runtime`].
+    /// same pipeline right now), [`Error::Runtime`]; with a web config (feature `tls`),
+    /// `Error::WebConfig` if a certificate, key or CA file it names cannot be read or used.
     pub fn start(&self) -> Result<(), Error> {
         let busy = |running: Option<&Serving>| Error::AlreadyRunning {
             address: running.map_or(self.address.clone(), |r| {
