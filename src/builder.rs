@@ -31,7 +31,8 @@ use crate::{Error, LocalRecorder, Matcher, MetricsServer, NativeHistograms};
 #[derive(Clone, Debug, Default)]
 #[must_use]
 pub struct Builder {
-    config: Config,
+    /// Also set by `Builder::web_config` (`src/web_config/`, feature `tls`).
+    pub(crate) config: Config,
 }
 
 impl Builder {

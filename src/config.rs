@@ -47,6 +47,9 @@ pub(crate) struct Config {
     pub(crate) global_labels: Vec<(String, String)>,
     pub(crate) allowed: Vec<IpNet>,
     pub(crate) header_read_timeout: Duration,
+    /// TLS, client certificates, basic auth and headers of the endpoint.
+    #[cfg(feature = "tls")]
+    pub(crate) web: Option<std::sync::Arc<crate::web_config::Checked>>,
     pub(crate) limits: Limits,
     pub(crate) upkeep: Duration,
     pub(crate) standalone: bool,
@@ -73,6 +76,8 @@ impl Default for Config {
             global_labels: Vec::new(),
             allowed: Vec::new(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            #[cfg(feature = "tls")]
+            web: None,
             limits: Limits::default(),
             upkeep: DEFAULT_UPKEEP,
             standalone: false,

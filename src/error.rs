@@ -144,6 +144,13 @@ pub enum Error {
         source: PushError,
     },
 
+    /// The web config (feature `tls`) cannot be used: a file that cannot be read, a key
+    /// porter-metrics does not know, a value it cannot honour, a certificate that does not
+    /// load.
+    #[cfg(feature = "tls")]
+    #[error("the web config cannot be used")]
+    WebConfig(#[from] crate::WebConfigError),
+
     /// The server's thread or runtime could not be created.
     #[error("cannot start the metrics server runtime")]
     Runtime(#[source] io::Error),

@@ -9,6 +9,7 @@ mod config;
 pub mod decorators;
 mod encode;
 mod error;
+mod exporter_thread;
 mod handle;
 mod local;
 mod matcher;
@@ -24,6 +25,8 @@ mod store;
 pub mod testing;
 #[cfg(feature = "tower")]
 pub mod tower;
+#[cfg(feature = "tls")]
+pub mod web_config;
 
 /// The `metrics` crate, re-exported: its macros record into porter-metrics once it is the
 /// recorder, with no dependency of their own.
@@ -46,3 +49,5 @@ pub use server::MetricsServer;
 #[cfg(feature = "push")]
 pub use server::Pusher;
 pub use store::{self_metrics, Limits, NativeHistograms};
+#[cfg(feature = "tls")]
+pub use web_config::{WebConfig, WebConfigError};

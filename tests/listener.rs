@@ -168,7 +168,7 @@ fn head_gets_the_headers_and_no_body() {
 }
 
 #[test]
-fn health_is_ok_other_paths_are_404_other_methods_405() {
+fn health_is_ok_the_landing_page_links_metrics_other_paths_are_404_other_methods_405() {
     let (_server, addr) = running();
     let health = send(addr, &request("GET", "/health", "")).expect("GET /health");
     assert_eq!((health.status, health.body.as_slice()), (200, &b"OK"[..]));
@@ -178,12 +178,26 @@ fn health_is_ok_other_paths_are_404_other_methods_405() {
             .status,
         200
     );
-    for path in ["/", "/metricsx", "/metrics/", "/favicon.ico", "/health/x"] {
+    let landing = send(addr, &request("GET", "/", "")).expect("GET /");
+    assert_eq!(landing.status, 200);
+    assert_eq!(
+        landing.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let page = String::from_utf8_lossy(&landing.body);
+    assert!(page.contains(r#"<a href="metrics">"#), "{page}");
+    for path in [
+        "/index.html",
+        "/metricsx",
+        "/metrics/",
+        "/favicon.ico",
+        "/health/x",
+    ] {
         let response = send(addr, &request("GET", path, "")).expect("GET");
         assert_eq!(response.status, 404, "{path}");
     }
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "FOO"] {
-        for path in ["/metrics", "/health"] {
+        for path in ["/metrics", "/health", "/"] {
             let response =
                 send(addr, &request(method, path, "Content-Length: 0\r\n")).expect("request");
             assert_eq!(response.status, 405, "{method} {path}");
@@ -198,7 +212,7 @@ fn health_is_ok_other_paths_are_404_other_methods_405() {
 }
 
 #[test]
-fn a_client_outside_the_allowlist_gets_403_on_every_path() -> Result<(), Error> {
+fn a_client_outside_the_allowlist_gets_403_saying_why_on_every_path() -> Result<(), Error> {
     let server = MetricsServer::builder()
         .standalone()
         .allow("10.0.0.0/8")?
@@ -214,7 +228,12 @@ fn a_client_outside_the_allowlist_gets_403_on_every_path() -> Result<(), Error> 
         let response =
             send(addr, &request(method, path, "Content-Length: 0\r\n")).expect("request");
         assert_eq!(response.status, 403, "{method} {path}");
-        assert!(response.body.is_empty());
+        // The guide's `.allow("10.0.0.0/8")` pasted as is: a local curl learns why.
+        let body = String::from_utf8_lossy(&response.body);
+        assert!(
+            body.contains("127.0.0.1 is not in this metrics endpoint's allowlist"),
+            "{body:?}"
+        );
     }
     server.stop()
 }

@@ -21,10 +21,14 @@
 //!   timeout, limits) are those of the first one that started on it: a later one built with
 //!   others gets [`Error::ConflictingSettings`] from `start`.
 
+mod admission;
+mod guard;
 mod lifecycle;
 pub(crate) mod listener;
 #[cfg(feature = "push")]
 pub(crate) mod push;
+mod scrape;
+mod stats;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -34,9 +38,10 @@ use crate::encode::ExtraFamily;
 use crate::pipeline::{self, ExportClaim, Pipeline, Source};
 use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
 use lifecycle::Lifecycle;
-use listener::{ConnectionStats, Listener, Render};
+use listener::{Listener, Render};
 #[cfg(feature = "push")]
 pub use push::Pusher;
+use stats::ConnectionStats;
 
 /// What every exporter of a pipeline shares: which pipeline, and with which settings.
 struct Exported {
@@ -183,7 +188,8 @@ impl MetricsServer {
     /// [`Error::InvalidAddress`], [`Error::Bind`] (port in use, permission),
     /// [`Error::AlreadyRunning`], [`Error::ForeignRecorder`] (a global server when another
     /// global recorder is installed), [`Error::AlreadyExported`] (another server exports the
-    /// same pipeline right now), [`Error::Runtime`].
+    /// same pipeline right now), [`Error::Runtime`]; with a web config (feature `tls`),
+    /// `Error::WebConfig` if a certificate, key or CA file it names cannot be read or used.
     pub fn start(&self) -> Result<(), Error> {
         let busy = |running: Option<&Serving>| Error::AlreadyRunning {
             address: running.map_or(self.address.clone(), |r| {
@@ -209,6 +215,8 @@ impl MetricsServer {
             let settings = listener::Settings {
                 allowed: config.allowed.clone(),
                 header_read_timeout: config.header_read_timeout,
+                #[cfg(feature = "tls")]
+                web: config.web.clone(),
             };
             let render: Render = {
                 let source = source.clone();

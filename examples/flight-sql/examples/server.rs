@@ -7,6 +7,7 @@
 //! cargo run --example server -- --flight 127.0.0.1:0 --metrics 127.0.0.1:0 --seconds 5
 //! cargo run --example server -- --otlp http://127.0.0.1:8428/opentelemetry/v1/metrics
 //! cargo run --example server -- --remote-write http://127.0.0.1:9090/api/v1/write --push-interval 5
+//! cargo run --example server -- --web.config.file examples/prometheus/web-config.yml  # TLS, auth
 //! cargo run --example server -- --help                # every flag, with its default
 //! curl -s http://127.0.0.1:9090/metrics | grep -E '^(flight|grpc_server|grpc_client)_'
 //! ```
@@ -92,6 +93,10 @@ struct Args {
     /// The service name pushes carry (OTLP `service.name`, Remote-Write `job`).
     #[arg(long, value_name = "NAME", default_value = "flight-sql")]
     service: String,
+    /// Secure the metrics endpoint with an exporter-toolkit web config: TLS, client
+    /// certificates, basic auth (see examples/prometheus/web-config.yml).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -117,6 +122,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(url) = &args.remote_write {
         builder = builder.push(PushTarget::remote_write(url)?.interval(interval)?);
+    }
+    if let Some(path) = &args.web_config_file {
+        builder = builder.web_config_file(path)?;
     }
     let metrics = builder.build(&args.metrics);
     metrics.start()?;
