@@ -21,7 +21,10 @@ use futures::{Stream, StreamExt};
 use http::uri::PathAndQuery;
 use porter_flight_sql::{instrument_channel, MeteredChannel};
 use porter_metrics::testing::Exposition;
-use porter_metrics::tower::{GrpcType, MetricsLayer};
+use porter_metrics::tower::{Grpc, GrpcType, MetricsLayer};
+
+/// The server layer of these tests.
+type Layer = MetricsLayer<PrometheusCollector, Grpc>;
 use porter_metrics::{LocalRecorder, PrometheusCollector};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status, Streaming};
@@ -131,9 +134,7 @@ impl Served {
     }
 
     /// The same, the layer configured by `configure`.
-    async fn start_with(
-        configure: impl FnOnce(MetricsLayer<PrometheusCollector>) -> MetricsLayer<PrometheusCollector>,
-    ) -> Self {
+    async fn start_with(configure: impl FnOnce(Layer) -> Layer) -> Self {
         let recorder = LocalRecorder::new();
         let collector: PrometheusCollector = recorder.collector();
         let layer = configure(MetricsLayer::grpc(collector).grpc_types(calc_types));
@@ -490,7 +491,7 @@ async fn random_paths_add_no_series() {
 }
 
 #[tokio::test]
-async fn without_named_methods_a_path_is_learned_once_served() {
+async fn without_named_methods_every_call_of_a_served_path_is_labelled_with_it() {
     let served = Served::start_with(|layer| layer).await;
     let mut client = served.client().await;
     for _ in 0..3 {
@@ -506,8 +507,12 @@ async fn without_named_methods_a_path_is_learned_once_served() {
     let echo = handled("unary", "Echo", "OK");
     assert_eq!(
         s.value("grpc_server_handled_total", &echo),
-        Some(2.0),
-        "the first call taught the layer the method"
+        Some(3.0),
+        "the first call is labelled with its method (decided at the response head)"
+    );
+    assert_eq!(
+        s.value("grpc_server_started_total", &labels("unary", "Echo")),
+        Some(3.0)
     );
     let unknown = [
         "grpc_type",
@@ -519,10 +524,11 @@ async fn without_named_methods_a_path_is_learned_once_served() {
     ];
     let mut ok = unknown.to_vec();
     ok.extend(["grpc_code", "OK"]);
-    assert_eq!(s.value("grpc_server_handled_total", &ok), Some(1.0));
+    assert_eq!(s.value("grpc_server_handled_total", &ok), None);
     let mut refused = unknown.to_vec();
     refused.extend(["grpc_code", "Unimplemented"]);
     assert_eq!(s.value("grpc_server_handled_total", &refused), Some(1.0));
+    assert_eq!(s.value("grpc_server_started_total", &unknown), Some(1.0));
     served.stop().await;
 }
 
