@@ -322,7 +322,8 @@ impl Builder {
     /// Exports the process metrics client_golang exports by default
     /// (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
     /// `process_max_fds`, `process_start_time_seconds`, `process_virtual_memory_bytes`,
-    /// `process_threads`), refreshed at every upkeep (feature `process`).
+    /// `process_virtual_memory_max_bytes`) and `process_threads`, read at each scrape or
+    /// push (feature `process`; the table is in the guide).
     ///
     /// ```
     /// let recorder = porter_metrics::Builder::new().process_metrics().build_local();
@@ -336,10 +337,11 @@ impl Builder {
 
     /// Exports the metrics of the tokio runtime `handle` belongs to (feature `runtime`):
     /// `tokio_workers`, `tokio_live_tasks`, `tokio_global_queue_depth`,
-    /// `tokio_total_busy_duration_total` (microseconds, a counter), `tokio_busy_ratio`, and the
-    /// park counts, as the tokio team's `tokio-metrics` measures them on stable tokio.
+    /// `tokio_busy_seconds_total`, `tokio_busy_ratio`, the busiest and idlest worker's busy
+    /// seconds and the park counts, as the tokio team's `tokio-metrics` measures them on
+    /// stable tokio (the table is in the guide).
     ///
-    /// Its reporter runs on a thread of the pipeline's, once when the pipeline is bound and
+    /// A thread of the pipeline's reads the runtime once when the pipeline is bound and
     /// then every [`upkeep_interval`](Self::upkeep_interval) (5 s by default): the runtime
     /// runs no task of ours, and nothing is added to its request path. One runtime per
     /// pipeline (the last call wins).

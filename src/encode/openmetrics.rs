@@ -173,6 +173,17 @@ impl Encoder for OpenMetrics<'_> {
         self.created(sample);
     }
 
+    fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
+        write_sample(
+            self.out,
+            Name(sample.name, self.legacy),
+            "_total",
+            sample.labels,
+        );
+        write_f64(self.out, value);
+        self.out.push('\n');
+    }
+
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
         write_sample(self.out, Name(sample.name, self.legacy), "", sample.labels);
         write_f64(self.out, value);
