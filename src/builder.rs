@@ -78,16 +78,16 @@ impl Builder {
     /// then suffix).
     ///
     /// ```
-    /// use porter_metrics::{testing::Capture, Builder, Collector, Matcher};
+    /// use porter_metrics::{Builder, Collector, Matcher};
     ///
     /// # fn main() -> Result<(), porter_metrics::Error> {
     /// let recorder = Builder::new()
     ///     .buckets_for_metric(Matcher::Suffix("_bytes".into()), &[1e3, 1e6])?
     ///     .build_local();
-    /// let capture = Capture::with_recorder(recorder);
-    /// capture.collector().record_histogram("response_bytes", 512.0, &[]);
-    /// let sizes = capture.exposition().unwrap().histogram("response_bytes", &[]).unwrap();
-    /// assert_eq!(sizes.buckets, [(1e3, 1), (1e6, 1), (f64::INFINITY, 1)]);
+    /// recorder.collector().record_histogram("response_bytes", 512.0, &[]);
+    /// let text = recorder.render();
+    /// assert!(text.contains(r#"response_bytes_bucket{le="1000"} 1"#));
+    /// assert!(text.contains(r#"response_bytes_bucket{le="1000000"} 1"#));
     /// # Ok(())
     /// # }
     /// ```
