@@ -26,13 +26,18 @@ fn scrape_when(recorder: &LocalRecorder, ready: impl Fn(&Exposition) -> bool) ->
     }
 }
 
-#[test]
-fn workers_alive_tasks_queue_busy_time_and_parks_are_exported() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A runtime of two workers.
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("a runtime");
+        .expect("a runtime")
+}
+
+#[test]
+fn workers_alive_tasks_queue_busy_time_and_parks_are_exported() {
+    let runtime = two_workers();
     let recorder = Builder::new()
         .runtime_metrics(runtime.handle())
         .upkeep_interval(Duration::from_millis(20))
@@ -128,11 +133,7 @@ fn assert_described(scrape: &Exposition, prefix: &str) {
 
 #[test]
 fn runtime_and_process_series_are_described_each_in_its_own_words() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = two_workers();
     let recorder = Builder::new()
         .runtime_metrics(runtime.handle())
         .process_metrics()
@@ -203,11 +204,7 @@ fn an_application_series_of_the_same_name_is_written_once() {
 #[test]
 #[ignore = "needs promtool (run .ci/test)"]
 fn promtool_2_and_3_find_nothing_to_say_about_runtime_and_process_series() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = two_workers();
     let recorder = Builder::new()
         .runtime_metrics(runtime.handle())
         .process_metrics()

@@ -73,26 +73,6 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C, Grpc> {
         )
     }
 
-    /// How to tell a gRPC method's type from its service and method names.
-    ///
-    /// ```
-    /// use porter_metrics::tower::{GrpcType, MetricsLayer};
-    /// let layer = MetricsLayer::grpc(porter_metrics::NoopCollector).grpc_types(|service, method| {
-    ///     match (service, method) {
-    ///         ("echo.Echo", "Stream") => GrpcType::BidiStream,
-    ///         _ => GrpcType::Unary,
-    ///     }
-    /// });
-    /// # let _ = layer;
-    /// ```
-    #[must_use]
-    pub fn grpc_types(
-        self,
-        types: impl Fn(&str, &str) -> GrpcType + Send + Sync + 'static,
-    ) -> Self {
-        self.with_types(Arc::new(types))
-    }
-
     /// The methods the server serves, as `/package.Service/Method` paths. They get their
     /// own `grpc_service` and `grpc_method` labels; a call to any other path is labelled
     /// `grpc_service="unknown", grpc_method="unknown"` (with its `grpc_code`), so no client
@@ -160,22 +140,48 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C, GrpcClient> {
             },
         )
     }
+}
 
-    /// How to tell a gRPC method's type from its service and method names, as on the
-    /// server ([`MetricsLayer::grpc_types`](MetricsLayer::<C, Grpc>::grpc_types)).
+/// The gRPC sides, [`Grpc`] and [`GrpcClient`]: what both have.
+pub trait GrpcSide: sealed::Sealed {}
+impl GrpcSide for Grpc {}
+impl GrpcSide for GrpcClient {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Grpc {}
+    impl Sealed for super::GrpcClient {}
+}
+
+impl<C: Collector + Clone + Send + Sync + 'static, P: GrpcSide> MetricsLayer<C, P> {
+    /// How to tell a gRPC method's type from its service and method names (either side).
     ///
     /// ```
     /// use porter_metrics::tower::{GrpcType, MetricsLayer};
-    /// let layer = MetricsLayer::grpc_client(porter_metrics::NoopCollector)
+    /// let layer = MetricsLayer::grpc(porter_metrics::NoopCollector).grpc_types(|service, method| {
+    ///     match (service, method) {
+    ///         ("echo.Echo", "Stream") => GrpcType::BidiStream,
+    ///         _ => GrpcType::Unary,
+    ///     }
+    /// });
+    /// let client = MetricsLayer::grpc_client(porter_metrics::NoopCollector)
     ///     .grpc_types(|_, _| GrpcType::Unary);
-    /// # let _ = layer;
+    /// # let _ = (layer, client);
     /// ```
     #[must_use]
     pub fn grpc_types(
         self,
         types: impl Fn(&str, &str) -> GrpcType + Send + Sync + 'static,
     ) -> Self {
-        self.with_types(Arc::new(types))
+        let types: super::call::TypeOf = Arc::new(types);
+        self.map_protocol(|protocol| match protocol {
+            Protocol::Grpc { side, methods, .. } => Protocol::Grpc {
+                types: Some(types),
+                side,
+                methods,
+            },
+            http => http,
+        })
     }
 }
 
@@ -263,17 +269,6 @@ impl<C: Collector + Clone + Send + Sync + 'static, P> MetricsLayer<C, P> {
         self.map_shared(|shared| Shared {
             traces: Traces::Off,
             ..shared
-        })
-    }
-
-    fn with_types(self, types: super::call::TypeOf) -> Self {
-        self.map_protocol(|protocol| match protocol {
-            Protocol::Grpc { side, methods, .. } => Protocol::Grpc {
-                types: Some(types),
-                side,
-                methods,
-            },
-            http => http,
         })
     }
 

@@ -41,7 +41,7 @@ mod trace;
 pub use body::{RequestBody, ResponseBody};
 pub use future::ResponseFuture;
 pub use grpc::GrpcType;
-pub use layer::{Grpc, GrpcClient, Http, MetricsLayer};
+pub use layer::{Grpc, GrpcClient, GrpcSide, Http, MetricsLayer};
 pub use service::MetricsService;
 
 #[cfg(test)]
