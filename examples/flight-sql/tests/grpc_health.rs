@@ -4,12 +4,10 @@
 //! still open, and made-up paths add one `unknown` series per metric at most.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use http::uri::PathAndQuery;
 use porter_metrics::testing::Exposition;
-use porter_metrics::tower::{GrpcType, MetricsLayer};
+use porter_metrics::tower::GrpcType;
 use porter_metrics::LocalRecorder;
 use tonic::{Code, Request};
 use tonic_health::pb::health_client::HealthClient;
@@ -27,74 +25,25 @@ fn health_types(_: &str, method: &str) -> GrpcType {
     }
 }
 
+mod served;
+
+use served::Served;
+
 /// A tonic health server (`svc.Up` serving) under the layer, learning its methods.
-struct Health {
-    recorder: LocalRecorder,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Health {
-    async fn start() -> Self {
-        let recorder = LocalRecorder::new();
-        let layer = MetricsLayer::grpc(recorder.collector()).grpc_types(health_types);
-        let (reporter, service) = tonic_health::server::health_reporter();
-        reporter
-            .set_service_status("svc.Up", ServingStatus::Serving)
-            .await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _reporter = reporter;
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            tonic::transport::Server::builder()
-                .layer(layer)
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("the server runs");
-        });
-        Self {
-            recorder,
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn channel(&self) -> tonic::transport::Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect("connect")
-    }
-
-    /// Waits (at most 10 s) until `ready` holds for a scrape; returns that scrape.
-    async fn scrape_when(&self, ready: impl Fn(&Exposition) -> bool) -> Exposition {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let scrape = Exposition::parse(&self.recorder.render()).expect("a valid exposition");
-            if ready(&scrape) || Instant::now() > deadline {
-                return scrape;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.expect("the server task ends");
-    }
+async fn health() -> Served {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("svc.Up", ServingStatus::Serving)
+        .await;
+    let served = Served::start(
+        LocalRecorder::new(),
+        |layer| layer.grpc_types(health_types),
+        tonic::service::Routes::new(service),
+    )
+    .await;
+    // The statuses stay as set while the reporter lives: for the whole test.
+    std::mem::forget(reporter);
+    served
 }
 
 fn check(service: &str) -> HealthCheckRequest {
@@ -147,7 +96,7 @@ fn expect(
 
 #[tokio::test]
 async fn health_checks_and_a_cancelled_watch_are_counted_exactly_from_the_first_call() {
-    let health = Health::start().await;
+    let health = health().await;
     let mut client = HealthClient::new(health.channel().await);
     // The very first call is an error (its answer is trailers-only), then 3 OK, then one
     // more NotFound: 5 calls of Check.
@@ -233,7 +182,7 @@ async fn call(client: &mut tonic::client::Grpc<tonic::transport::Channel>, path:
 
 #[tokio::test]
 async fn made_up_paths_add_one_unknown_series_per_metric_at_most() {
-    let health = Health::start().await;
+    let health = health().await;
     let mut client = tonic::client::Grpc::new(health.channel().await);
     let check_path = format!("/{SERVICE}/Check");
     assert_eq!(call(&mut client, &check_path).await, Code::Ok);
