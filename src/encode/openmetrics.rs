@@ -174,14 +174,7 @@ impl Encoder for OpenMetrics<'_> {
     }
 
     fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
-        write_sample(
-            self.out,
-            Name(sample.name, self.legacy),
-            "_total",
-            sample.labels,
-        );
-        write_f64(self.out, value);
-        self.out.push('\n');
+        super::text::write_float_counter(self.out, sample, self.legacy, value);
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
