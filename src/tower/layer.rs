@@ -115,7 +115,8 @@ impl<C: Collector + Clone + Send + Sync + 'static> MetricsLayer<C, GrpcClient> {
     /// It wraps any `Service<http::Request<B>>`. The service under it gets the request with
     /// its body wrapped; a tonic `Channel` takes `tonic::body::Body` only, so box it back
     /// (tonic's client types take any such service), as the example crate's
-    /// `instrument_channel` does:
+    /// `instrument_channel` and its program `examples/flight-sql/examples/tonic_layer.rs`
+    /// (compiled and run by CI) do:
     ///
     /// ```text
     /// let channel = tower::ServiceBuilder::new()
