@@ -263,8 +263,9 @@ impl Builder {
     }
 
     /// How often upkeep runs (default 5 s): it expires idle series (at least every eighth
-    /// of the idle timeout) and refreshes process metrics. Without either, there is no
-    /// upkeep at all: histograms need none.
+    /// of the idle timeout), and the runtime metrics are read as often. Without either,
+    /// there is no upkeep at all: histograms need none, and process metrics are read when
+    /// a scrape or a push reads the pipeline.
     ///
     /// ```
     /// use std::time::Duration;

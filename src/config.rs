@@ -25,7 +25,7 @@ pub const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// How often idle series are expired and process metrics refreshed.
+/// How often idle series are expired and the runtime metrics read.
 const DEFAULT_UPKEEP: Duration = Duration::from_secs(5);
 
 /// How long a client has to send a complete request head.
