@@ -79,16 +79,16 @@ impl Builder {
     /// then suffix).
     ///
     /// ```
-    /// use porter_metrics::{testing::Capture, Builder, Collector, Matcher};
+    /// use porter_metrics::{Builder, Collector, Matcher};
     ///
     /// # fn main() -> Result<(), porter_metrics::Error> {
     /// let recorder = Builder::new()
     ///     .buckets_for_metric(Matcher::Suffix("_bytes".into()), &[1e3, 1e6])?
     ///     .build_local();
-    /// let capture = Capture::with_recorder(recorder);
-    /// capture.collector().record_histogram("response_bytes", 512.0, &[]);
-    /// let sizes = capture.exposition().unwrap().histogram("response_bytes", &[]).unwrap();
-    /// assert_eq!(sizes.buckets, [(1e3, 1), (1e6, 1), (f64::INFINITY, 1)]);
+    /// recorder.collector().record_histogram("response_bytes", 512.0, &[]);
+    /// let text = recorder.render();
+    /// assert!(text.contains(r#"response_bytes_bucket{le="1000"} 1"#));
+    /// assert!(text.contains(r#"response_bytes_bucket{le="1000000"} 1"#));
     /// # Ok(())
     /// # }
     /// ```
@@ -276,8 +276,9 @@ impl Builder {
     }
 
     /// How often upkeep runs (default 5 s): it expires idle series (at least every eighth
-    /// of the idle timeout) and refreshes process metrics. Without either, there is no
-    /// upkeep at all: histograms need none.
+    /// of the idle timeout), and the runtime metrics are read as often. Without either,
+    /// there is no upkeep at all: histograms need none, and process metrics are read when
+    /// a scrape or a push reads the pipeline.
     ///
     /// ```
     /// use std::time::Duration;
@@ -335,7 +336,8 @@ impl Builder {
     /// Exports the process metrics client_golang exports by default
     /// (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`,
     /// `process_max_fds`, `process_start_time_seconds`, `process_virtual_memory_bytes`,
-    /// `process_threads`), refreshed at every upkeep (feature `process`).
+    /// `process_virtual_memory_max_bytes`) and `process_threads`, read at each scrape or
+    /// push (feature `process`; the table is in the guide).
     ///
     /// ```
     /// let recorder = porter_metrics::Builder::new().process_metrics().build_local();
@@ -349,10 +351,11 @@ impl Builder {
 
     /// Exports the metrics of the tokio runtime `handle` belongs to (feature `runtime`):
     /// `tokio_workers`, `tokio_live_tasks`, `tokio_global_queue_depth`,
-    /// `tokio_total_busy_duration_total` (microseconds, a counter), `tokio_busy_ratio`, and the
-    /// park counts, as the tokio team's `tokio-metrics` measures them on stable tokio.
+    /// `tokio_busy_seconds_total`, `tokio_busy_ratio`, the busiest and idlest worker's busy
+    /// seconds and the park counts, as the tokio team's `tokio-metrics` measures them on
+    /// stable tokio (the table is in the guide).
     ///
-    /// Its reporter runs on a thread of the pipeline's, once when the pipeline is bound and
+    /// A thread of the pipeline's reads the runtime once when the pipeline is bound and
     /// then every [`upkeep_interval`](Self::upkeep_interval) (5 s by default): the runtime
     /// runs no task of ours, and nothing is added to its request path. One runtime per
     /// pipeline (the last call wins).

@@ -170,7 +170,7 @@ impl<T: Default> Table<Slot<T>> {
             return true;
         }
         self.skipped = self.skipped.wrapping_add(1);
-        self.skipped % 8 == 0
+        self.skipped.is_multiple_of(8)
     }
 
     /// Keeps `what` for `hash`: over a slot of the same tag, in a free one, or over the

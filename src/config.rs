@@ -30,7 +30,7 @@ pub const DEFAULT_BUCKETS: [f64; 11] = [
 /// [`Builder::idle_timeout`](crate::Builder::idle_timeout) is raised to it.
 pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// How often idle series are expired and process metrics refreshed.
+/// How often idle series are expired and the runtime metrics read.
 const DEFAULT_UPKEEP: Duration = Duration::from_secs(5);
 
 /// How long a client has to send a complete request head.

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use metrics::{CounterFn, GaugeFn, HistogramFn, Key};
 
-use crate::recorder::series_of;
 use crate::store::epoch;
 use crate::store::family::{Family, Found, Op, Wrote};
 use crate::store::kind::Kind;
@@ -85,7 +84,7 @@ impl Bound {
                         Wrote::Refused => break,
                         Wrote::Gone => {
                             let pairs = self.key.labels().map(|l| (l.key(), l.value()));
-                            match series_of(family, pairs, None) {
+                            match family.series_of(pairs, None) {
                                 Found::Series(index, generation) => {
                                     at.store(pack(index, generation), Ordering::Relaxed);
                                 }

@@ -14,6 +14,8 @@ mod handle;
 mod local;
 mod matcher;
 mod pipeline;
+#[cfg(feature = "process")]
+mod process;
 #[cfg(feature = "push")]
 mod push_target;
 mod recorder;

@@ -40,8 +40,9 @@ pub(crate) struct Pipeline {
     last_size: [AtomicU64; 3],
     /// Families left out of scrapes by escaping collisions.
     tally: Tally,
-    #[cfg(feature = "process")]
-    process: OnceLock<metrics_process::Collector>,
+    /// The runtime's last reading, once bound with `runtime_metrics`.
+    #[cfg(feature = "runtime")]
+    runtime: OnceLock<Arc<crate::runtime::RuntimeStats>>,
 }
 
 impl Pipeline {
@@ -54,8 +55,8 @@ impl Pipeline {
             exporting: AtomicBool::new(false),
             last_size: Default::default(),
             tally: Tally::default(),
-            #[cfg(feature = "process")]
-            process: OnceLock::new(),
+            #[cfg(feature = "runtime")]
+            runtime: OnceLock::new(),
         })
     }
 
@@ -84,23 +85,14 @@ impl Pipeline {
             native_overrides: config.native_overrides.clone(),
             global: config.global_labels.clone(),
         });
-        #[cfg(feature = "process")]
-        if config.process {
-            let process = self
-                .process
-                .get_or_init(metrics_process::Collector::default);
-            metrics::with_local_recorder(&*self.recorder, || {
-                process.describe();
-                process.collect();
-            });
-        }
         #[cfg(feature = "runtime")]
         if let Some(runtime) = &config.runtime {
-            crate::runtime::start(runtime, &self.recorder, config.upkeep_interval());
+            let stats = crate::runtime::start(runtime, config.upkeep_interval());
+            let _ = self.runtime.set(stats);
         }
         self.upkeep_ms
             .store(duration_ms(config.upkeep_interval()), Ordering::Relaxed);
-        if config.idle_timeout.is_some() || config.process {
+        if config.idle_timeout.is_some() {
             self.spawn_upkeep();
         }
     }
@@ -121,8 +113,26 @@ impl Pipeline {
         Ok(claim)
     }
 
+    /// The families read when the pipeline is read, beside the store's: the process' and
+    /// the runtime's, as configured (a name the store holds is left to it).
+    #[cfg_attr(not(any(feature = "process", feature = "runtime")), allow(unused_mut))]
+    fn own_families(&self, mut extra: Vec<ExtraFamily>) -> Vec<ExtraFamily> {
+        #[cfg(any(feature = "process", feature = "runtime"))]
+        let taken = |name: &str| self.recorder.store().holds(name);
+        #[cfg(feature = "process")]
+        if self.config.get().is_some_and(|c| c.process) {
+            extra.extend(crate::process::families(taken));
+        }
+        #[cfg(feature = "runtime")]
+        if let Some(runtime) = self.runtime.get() {
+            extra.extend(runtime.families(taken));
+        }
+        extra
+    }
+
     /// The exposition of everything recorded so far, as negotiated, with `extra` families.
-    pub(crate) fn render(&self, negotiated: Negotiated, extra: &[ExtraFamily]) -> Vec<u8> {
+    pub(crate) fn render(&self, negotiated: Negotiated, extra: Vec<ExtraFamily>) -> Vec<u8> {
+        let extra = &self.own_families(extra)[..];
         let store = self.recorder.store();
         let options = Options {
             escaping: negotiated.escaping,
@@ -158,9 +168,10 @@ impl Pipeline {
     pub(crate) fn encode(
         &self,
         escaping: Escaping,
-        extra: &[ExtraFamily],
+        extra: Vec<ExtraFamily>,
         encoder: &mut impl Encoder,
     ) {
+        let extra = &self.own_families(extra)[..];
         let options = Options {
             escaping,
             created: false,
@@ -175,7 +186,7 @@ impl Pipeline {
     }
 
     /// The text exposition, with legacy names, and `extra` families.
-    pub(crate) fn render_text(&self, extra: &[ExtraFamily]) -> String {
+    pub(crate) fn render_text(&self, extra: Vec<ExtraFamily>) -> String {
         String::from_utf8(self.render(Negotiated::default(), extra)).unwrap_or_default()
     }
 
@@ -189,12 +200,8 @@ impl Pipeline {
         last.store(out.size() as u64, Ordering::Relaxed);
         out
     }
-    /// Refreshes process metrics and expires idle series.
+    /// Expires idle series.
     pub(crate) fn run_upkeep(&self) {
-        #[cfg(feature = "process")]
-        if let Some(process) = self.process.get() {
-            metrics::with_local_recorder(&*self.recorder, || process.collect());
-        }
         self.recorder.store().upkeep();
     }
 
@@ -289,13 +296,13 @@ impl Source {
 
     /// A scrape's exposition, as negotiated.
     pub(crate) fn render(&self, negotiated: Negotiated) -> Vec<u8> {
-        self.pipeline.render(negotiated, &(self.extra)())
+        self.pipeline.render(negotiated, (self.extra)())
     }
 
     /// Walks the store and the extra families into `encoder` (see [`Pipeline::encode`]).
     #[cfg(any(feature = "otlp", feature = "remote-write"))]
     pub(crate) fn encode(&self, escaping: Escaping, encoder: &mut impl Encoder) {
-        self.pipeline.encode(escaping, &(self.extra)(), encoder);
+        self.pipeline.encode(escaping, (self.extra)(), encoder);
     }
 
     /// When the pipeline's store was created, in ms since the Unix epoch.

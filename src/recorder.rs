@@ -29,10 +29,9 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, U
 use crate::cache::{self, Answer};
 use crate::handle::{pack, Bound, Target, TRIES};
 use crate::store::epoch::{self, Pin};
-use crate::store::family::{Family, Found, Op, Problem, Wrote};
+use crate::store::family::{Family, Found, Op, Wrote};
 use crate::store::hash;
 use crate::store::kind::Kind;
-use crate::store::labels::Canonical;
 use crate::store::self_metrics::{DropReason, LabelDrop};
 use crate::store::{Limits, Store};
 
@@ -54,42 +53,6 @@ impl std::fmt::Debug for PorterRecorder {
             .field("metric_names", &names)
             .finish()
     }
-}
-
-/// The series of `pairs` in `family` (canonical, within the label limits; what the rules
-/// changed is counted and warned about once), made if the limits allow. `labels_hash` is
-/// the pairs' [hash](hash::labels), if the caller has it.
-pub(crate) fn series_of<'a>(
-    family: &Family,
-    pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-    labels_hash: Option<u64>,
-) -> Found {
-    let shared = &family.shared;
-    let (labels, bytes) = shared.label_limits();
-    let (set, changes) = Canonical::of(pairs, family.kind, labels, bytes);
-    let metrics = &shared.self_metrics;
-    if changes.renamed > 0 {
-        family.warn_once(Problem::RenamedKey);
-    }
-    for (reason, problem, n) in [
-        (LabelDrop::TooMany, Problem::TooMany, changes.dropped),
-        (LabelDrop::TooLong, Problem::TooLong, changes.cut),
-    ] {
-        if n > 0 {
-            metrics.count_label_drop(reason, n);
-            family.warn_once(problem);
-        }
-    }
-    // A clean call's pairs are its canonical set: their hash is the set's.
-    let hash = match labels_hash {
-        Some(hash) if set.is_clean() => hash,
-        _ => set.hash(),
-    };
-    let found = family.find_or_create(&set, hash);
-    if let Found::Overflow = found {
-        family.warn_once(Problem::Overflow);
-    }
-    found
 }
 
 /// What the miss path of a collector call needs: the call, and its hashes.
@@ -274,7 +237,7 @@ impl PorterRecorder {
         }
         for _ in 0..TRIES {
             let room = family.room();
-            let answer = match series_of(family, flat(labels), Some(labels_hash)) {
+            let answer = match family.series_of(flat(labels), Some(labels_hash)) {
                 Found::Series(index, generation) => {
                     match family.write(pin, index, generation, &op) {
                         Wrote::Done => Answer::Series {
@@ -363,7 +326,7 @@ impl PorterRecorder {
             Ok(family) => {
                 let room = family.room();
                 let pairs = key.labels().map(|l| (l.key(), l.value()));
-                match series_of(family, pairs, None) {
+                match family.series_of(pairs, None) {
                     Found::Series(index, generation) => Target::Series {
                         family: family.clone(),
                         at: AtomicU64::new(pack(index, generation)),

@@ -1,31 +1,37 @@
 //! Tokio runtime metrics (feature `runtime`): [`Builder::runtime_metrics`](crate::Builder::runtime_metrics).
 //!
-//! The tokio team's `tokio-metrics` measures; its `metrics` integration
-//! (`RuntimeMetricsReporter`) records into the pipeline like any `metrics` macro. We only
-//! run its reporter: on a thread of ours, once at bind and then every upkeep interval, so
-//! the monitored runtime runs no task of ours and its request path is untouched. The
-//! thread ends (within one interval) when the pipeline is dropped.
-//!
-//! On stable tokio (no `tokio_unstable`), the reporter records exactly these series. Its
-//! gauges named `..._count` are renamed (`_count` is a histogram's series, which linters
-//! and Prometheus' own `promtool` flag on a gauge):
+//! The tokio team's `tokio-metrics` measures the runtime, interval by interval, on stable
+//! tokio (no `tokio_unstable`). A thread of ours reads one interval at bind and then every
+//! upkeep interval, so the monitored runtime runs no task of ours and its request path is
+//! untouched; a scrape or a push writes what the last reading found, as families of their
+//! own beside the store's. The thread ends (within one interval) when the pipeline is
+//! dropped.
 //!
 //! | name | type | what |
 //! |---|---|---|
-//! | `tokio_workers` | gauge | worker threads (tokio-metrics' `tokio_workers_count`) |
+//! | `tokio_workers` | gauge | worker threads |
 //! | `tokio_live_tasks` | gauge | tasks alive in the runtime |
 //! | `tokio_global_queue_depth` | gauge | tasks waiting in the global (injection) queue |
-//! | `tokio_total_busy_duration_total` | counter | microseconds the workers spent busy, all of them |
-//! | `tokio_max_busy_duration_total`, `tokio_min_busy_duration_total` | counter | the busiest and idlest worker's busy microseconds, summed over refreshes |
-//! | `tokio_busy_ratio` | gauge | busy time over wall time in the last interval, all workers (up to the worker count) |
-//! | `tokio_total_parks`, `tokio_max_parks`, `tokio_min_parks` | gauge | times the workers parked in the last interval (all, most, least) |
+//! | `tokio_busy_seconds_total` | counter | seconds the workers spent busy, all of them together |
+//! | `tokio_max_busy_seconds`, `tokio_min_busy_seconds` | gauge | the busiest and the idlest worker's busy seconds in the last interval |
+//! | `tokio_busy_ratio` | gauge | the workers' busy time over their time in the last interval, 0 to 1 |
+//! | `tokio_parks_total` | counter | times the workers parked (ran out of work), all of them together |
+//! | `tokio_max_parks`, `tokio_min_parks` | gauge | the most and the fewest times one worker parked in the last interval |
+//!
+//! Tokio credits a worker's busy time when the worker parks or yields, so an interval can
+//! be credited time spent in the one before: `tokio_busy_ratio` divides by the workers'
+//! time (interval × workers) and is capped at 1.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
-use tokio_metrics::{RuntimeMetricsReporterBuilder, RuntimeMonitor};
+use tokio_metrics::{RuntimeIntervals, RuntimeMetrics, RuntimeMonitor};
+
+use crate::encode::ExtraFamily;
+use crate::store::kind::Kind;
 
 /// Which runtime to measure.
 #[derive(Clone, Debug)]
@@ -33,116 +39,182 @@ pub(crate) struct RuntimeSettings {
     pub(crate) handle: Handle,
 }
 
-/// Starts reporting `settings`' runtime into `recorder` every `interval`, on a thread of
-/// ours, for as long as `recorder` is alive. A thread that cannot start is logged, and the
-/// pipeline works on without runtime metrics.
-pub(crate) fn start<R>(settings: &RuntimeSettings, recorder: &Arc<R>, interval: Duration)
-where
-    R: metrics::Recorder + Send + Sync + 'static,
-{
-    let monitor = RuntimeMonitor::new(&settings.handle);
-    // The reporter resolves its handles now, in the pipeline's recorder (its gauges renamed).
-    let mut reporter = metrics::with_local_recorder(&Renamed(&**recorder), || {
-        RuntimeMetricsReporterBuilder::default()
-            .with_interval(interval)
-            .describe()
-            .build_with_monitor(monitor)
-    });
-    reporter.run_once();
-    let alive: Weak<R> = Arc::downgrade(recorder);
+/// What the last reading found: written by the runtime-metrics thread, read by renders.
+/// Each value is an `f64`'s bits.
+#[derive(Default)]
+pub(crate) struct RuntimeStats {
+    values: [AtomicU64; FAMILIES.len()],
+}
+
+/// Each family's name, HELP text and kind, in the order of [`RuntimeStats::values`].
+const FAMILIES: [(&str, &str, Kind); 10] = [
+    ("tokio_workers", "Worker threads of the tokio runtime.", Kind::Gauge),
+    ("tokio_live_tasks", "Tasks alive in the tokio runtime.", Kind::Gauge),
+    (
+        "tokio_global_queue_depth",
+        "Tasks waiting in the tokio runtime's global (injection) queue.",
+        Kind::Gauge,
+    ),
+    (
+        "tokio_busy_seconds_total",
+        "Seconds the tokio workers spent busy, all of them together.",
+        Kind::Counter,
+    ),
+    (
+        "tokio_max_busy_seconds",
+        "Busy seconds of the busiest tokio worker in the last interval.",
+        Kind::Gauge,
+    ),
+    (
+        "tokio_min_busy_seconds",
+        "Busy seconds of the idlest tokio worker in the last interval.",
+        Kind::Gauge,
+    ),
+    (
+        "tokio_busy_ratio",
+        "Busy time of the tokio workers over their time (interval times workers) in the last interval, 0 to 1.",
+        Kind::Gauge,
+    ),
+    (
+        "tokio_parks_total",
+        "Times the tokio workers parked (ran out of work), all of them together.",
+        Kind::Counter,
+    ),
+    (
+        "tokio_max_parks",
+        "Times the tokio worker that parked most parked in the last interval.",
+        Kind::Gauge,
+    ),
+    (
+        "tokio_min_parks",
+        "Times the tokio worker that parked least parked in the last interval.",
+        Kind::Gauge,
+    ),
+];
+
+const BUSY_TOTAL: usize = 3;
+const PARKS_TOTAL: usize = 7;
+
+impl RuntimeStats {
+    /// Takes one interval's reading.
+    fn update(&self, m: &RuntimeMetrics) {
+        let workers = m.workers_count as f64;
+        let idle = m.workers_count == 0;
+        let worker_time = m.elapsed.as_secs_f64() * workers;
+        let ratio = match worker_time > 0.0 {
+            true => (m.total_busy_duration.as_secs_f64() / worker_time).clamp(0.0, 1.0),
+            false => 0.0,
+        };
+        let min_or_zero = |v: f64| if idle { 0.0 } else { v };
+        let now = [
+            workers,
+            m.live_tasks_count as f64,
+            m.global_queue_depth as f64,
+            self.get(BUSY_TOTAL) + m.total_busy_duration.as_secs_f64(),
+            m.max_busy_duration.as_secs_f64(),
+            min_or_zero(m.min_busy_duration.as_secs_f64()),
+            ratio,
+            self.get(PARKS_TOTAL) + m.total_park_count as f64,
+            m.max_park_count as f64,
+            min_or_zero(m.min_park_count as f64),
+        ];
+        for (cell, value) in self.values.iter().zip(now) {
+            cell.store(value.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self, at: usize) -> f64 {
+        f64::from_bits(self.values[at].load(Ordering::Relaxed))
+    }
+
+    /// The families, as of the last reading; `taken` tells a name the store already holds.
+    pub(crate) fn families(&self, taken: impl Fn(&str) -> bool) -> Vec<ExtraFamily> {
+        FAMILIES
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, ..))| !taken(name))
+            .map(|(at, (name, help, kind))| ExtraFamily {
+                name,
+                help,
+                kind: *kind,
+                samples: vec![(Vec::new(), self.get(at))],
+            })
+            .collect()
+    }
+}
+
+/// Starts reading `settings`' runtime every `interval` on a thread of ours, for as long as
+/// the returned stats are held. The first reading is taken now. A thread that cannot start
+/// is logged; the stats then keep that first reading.
+pub(crate) fn start(settings: &RuntimeSettings, interval: Duration) -> Arc<RuntimeStats> {
+    let stats = Arc::new(RuntimeStats::default());
+    let mut intervals: RuntimeIntervals = RuntimeMonitor::new(&settings.handle).intervals();
+    read(&mut intervals, &stats);
+    let alive: Weak<RuntimeStats> = Arc::downgrade(&stats);
     let spawned = thread::Builder::new()
         .name("porter-metrics-runtime".into())
         .spawn(move || {
             let mut next = Instant::now() + interval;
-            while alive.strong_count() > 0 {
+            loop {
                 let left = next.saturating_duration_since(Instant::now());
                 if !left.is_zero() {
                     thread::park_timeout(left);
                     continue;
                 }
                 next = Instant::now() + interval;
-                reporter.run_once();
+                match alive.upgrade() {
+                    Some(stats) => read(&mut intervals, &stats),
+                    None => return,
+                }
             }
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "porter-metrics: cannot start the runtime metrics thread");
     }
+    stats
 }
 
-/// A recorder that renames tokio-metrics' `..._count` gauges (see the module
-/// documentation) on their way to `R`.
-struct Renamed<'a, R>(&'a R);
-
-fn gauge_name(name: &str) -> String {
-    match name.strip_suffix("_count") {
-        Some(base) => match base.strip_suffix("_park") {
-            Some(park) => format!("{park}_parks"),
-            None => base.to_owned(),
-        },
-        None => name.to_owned(),
-    }
-}
-
-impl<R: metrics::Recorder> metrics::Recorder for Renamed<'_, R> {
-    fn describe_counter(
-        &self,
-        key: metrics::KeyName,
-        unit: Option<metrics::Unit>,
-        text: metrics::SharedString,
-    ) {
-        self.0.describe_counter(key, unit, text);
-    }
-    fn describe_gauge(
-        &self,
-        key: metrics::KeyName,
-        unit: Option<metrics::Unit>,
-        text: metrics::SharedString,
-    ) {
-        let key = metrics::KeyName::from(gauge_name(key.as_str()));
-        self.0.describe_gauge(key, unit, text);
-    }
-    fn describe_histogram(
-        &self,
-        key: metrics::KeyName,
-        unit: Option<metrics::Unit>,
-        text: metrics::SharedString,
-    ) {
-        self.0.describe_histogram(key, unit, text);
-    }
-    fn register_counter(
-        &self,
-        key: &metrics::Key,
-        metadata: &metrics::Metadata<'_>,
-    ) -> metrics::Counter {
-        self.0.register_counter(key, metadata)
-    }
-    fn register_gauge(
-        &self,
-        key: &metrics::Key,
-        metadata: &metrics::Metadata<'_>,
-    ) -> metrics::Gauge {
-        let labels: Vec<metrics::Label> = key.labels().cloned().collect();
-        let renamed = metrics::Key::from_parts(gauge_name(key.name()), labels);
-        self.0.register_gauge(&renamed, metadata)
-    }
-    fn register_histogram(
-        &self,
-        key: &metrics::Key,
-        metadata: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        self.0.register_histogram(key, metadata)
+fn read(intervals: &mut RuntimeIntervals, stats: &RuntimeStats) {
+    if let Some(metrics) = intervals.next() {
+        stats.update(&metrics);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn count_gauges_lose_their_suffix() {
-        assert_eq!(super::gauge_name("tokio_workers_count"), "tokio_workers");
-        assert_eq!(
-            super::gauge_name("tokio_total_park_count"),
-            "tokio_total_parks"
-        );
-        assert_eq!(super::gauge_name("tokio_busy_ratio"), "tokio_busy_ratio");
+    fn busy_time_is_in_seconds_accumulated_and_the_ratio_is_per_worker_time() {
+        let stats = RuntimeStats::default();
+        let mut m = RuntimeMetrics::default();
+        m.workers_count = 2;
+        m.elapsed = Duration::from_secs(1);
+        m.total_busy_duration = Duration::from_millis(1500);
+        m.max_busy_duration = Duration::from_millis(900);
+        m.min_busy_duration = Duration::from_millis(600);
+        m.total_park_count = 7;
+        stats.update(&m);
+        stats.update(&m);
+        let value = |name: &str| {
+            let families = stats.families(|_| false);
+            families
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.samples[0].1)
+        };
+        assert_eq!(value("tokio_busy_seconds_total"), Some(3.0));
+        assert_eq!(value("tokio_parks_total"), Some(14.0));
+        assert_eq!(value("tokio_max_busy_seconds"), Some(0.9));
+        assert_eq!(value("tokio_busy_ratio"), Some(0.75));
+        // Time credited late: capped at 1.
+        m.total_busy_duration = Duration::from_millis(2200);
+        stats.update(&m);
+        assert_eq!(value("tokio_busy_ratio"), Some(1.0));
+        let texts: std::collections::HashSet<_> = FAMILIES.iter().map(|f| f.1).collect();
+        assert_eq!(texts.len(), FAMILIES.len(), "one HELP text each");
+        assert!(FAMILIES
+            .iter()
+            .all(|f| !f.1.contains('`') && !f.1.contains('[')));
     }
 }

@@ -235,3 +235,26 @@ fn a_custom_collector_adds_behaviour_and_forwards() {
         Some(1)
     );
 }
+
+#[test]
+fn descriptions_pass_through_the_decorators_and_a_filter_keeps_its_rules() {
+    let capture = Capture::new();
+    let c = AggregatingCollector::new(
+        FilteringCollector::deny(capture.collector()).prefix("internal_"),
+    );
+    c.describe_counter("jobs_total", None, "Jobs finished.");
+    c.describe_gauge("internal_depth", None, "Hidden.");
+    c.describe_histogram(
+        "job_seconds",
+        Some(porter_metrics::metrics::Unit::Seconds),
+        "Seconds per job.",
+    );
+    c.increment_counter("jobs_total", &[]);
+    c.record_histogram("job_seconds", 0.5, &[]);
+    // Recorded past the filter, the denied name is described nowhere.
+    capture.collector().record_gauge("internal_depth", 1.0, &[]);
+    let s = capture.exposition().unwrap();
+    assert_eq!(s.help("jobs_total"), Some("Jobs finished."));
+    assert_eq!(s.help("job_seconds"), Some("Seconds per job."));
+    assert_eq!(s.help("internal_depth"), Some("Gauge for internal_depth"));
+}

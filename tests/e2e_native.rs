@@ -49,7 +49,7 @@ fn prometheus_ingests_native_histograms_and_exemplars() {
                     &["trace_id", &trace],
                 );
                 i += 1;
-                if i % 200 == 0 {
+                if i.is_multiple_of(200) {
                     thread::sleep(Duration::from_millis(2));
                 }
             }

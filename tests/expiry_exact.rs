@@ -84,7 +84,7 @@ fn nothing_written_is_lost_to_idle_expiry_at_its_smallest_settings() {
                     mine += 4 * n + 1;
                     // Now and then a pause of up to 300 ms: three idle timeouts, long enough to
                     // be hidden and reclaimed, resumed at any point of that.
-                    if rng.next() % 64 == 0 {
+                    if rng.next().is_multiple_of(64) {
                         std::thread::sleep(Duration::from_millis(rng.next() % 300));
                     }
                 }

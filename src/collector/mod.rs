@@ -160,6 +160,35 @@ pub trait Collector: Send + Sync {
     /// # assert_eq!(scrape.value("in_flight", &["route", "/users"]), Some(1.0));
     /// ```
     fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]);
+
+    /// Gives the counter `name` a HELP text (and a unit), as `metrics::describe_counter!`
+    /// does: it wins over the placeholder `Counter for <name>` of an undescribed metric.
+    ///
+    /// Provided: nothing, for a collector with nowhere to keep it.
+    ///
+    /// ```
+    /// # use porter_metrics::{testing::Capture, Collector};
+    /// # let capture = Capture::new();
+    /// # let collector = capture.collector();
+    /// collector.describe_counter("jobs_total", None, "Jobs finished.");
+    /// collector.increment_counter("jobs_total", &[]);
+    /// # assert_eq!(capture.exposition().unwrap().help("jobs_total"), Some("Jobs finished."));
+    /// ```
+    fn describe_counter(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        let _ = (name, unit, help);
+    }
+
+    /// Gives the gauge `name` a HELP text (and a unit); see
+    /// [`describe_counter`](Self::describe_counter).
+    fn describe_gauge(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        let _ = (name, unit, help);
+    }
+
+    /// Gives the histogram `name` a HELP text (and a unit); see
+    /// [`describe_counter`](Self::describe_counter).
+    fn describe_histogram(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        let _ = (name, unit, help);
+    }
 }
 
 macro_rules! forward_collector {
@@ -188,6 +217,15 @@ macro_rules! forward_collector {
             }
             fn record_histogram_with_exemplar(&self, name: &str, value: f64, labels: &[&str], exemplar: &[&str]) {
                 (**self).record_histogram_with_exemplar(name, value, labels, exemplar)
+            }
+            fn describe_counter(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+                (**self).describe_counter(name, unit, help)
+            }
+            fn describe_gauge(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+                (**self).describe_gauge(name, unit, help)
+            }
+            fn describe_histogram(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+                (**self).describe_histogram(name, unit, help)
             }
         }
     )*};

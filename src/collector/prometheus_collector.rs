@@ -132,7 +132,32 @@ fn through_foreign(name: &str, labels: &[&str], f: impl FnOnce(&dyn metrics::Rec
     metrics::with_recorder(|recorder| f(recorder, &key));
 }
 
+impl PrometheusCollector {
+    /// Runs `describe` with the recorder this collector records into.
+    fn describe(&self, describe: impl FnOnce(&dyn metrics::Recorder)) {
+        match &self.target {
+            Destination::Pipeline(pipeline) => describe(&**pipeline.recorder()),
+            Destination::Foreign => metrics::with_recorder(|r| describe(r)),
+        }
+    }
+}
+
 impl Collector for PrometheusCollector {
+    fn describe_counter(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        let (name, help) = (name.to_owned(), help.to_owned());
+        self.describe(|r| r.describe_counter(name.into(), unit, help.into()));
+    }
+
+    fn describe_gauge(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        let (name, help) = (name.to_owned(), help.to_owned());
+        self.describe(|r| r.describe_gauge(name.into(), unit, help.into()));
+    }
+
+    fn describe_histogram(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        let (name, help) = (name.to_owned(), help.to_owned());
+        self.describe(|r| r.describe_histogram(name.into(), unit, help.into()));
+    }
+
     fn increment_counter(&self, name: &str, labels: &[&str]) {
         self.add_to_counter(name, 1, labels);
     }

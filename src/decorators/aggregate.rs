@@ -314,6 +314,18 @@ impl<C: Collector> Collector for AggregatingCollector<C> {
         self.inner.add_to_counter(name, n, labels);
     }
 
+    fn describe_counter(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        self.inner.describe_counter(name, unit, help);
+    }
+
+    fn describe_gauge(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        self.inner.describe_gauge(name, unit, help);
+    }
+
+    fn describe_histogram(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        self.inner.describe_histogram(name, unit, help);
+    }
+
     /// Aggregates `delta` as one value.
     fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
         self.aggregate(name, delta, labels);

@@ -187,6 +187,24 @@ impl<C: Collector> Collector for FilteringCollector<C> {
         }
     }
 
+    fn describe_counter(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        if self.permits(name) {
+            self.inner.describe_counter(name, unit, help);
+        }
+    }
+
+    fn describe_gauge(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        if self.permits(name) {
+            self.inner.describe_gauge(name, unit, help);
+        }
+    }
+
+    fn describe_histogram(&self, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        if self.permits(name) {
+            self.inner.describe_histogram(name, unit, help);
+        }
+    }
+
     fn add_to_gauge(&self, name: &str, delta: f64, labels: &[&str]) {
         if self.permits(name) {
             self.inner.add_to_gauge(name, delta, labels);

@@ -270,6 +270,11 @@ pub(crate) trait Encoder {
     /// A new family; its series follow.
     fn family(&mut self, head: &FamilyHead<'_>);
     fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar<'_>>);
+    /// A counter read as a float (process CPU seconds, a runtime's busy seconds): an extra
+    /// family's. Provided: the whole part, for a format that has integer counters only.
+    fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
+        self.counter(sample, value as u64, None);
+    }
     fn gauge(&mut self, sample: &Sample<'_>, value: f64);
     fn histogram(&mut self, sample: &Sample<'_>, point: &HistogramPoint<'_>);
     /// After the last family.
@@ -413,7 +418,7 @@ pub(crate) fn walk(
                 start_ms: None,
             };
             match family.kind {
-                Kind::Counter => encoder.counter(&sample, *value as u64, None),
+                Kind::Counter => encoder.counter_f64(&sample, *value),
                 _ => encoder.gauge(&sample, *value),
             }
         }

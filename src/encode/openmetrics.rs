@@ -173,6 +173,10 @@ impl Encoder for OpenMetrics<'_> {
         self.created(sample);
     }
 
+    fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
+        super::text::write_float_counter(self.out, sample, self.legacy, value);
+    }
+
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
         write_sample(self.out, Name(sample.name, self.legacy), "", sample.labels);
         write_f64(self.out, value);

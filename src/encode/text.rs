@@ -190,6 +190,13 @@ pub(crate) fn write_f64(out: &mut String, value: f64) {
     }
 }
 
+/// A counter read as a float, `name_total{labels} value` (text and OpenMetrics alike).
+pub(crate) fn write_float_counter(out: &mut String, sample: &Sample<'_>, legacy: bool, value: f64) {
+    write_sample(out, Name(sample.name, legacy), "_total", sample.labels);
+    write_f64(out, value);
+    out.push('\n');
+}
+
 /// Writes a `u64` in decimal, without the formatting machinery (a scrape writes one per
 /// sample).
 pub(crate) fn write_u64(out: &mut String, mut value: u64) {
@@ -239,6 +246,10 @@ impl Encoder for Text<'_> {
         );
         write_u64(self.out, value);
         self.out.push('\n');
+    }
+
+    fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
+        write_float_counter(self.out, sample, self.legacy, value);
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {

@@ -7,7 +7,35 @@
 //! once per call. A string hashes by the eight-byte words the arena stores it in, so a hash
 //! is computed again from an interned copy without its text.
 
-use super::arena::pack;
+/// Up to eight bytes as a little-endian word, zero-padded: two overlapping loads, without
+/// a call to `memcpy` (a hit hashes a few short strings).
+#[inline]
+pub(crate) fn pack(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    let word = |at: usize, w: usize| -> u64 {
+        match w {
+            8 => bytes
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes),
+            4 => bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| u32::from_le_bytes(b).into()),
+            _ => bytes
+                .get(at..at + 2)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| u16::from_le_bytes(b).into()),
+        }
+    };
+    match n {
+        8.. => word(0, 8),
+        4..=7 => word(0, 4) | word(n - 4, 4) << (8 * (n - 4)),
+        2..=3 => word(0, 2) | word(n - 2, 2) << (8 * (n - 2)),
+        1 => u64::from(bytes[0]),
+        0 => 0,
+    }
+}
 
 /// The process's secret, random per process.
 fn secret() -> [u64; 4] {

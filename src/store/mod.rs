@@ -314,6 +314,15 @@ impl Store {
         }
     }
 
+    /// Whether a family is recorded under `name` (as recorded, or as its key): a family
+    /// written beside the store's must not take its name twice.
+    #[cfg(any(feature = "process", feature = "runtime"))]
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        [name, base].iter().any(|n| table.by_name.contains_key(*n))
+    }
+
     /// Every family, in key order (a snapshot: no lock is held while the caller walks).
     pub(crate) fn families(&self) -> Vec<Arc<Family>> {
         let ids: Vec<u32> = self

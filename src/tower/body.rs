@@ -1,19 +1,59 @@
-//! Body wrappers that watch a call to its end: they pass every frame through untouched,
-//! count the gRPC messages in the data frames (reading the buffers in place, never copying
-//! them), and, for the response, record the end when the last frame has gone, or
-//! `Canceled` when the body is dropped first.
+//! Body wrappers that watch a call to its end, on either side: they pass every frame
+//! through untouched and count the gRPC messages in the data frames (reading the buffers
+//! in place, never copying them). The request body carries what the client sends (received
+//! by a server, sent by a client); the response body what the server sends, and it records
+//! the call's end: when its last frame has gone (the trailers' `grpc-status`, else the
+//! head's), or when it is dropped first (the client went away on a server; the caller
+//! cancelled on a client).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Buf;
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::call::{grpc_code, Call, Direction, Frames};
+use super::call::{Call, Direction};
+use super::grpc::GrpcCode;
 use crate::collector::Collector;
+
+/// Counts length-prefixed gRPC messages in a byte stream, without copying it: each message
+/// is a 1-byte flag, a 4-byte big-endian length, then that many bytes.
+#[derive(Default)]
+pub(crate) struct Frames {
+    header: [u8; 5],
+    have: usize,
+    remaining: u64,
+}
+
+impl Frames {
+    /// Feeds the next bytes; returns how many messages started in them.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> u64 {
+        let mut started = 0;
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let skip = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                self.remaining -= skip as u64;
+                bytes = &bytes[skip..];
+                continue;
+            }
+            let take = (5 - self.have).min(bytes.len());
+            self.header[self.have..self.have + take].copy_from_slice(&bytes[..take]);
+            self.have += take;
+            bytes = &bytes[take..];
+            if self.have == 5 {
+                started += 1;
+                self.have = 0;
+                let [_, a, b, c, d] = self.header;
+                self.remaining = u64::from(u32::from_be_bytes([a, b, c, d]));
+            }
+        }
+        started
+    }
+}
 
 /// Feeds the bytes of `data` to `frames` without consuming them. A frame's buffer is read
 /// through `chunks_vectored`: all of it for the buffers hyper and tonic use (`Bytes`, one
@@ -26,7 +66,8 @@ fn count_messages(frames: &mut Frames, data: &impl Buf) -> u64 {
 
 pin_project! {
     /// The request body as the wrapped service sees it: counts the messages the client
-    /// sends (`grpc_server_msg_received_total`).
+    /// sends (`grpc_server_msg_received_total` on a server, `grpc_client_msg_sent_total`
+    /// on a client).
     pub struct RequestBody<B, C: Collector> {
         #[pin]
         inner: B,
@@ -76,19 +117,21 @@ impl<B: Body, C: Collector> Body for RequestBody<B, C> {
 }
 
 pin_project! {
-    /// The response body as the client gets it: counts the messages the server sends
-    /// (`grpc_server_msg_sent_total`) and records the end of the call.
+    /// The response body as the caller gets it: counts the messages the server sends
+    /// (`grpc_server_msg_sent_total` on a server, `grpc_client_msg_received_total` on a
+    /// client) and records the end of the call.
     pub struct ResponseBody<B, C: Collector> {
         #[pin]
         inner: B,
         call: Option<Arc<Call<C>>>,
-        head_code: Option<usize>,
+        head_code: Option<GrpcCode>,
         frames: Frames,
     }
 
     impl<B, C: Collector> PinnedDrop for ResponseBody<B, C> {
         fn drop(this: Pin<&mut Self>) {
-            // Dropped before its end: the client cancelled (or went away).
+            // Dropped before its end: on a server the client went away; on a client the
+            // caller cancelled.
             if let Some(call) = this.project().call.take() {
                 call.canceled();
             }
@@ -107,14 +150,13 @@ impl<B, C: Collector> ResponseBody<B, C> {
         }
     }
 
-    /// Watches `inner`; `head` is the response's headers (a trailers-only response carries
-    /// its `grpc-status` there). A body that is empty from the start ends the call now: the
-    /// server may never poll it.
-    pub(crate) fn new(inner: B, call: Arc<Call<C>>, head: &HeaderMap) -> Self
+    /// Watches `inner`; `head_code` is the `grpc-status` of the response's headers (a
+    /// trailers-only response carries it there). A body that is empty from the start ends
+    /// the call now: nobody may poll it.
+    pub(crate) fn new(inner: B, call: Arc<Call<C>>, head_code: Option<GrpcCode>) -> Self
     where
         B: Body,
     {
-        let head_code = grpc_code(head);
         let call = if inner.is_end_stream() {
             call.finished(head_code, None);
             None
@@ -147,13 +189,13 @@ impl<B: Body, C: Collector> Body for ResponseBody<B, C> {
                         if call.counts_messages() {
                             call.messages(Direction::Response, count_messages(this.frames, data));
                         }
-                        // The last frame: the server may not poll again.
+                        // The last frame: nobody may poll again.
                         if this.inner.is_end_stream() {
                             call.finished(*this.head_code, None);
                             *this.call = None;
                         }
                     } else if let Some(trailers) = frame.trailers_ref() {
-                        call.finished(*this.head_code, grpc_code(trailers));
+                        call.finished(*this.head_code, GrpcCode::of(trailers));
                         *this.call = None;
                     }
                 }
@@ -180,5 +222,25 @@ impl<B: Body, C: Collector> Body for ResponseBody<B, C> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_counted_across_any_split() {
+        let mut stream = Vec::new();
+        for len in [0u32, 3, 70_000] {
+            stream.push(0);
+            stream.extend_from_slice(&len.to_be_bytes());
+            stream.extend(std::iter::repeat_n(7u8, len as usize));
+        }
+        for chunk in [1, 2, 4, 5, 6, 1000, stream.len()] {
+            let mut frames = Frames::default();
+            let counted: u64 = stream.chunks(chunk).map(|c| frames.feed(c)).sum();
+            assert_eq!(counted, 3, "chunks of {chunk}");
+        }
     }
 }

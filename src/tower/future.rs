@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 
 use super::body::ResponseBody;
 use super::call::Call;
+use super::grpc::GrpcCode;
 use crate::collector::Collector;
 
 pin_project! {
@@ -24,7 +25,8 @@ pin_project! {
 
     impl<F, C: Collector> PinnedDrop for ResponseFuture<F, C> {
         fn drop(this: Pin<&mut Self>) {
-            // Dropped before the response: the client went away while the service worked.
+            // Dropped before the response: the client went away while the service worked
+            // (on a client: the caller cancelled before the head).
             if let Some(call) = this.project().call.take() {
                 call.canceled();
             }
@@ -58,13 +60,15 @@ where
         };
         Poll::Ready(match result {
             Ok(response) => {
-                call.responded(response.status());
-                if call.counts_messages() && response.status() != StatusCode::OK {
-                    // An HTTP error before any gRPC response (a router's 404, say).
-                    call.failed_with_status(response.status());
-                }
                 let (parts, body) = response.into_parts();
-                let body = ResponseBody::new(body, call, &parts.headers);
+                let head = GrpcCode::of(&parts.headers);
+                // A gRPC call's labels are decided here if they waited for the head.
+                call.responded(parts.status, head);
+                if call.counts_messages() && parts.status != StatusCode::OK {
+                    // An HTTP error before any gRPC response (a router's 404, say).
+                    call.failed_with_status(parts.status);
+                }
+                let body = ResponseBody::new(body, call, head);
                 Ok(Response::from_parts(parts, body))
             }
             Err(e) => {

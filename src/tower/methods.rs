@@ -4,20 +4,20 @@
 //! go-grpc-middleware; a tower layer sees every path).
 //!
 //! The methods are either named ([`MetricsLayer::grpc_methods`](super::MetricsLayer::grpc_methods)),
-//! or learned: a path becomes known once a call to it ends with any code but
-//! `Unimplemented`, which is what a tonic router answers for a method it does not serve.
-//! Until then (its first call included) it is `unknown`. At most [`LEARNED`] paths are
-//! learned; past that, new paths stay `unknown`, and the first one is logged.
+//! or learned at the response head: a path is served unless its answer is `Unimplemented`
+//! (what a tonic router answers, trailers-only, for a method it does not serve) or an HTTP
+//! 404. A call to a path not yet learned has its labels decided at its head, so even the
+//! first call of each method is labelled with it. At most [`LEARNED`] paths are learned;
+//! past that, new paths are `unknown`, and the first one is logged.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use super::grpc::GrpcCode;
+
 /// How many paths a layer learns at most.
 pub(crate) const LEARNED: usize = 1024;
-
-/// The `grpc-status` code of `Unimplemented`.
-const UNIMPLEMENTED: usize = 12;
 
 /// See the module documentation.
 #[derive(Clone)]
@@ -71,24 +71,36 @@ impl Methods {
         }
     }
 
-    /// A call to an unknown `path` ended with `code`: learn the path if it was served.
-    pub(crate) fn ended(&self, path: &str, code: usize) {
-        let Methods::Learned(learned) = self else {
-            return;
-        };
-        if code == UNIMPLEMENTED {
-            return;
+    /// Whether `path` gets its own labels, if that is known before the response: always
+    /// for named methods and the client side; for learned ones, once learned.
+    pub(crate) fn at_start(&self, path: &str) -> Option<bool> {
+        match self {
+            Methods::Learned(_) => self.knows(path).then_some(true),
+            _ => Some(self.knows(path)),
         }
-        let full = {
+    }
+
+    /// A call to `path` was answered with `code` (its head's, `None` for a response that
+    /// goes on): learns the path if that answer says it is served. Whether the path gets
+    /// its own labels.
+    pub(crate) fn answered(&self, path: &str, code: Option<GrpcCode>) -> bool {
+        let Methods::Learned(learned) = self else {
+            return self.knows(path);
+        };
+        if code == Some(GrpcCode::Unimplemented) {
+            return false;
+        }
+        let (known, full) = {
             let mut paths = learned
                 .paths
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             if paths.len() < LEARNED {
                 paths.insert(path.to_owned());
-                false
+                (true, false)
             } else {
-                !paths.contains(path)
+                let known = paths.contains(path);
+                (known, !known)
             }
         };
         // Logged outside the lock, once.
@@ -99,6 +111,7 @@ impl Methods {
                  are labelled unknown (name them with MetricsLayer::grpc_methods)"
             );
         }
+        known
     }
 }
 
@@ -112,28 +125,31 @@ mod tests {
         assert!(methods.knows("/echo.Echo/Say"));
         assert!(methods.knows("/echo.Echo/Shout"));
         assert!(!methods.knows("/echo.Echo/Whisper"));
-        methods.ended("/echo.Echo/Whisper", 0);
+        assert!(!methods.answered("/echo.Echo/Whisper", None));
         assert!(
             !methods.knows("/echo.Echo/Whisper"),
             "named methods learn nothing"
         );
+        assert_eq!(methods.at_start("/echo.Echo/Whisper"), Some(false));
     }
 
     #[test]
     fn a_path_is_learned_once_served_and_learning_is_bounded() {
         let methods = Methods::learned();
-        assert!(!methods.knows("/a.B/C"));
-        methods.ended("/a.B/C", UNIMPLEMENTED);
+        assert_eq!(methods.at_start("/a.B/C"), None, "decided at the head");
+        assert!(!methods.answered("/a.B/C", Some(GrpcCode::Unimplemented)));
         assert!(!methods.knows("/a.B/C"), "the router does not serve it");
-        methods.ended("/a.B/C", 5); // NotFound: served, by the handler
-        assert!(methods.knows("/a.B/C"));
+        // NotFound: served, by the handler.
+        assert!(methods.answered("/a.B/C", Some(GrpcCode::NotFound)));
+        assert_eq!(methods.at_start("/a.B/C"), Some(true));
+        assert!(methods.answered("/a.B/D", None), "a response that goes on");
         for i in 0..LEARNED * 2 {
-            methods.ended(&format!("/x.Y/M{i}"), 0);
+            methods.answered(&format!("/x.Y/M{i}"), Some(GrpcCode::Ok));
         }
         let known = (0..LEARNED * 2)
             .filter(|i| methods.knows(&format!("/x.Y/M{i}")))
             .count();
-        assert_eq!(known, LEARNED - 1, "at most {LEARNED} paths in all");
+        assert_eq!(known, LEARNED - 2, "at most {LEARNED} paths in all");
         assert!(Methods::All.knows("/any/thing"));
     }
 }

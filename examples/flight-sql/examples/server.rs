@@ -6,7 +6,7 @@
 //! cargo run --example server -- --no-load         # serve only (bring your own client)
 //! cargo run --example server -- --flight 127.0.0.1:0 --metrics 127.0.0.1:0 --seconds 5
 //! cargo run --example server -- --otlp http://127.0.0.1:8428/opentelemetry/v1/metrics
-//! cargo run --example server -- --remote-write http://127.0.0.1:9090/api/v1/write --push-interval 5
+//! cargo run --example server -- --remote-write http://127.0.0.1:8428/api/v1/write --push-interval 5
 //! cargo run --example server -- --web.config.file examples/prometheus/web-config.yml  # TLS, auth
 //! cargo run --example server -- --help                # every flag, with its default
 //! curl -s http://127.0.0.1:9090/metrics | grep -E '^(flight|grpc_server|grpc_client)_'
@@ -20,7 +20,12 @@
 //! ```
 //!
 //! and runs until Ctrl-C (or `--seconds N`), then prints what the load generator saw.
-//! Both listeners bind loopback unless told otherwise.
+//! Both listeners bind loopback unless told otherwise. The push URLs above are
+//! VictoriaMetrics' on its default port 8428 (it takes OTLP and Remote-Write); a Prometheus
+//! started with `--web.enable-remote-write-receiver` takes Remote-Write at
+//! `/api/v1/write` on its own port (not `--metrics`' 9090, where this program listens).
+//! An error is printed with its causes, one per line, and the program exits 1; output
+//! piped into a reader that stops early (`| head`) is cut, never a panic.
 //!
 //! The server (`porter_flight_sql::service`) answers statement queries, prepared
 //! statements, bulk ingest and basic-auth handshakes over two in-memory tables; the load
@@ -46,6 +51,8 @@
 //! * `porter_metrics_*`: the library's own health.
 
 use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -75,15 +82,18 @@ struct Args {
     /// Exit after this many seconds (default: at Ctrl-C).
     #[arg(long, value_name = "N")]
     seconds: Option<u64>,
-    /// Concurrent load-generator clients.
-    #[arg(long, value_name = "N", default_value_t = LoadConfig::default().clients)]
+    /// Concurrent load-generator clients (1 to 10 000; --no-load for none).
+    #[arg(long, value_name = "N", default_value_t = LoadConfig::default().clients,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     clients: usize,
     /// Also push by OTLP/HTTP to this URL (for example
     /// http://127.0.0.1:8428/opentelemetry/v1/metrics, or a Collector's http://HOST:4318).
     #[arg(long, value_name = "URL")]
     otlp: Option<String>,
     /// Also push by Prometheus Remote-Write to this URL (2.0, falling back to 1.0; for
-    /// example http://127.0.0.1:9090/api/v1/write).
+    /// example VictoriaMetrics' http://127.0.0.1:8428/api/v1/write, or the /api/v1/write of
+    /// a Prometheus started with --web.enable-remote-write-receiver: a receiver, not this
+    /// program's --metrics port).
     #[arg(long, value_name = "URL")]
     remote_write: Option<String>,
     /// How often to push, in seconds.
@@ -99,10 +109,41 @@ struct Args {
     web_config_file: Option<std::path::PathBuf>,
 }
 
+/// Runs the program; an error is printed as its message and the chain of its causes (not
+/// a debug struct), and the exit code is 1.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut cause = e.source();
+            while let Some(source) = cause {
+                eprintln!("  caused by: {source}");
+                cause = source.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
 
+/// Writes a line to standard output. A reader that went away (`| head`) ends the output,
+/// not the program: the line is dropped, and so are the next ones.
+fn say(line: std::fmt::Arguments<'_>) {
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CLOSED.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // First thing: the metrics server. It installs the global recorder, so the collector,
     // the tower layer and the `metrics` macros all land in one scrape (and in every push).
     let mut builder = MetricsServer::builder()
@@ -137,11 +178,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics_addr = metrics
         .local_addr()
         .ok_or("the metrics server is not running")?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "flight: {flight}")?;
-    writeln!(stdout, "metrics: {metrics_addr}")?;
-    stdout.flush()?;
-    drop(stdout);
+    say(format_args!("flight: {flight}"));
+    say(format_args!("metrics: {metrics_addr}"));
 
     let telemetry = Telemetry::new(PrometheusCollector::new());
     let (stop_server, mut server_stopped) = watch::channel(false);
@@ -180,9 +218,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = stop_load.send(true);
     if let Some(load) = load {
         let tally = load.await??;
-        println!("load: {} requests", tally.total());
+        say(format_args!("load: {} requests", tally.total()));
         for ((method, status), n) in &tally.requests {
-            println!("load: {method} {status} {n}");
+            say(format_args!("load: {method} {status} {n}"));
         }
     }
     let _ = stop_server.send(true);

@@ -47,7 +47,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use porter_metrics::tower::{GrpcType, MetricsLayer, MetricsService, RequestBody};
+use porter_metrics::tower::{GrpcClient, GrpcType, MetricsLayer, MetricsService, RequestBody};
 use porter_metrics::{Collector, LocalRecorder};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -304,7 +304,10 @@ pub fn sent_trace_ids() -> Vec<String> {
 /// # let _ = client;
 /// # }
 /// ```
-pub fn instrument_channel<C>(channel: Channel, layer: &MetricsLayer<C>) -> MeteredChannel<C> {
+pub fn instrument_channel<C>(
+    channel: Channel,
+    layer: &MetricsLayer<C, GrpcClient>,
+) -> MeteredChannel<C> {
     Traced(tower::Layer::layer(layer, Rebox(channel)))
 }
 

@@ -12,10 +12,9 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use http::uri::PathAndQuery;
@@ -116,86 +115,32 @@ fn calc_types(_: &str, method: &str) -> GrpcType {
     }
 }
 
-/// A tonic server with the layer on 127.0.0.1:0, recording into its own pipeline.
-struct Served {
-    recorder: LocalRecorder,
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+mod served;
+
+use served::{Layer, Served};
+
+/// The `test.Calc` server under the layer, its methods named.
+async fn calc() -> Served {
+    let methods = ["Echo", "Sum", "Count", "Chat"].map(|m| format!("/test.Calc/{m}"));
+    calc_with(|layer| layer.grpc_methods(methods)).await
 }
 
-impl Served {
-    async fn start() -> Self {
-        let methods = ["Echo", "Sum", "Count", "Chat"].map(|m| format!("/test.Calc/{m}"));
-        Self::start_with(|layer| layer.grpc_methods(methods)).await
-    }
+/// The same, the layer configured by `configure`.
+async fn calc_with(configure: impl FnOnce(Layer) -> Layer) -> Served {
+    let routes = tonic::service::Routes::new(Calc);
+    Served::start(
+        LocalRecorder::new(),
+        |layer| configure(layer.grpc_types(calc_types)),
+        routes,
+    )
+    .await
+}
 
-    /// The same, the layer configured by `configure`.
-    async fn start_with(
-        configure: impl FnOnce(MetricsLayer<PrometheusCollector>) -> MetricsLayer<PrometheusCollector>,
-    ) -> Self {
-        let recorder = LocalRecorder::new();
-        let collector: PrometheusCollector = recorder.collector();
-        let layer = configure(MetricsLayer::grpc(collector).grpc_types(calc_types));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            tonic::transport::Server::builder()
-                .layer(layer)
-                .add_service(Calc)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("the server runs");
-        });
-        Self {
-            recorder,
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn client(&self) -> tonic::client::Grpc<tonic::transport::Channel> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect("connect");
-        let mut client = tonic::client::Grpc::new(channel);
-        client.ready().await.expect("ready");
-        client
-    }
-
-    fn scrape(&self) -> Exposition {
-        Exposition::parse(&self.recorder.render()).expect("a valid exposition")
-    }
-
-    /// Waits (at most 10 s) until `ready` holds for a scrape; returns that scrape.
-    async fn scrape_when(&self, ready: impl Fn(&Exposition) -> bool) -> Exposition {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let scrape = self.scrape();
-            if ready(&scrape) || Instant::now() > deadline {
-                return scrape;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.expect("the server task ends");
-    }
+/// A tonic client of `served`.
+async fn client(served: &Served) -> tonic::client::Grpc<tonic::transport::Channel> {
+    let mut client = tonic::client::Grpc::new(served.channel().await);
+    client.ready().await.expect("ready");
+    client
 }
 
 fn path(method: &str) -> PathAndQuery {
@@ -223,8 +168,8 @@ fn handled<'a>(grpc_type: &'a str, method: &'a str, code: &'a str) -> Vec<&'a st
 
 #[tokio::test]
 async fn unary_calls_count_started_handled_messages_and_seconds() {
-    let served = Served::start().await;
-    let mut client = served.client().await;
+    let served = calc().await;
+    let mut client = client(&served).await;
     for value in [1, 2, 3] {
         client.ready().await.expect("ready");
         let answer: Response<Num> = client
@@ -277,8 +222,8 @@ async fn unary_calls_count_started_handled_messages_and_seconds() {
 
 #[tokio::test]
 async fn a_client_stream_counts_every_message_received() {
-    let served = Served::start().await;
-    let mut client = served.client().await;
+    let served = calc().await;
+    let mut client = client(&served).await;
     let numbers = futures::stream::iter((1..=5).map(|value| Num { value }));
     client.ready().await.expect("ready");
     let sum: Response<Num> = client
@@ -311,8 +256,8 @@ async fn a_client_stream_counts_every_message_received() {
 
 #[tokio::test]
 async fn a_server_stream_ending_in_an_error_is_counted_with_the_trailers_code() {
-    let served = Served::start().await;
-    let mut client = served.client().await;
+    let served = calc().await;
+    let mut client = client(&served).await;
     // 3 numbers, then `Internal` in the trailers; then 4 numbers and OK.
     for (n, code) in [(3, Some(tonic::Code::Internal)), (4, None)] {
         client.ready().await.expect("ready");
@@ -367,8 +312,8 @@ async fn a_server_stream_ending_in_an_error_is_counted_with_the_trailers_code() 
 
 #[tokio::test]
 async fn a_cancelled_stream_is_counted_canceled() {
-    let served = Served::start().await;
-    let mut client = served.client().await;
+    let served = calc().await;
+    let mut client = client(&served).await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Num>(4);
     let outgoing = tokio_stream::wrappers::ReceiverStream::new(rx);
     client.ready().await.expect("ready");
@@ -420,8 +365,8 @@ async fn call(
 
 #[tokio::test]
 async fn unknown_methods_and_services_are_unimplemented_and_labelled_unknown() {
-    let served = Served::start().await;
-    let mut client = served.client().await;
+    let served = calc().await;
+    let mut client = client(&served).await;
     for full in ["/test.Calc/Nope", "/nope.Service/Call"] {
         assert_eq!(
             call(&mut client, full).await,
@@ -465,8 +410,8 @@ async fn unknown_methods_and_services_are_unimplemented_and_labelled_unknown() {
 
 #[tokio::test]
 async fn random_paths_add_no_series() {
-    let served = Served::start().await;
-    let mut client = served.client().await;
+    let served = calc().await;
+    let mut client = client(&served).await;
     assert_eq!(call(&mut client, "/test.Calc/Echo").await, tonic::Code::Ok);
     let series = |s: &Exposition| s.samples().len();
     let before = series(
@@ -490,9 +435,9 @@ async fn random_paths_add_no_series() {
 }
 
 #[tokio::test]
-async fn without_named_methods_a_path_is_learned_once_served() {
-    let served = Served::start_with(|layer| layer).await;
-    let mut client = served.client().await;
+async fn without_named_methods_every_call_of_a_served_path_is_labelled_with_it() {
+    let served = calc_with(|layer| layer).await;
+    let mut client = client(&served).await;
     for _ in 0..3 {
         assert_eq!(call(&mut client, "/test.Calc/Echo").await, tonic::Code::Ok);
     }
@@ -506,8 +451,12 @@ async fn without_named_methods_a_path_is_learned_once_served() {
     let echo = handled("unary", "Echo", "OK");
     assert_eq!(
         s.value("grpc_server_handled_total", &echo),
-        Some(2.0),
-        "the first call taught the layer the method"
+        Some(3.0),
+        "the first call is labelled with its method (decided at the response head)"
+    );
+    assert_eq!(
+        s.value("grpc_server_started_total", &labels("unary", "Echo")),
+        Some(3.0)
     );
     let unknown = [
         "grpc_type",
@@ -519,10 +468,11 @@ async fn without_named_methods_a_path_is_learned_once_served() {
     ];
     let mut ok = unknown.to_vec();
     ok.extend(["grpc_code", "OK"]);
-    assert_eq!(s.value("grpc_server_handled_total", &ok), Some(1.0));
+    assert_eq!(s.value("grpc_server_handled_total", &ok), None);
     let mut refused = unknown.to_vec();
     refused.extend(["grpc_code", "Unimplemented"]);
     assert_eq!(s.value("grpc_server_handled_total", &refused), Some(1.0));
+    assert_eq!(s.value("grpc_server_started_total", &unknown), Some(1.0));
     served.stop().await;
 }
 
@@ -575,7 +525,7 @@ fn codes(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
 
 #[tokio::test]
 async fn the_client_layer_counts_the_same_calls_as_the_server() {
-    let served = Served::start().await;
+    let served = calc().await;
     let client_recorder = LocalRecorder::new();
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", served.addr))
         .expect("endpoint")

@@ -224,7 +224,7 @@ async fn every_dashboard_and_alert_query_names_metrics_the_example_exports() {
         "porter_metrics_dropped_samples_total",
         "process_resident_memory_bytes",
         "grpc_client_handled_total",
-        "tokio_total_busy_duration_total",
+        "tokio_busy_seconds_total",
         "tokio_live_tasks",
         "tokio_global_queue_depth",
         "porter_metrics_push_failures_total",

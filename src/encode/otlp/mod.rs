@@ -157,6 +157,22 @@ impl<'a> Otlp<'a> {
         wire::head(1, scratch.len(), points);
         points.extend_from_slice(scratch);
     }
+
+    /// Adds one point of a sum (a counter), with its exemplar.
+    fn sum(&mut self, sample: &Sample<'_>, value: Number, exemplar_: Option<&Exemplar_<'_>>) {
+        let point = NumberDataPoint {
+            attributes: Vec::new(),
+            start_time_unix_nano: self.start_ns(sample),
+            time_unix_nano: self.now_ns,
+            value: Some(value),
+            exemplars: exemplar_
+                .filter(|e| self.window.holds(e))
+                .map(|e| exemplar(e, self.now_ns))
+                .into_iter()
+                .collect(),
+        };
+        self.point(sample.labels, 7, &point);
+    }
 }
 
 /// Bytes of a lowercase or uppercase hex id of exactly `len` bytes, not all zero (an
@@ -230,22 +246,21 @@ impl Encoder for Otlp<'_> {
         });
     }
 
-    fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar_: Option<&Exemplar_<'_>>) {
-        let point = NumberDataPoint {
-            attributes: Vec::new(),
-            start_time_unix_nano: self.start_ns(sample),
-            time_unix_nano: self.now_ns,
-            value: Some(match i64::try_from(value) {
-                Ok(int) => Number::AsInt(int),
-                Err(_) => Number::AsDouble(value as f64),
-            }),
-            exemplars: exemplar_
-                .filter(|e| self.window.holds(e))
-                .map(|e| exemplar(e, self.now_ns))
-                .into_iter()
-                .collect(),
+    /// A whole value is an int, as `counter` writes it; a fraction a double.
+    fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
+        let number = match value.fract() == 0.0 && value.abs() < 9e15 {
+            true => Number::AsInt(value as i64),
+            false => Number::AsDouble(value),
         };
-        self.point(sample.labels, 7, &point);
+        self.sum(sample, number, None);
+    }
+
+    fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar_: Option<&Exemplar_<'_>>) {
+        let value = match i64::try_from(value) {
+            Ok(int) => Number::AsInt(int),
+            Err(_) => Number::AsDouble(value as f64),
+        };
+        self.sum(sample, value, exemplar_);
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {

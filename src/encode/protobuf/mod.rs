@@ -83,6 +83,17 @@ impl<'a> Protobuf<'a> {
         wire::head(4, scratch.len(), &mut self.body);
         self.body.extend_from_slice(scratch);
     }
+
+    fn counter_with(&mut self, sample: &Sample<'_>, value: f64, exemplar: Option<&Exemplar_<'_>>) {
+        let counter = Counter {
+            value: Some(value),
+            exemplar: exemplar.map(self::exemplar),
+            created_timestamp: sample.start_ms.map(Timestamp::from_ms),
+        };
+        self.metric(sample.labels, |out| {
+            prost::encoding::message::encode(3, &counter, out)
+        });
+    }
 }
 
 fn exemplar(exemplar: &Exemplar_<'_>) -> Exemplar {
@@ -157,14 +168,11 @@ impl Encoder for Protobuf<'_> {
     }
 
     fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar_<'_>>) {
-        let counter = Counter {
-            value: Some(value as f64),
-            exemplar: exemplar.map(self::exemplar),
-            created_timestamp: sample.start_ms.map(Timestamp::from_ms),
-        };
-        self.metric(sample.labels, |out| {
-            prost::encoding::message::encode(3, &counter, out)
-        });
+        self.counter_with(sample, value as f64, exemplar);
+    }
+
+    fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
+        self.counter_with(sample, value, None);
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {

@@ -445,6 +445,13 @@ impl Encoder for RemoteWriteV2<'_> {
         self.end();
     }
 
+    fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
+        self.take(sample);
+        self.begin(TOTAL, None, sample.start_ms);
+        self.sample(value, sample.start_ms);
+        self.end();
+    }
+
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
         self.take(sample);
         self.begin(BASE, None, None);

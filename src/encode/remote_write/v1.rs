@@ -184,6 +184,10 @@ impl Encoder for RemoteWriteV1<'_> {
         self.series(sample, "_total", None, value as f64, exemplar);
     }
 
+    fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
+        self.series(sample, "_total", None, value, None);
+    }
+
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
         self.series(sample, "", None, value, None);
     }

@@ -14,8 +14,9 @@ use hashbrown::HashTable;
 
 use super::super::arena::Space;
 use super::super::labels::Canonical;
+use super::super::self_metrics::LabelDrop;
 use super::super::{hash, protocol};
-use super::{Family, Records, Segment, OVERFLOW};
+use super::{Family, Problem, Records, Segment, OVERFLOW};
 
 /// Label keys a family remembers by name.
 const MAX_KEYS: usize = 64;
@@ -117,6 +118,42 @@ impl Family {
         self.arena.list(list).fold(0u64, |sum, (k, v)| {
             sum.wrapping_add(hash::pair(self.arena.hash(k), self.arena.hash(v)))
         })
+    }
+
+    /// The series of `pairs` (canonical, within the label limits; what the rules changed is
+    /// counted and warned about once), made if the limits allow. `labels_hash` is the
+    /// pairs' [hash](super::super::hash::labels), if the caller has it.
+    pub(crate) fn series_of<'a>(
+        &self,
+        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        labels_hash: Option<u64>,
+    ) -> Found {
+        let shared = &self.shared;
+        let (labels, bytes) = shared.label_limits();
+        let (set, changes) = Canonical::of(pairs, self.kind, labels, bytes);
+        let metrics = &shared.self_metrics;
+        if changes.renamed > 0 {
+            self.warn_once(Problem::RenamedKey);
+        }
+        for (reason, problem, n) in [
+            (LabelDrop::TooMany, Problem::TooMany, changes.dropped),
+            (LabelDrop::TooLong, Problem::TooLong, changes.cut),
+        ] {
+            if n > 0 {
+                metrics.count_label_drop(reason, n);
+                self.warn_once(problem);
+            }
+        }
+        // A clean call's pairs are its canonical set: their hash is the set's.
+        let hash = match labels_hash {
+            Some(hash) if set.is_clean() => hash,
+            _ => set.hash(),
+        };
+        let found = self.find_or_create(&set, hash);
+        if let Found::Overflow = found {
+            self.warn_once(Problem::Overflow);
+        }
+        found
     }
 
     /// The series of the canonical label set `set` (of hash `hash`), made if the limits
