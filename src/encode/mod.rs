@@ -11,11 +11,12 @@
 //! Under an escaping that folds two recorded names into one (`a.b` and `a_b` under
 //! `underscores`), the family whose name needed no escaping keeps it (else the first by
 //! name), and the other is left out of that scrape and counted in
-//! `porter_metrics_escaping_collisions_total{escaping}`: a scrape is always valid. The same
-//! holds for two series written alike (keys `a-b` and `a_b`, or a key of a global label
-//! given as the series' own): the first keeps the place, the other is left out and
-//! counted.
+//! `porter_metrics_escaping_collisions_total{escaping}`: a scrape is always valid. Two
+//! series written alike (keys `a-b` and `a_b`, or a key of a global label given as the
+//! series' own) are one series in that scrape, their values added up (see [`alike`]):
+//! nothing counted is lost.
 
+mod alike;
 pub(crate) mod escape;
 pub(crate) mod format;
 pub(crate) mod openmetrics;
@@ -30,6 +31,8 @@ pub(crate) mod wire;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+
+use alike::Part;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -380,6 +383,15 @@ fn renamed(view: LabelsView<'_>, keys: &Keys, out: &mut Vec<(String, String)>) -
     true
 }
 
+/// Writes one series' value.
+fn emit(encoder: &mut impl Encoder, sample: &Sample<'_>, part: Part<'_>) {
+    match part {
+        Part::Counter(n, exemplar) => encoder.counter(sample, n, exemplar),
+        Part::Gauge(value) => encoder.gauge(sample, value),
+        Part::Histogram(point) => encoder.histogram(sample, point),
+    }
+}
+
 /// Walks `store`, with `extra` families, into `encoder` (see the module documentation).
 pub(crate) fn walk(
     store: &Store,
@@ -439,13 +451,14 @@ pub(crate) fn walk(
             unit: family.unit(),
         };
         let mut started = false;
-        // Series that could be written alike: their label sets, as written, are checked.
+        // Series that could be written alike: grouped by their labels as written, and
+        // each group written as one series (see `alike`).
         let escaping = options.escaping;
         let alike = family.any_key(|k| {
             (escaping != Escaping::AllowUtf8 && !is_legacy_label(k))
                 || global.iter().any(|(g, _)| g == k)
         });
-        let mut written: HashSet<Vec<(String, String)>> = HashSet::new();
+        let mut groups = alike::Groups::default();
         let mut keys = Keys::default();
         family.for_each(&mut scratch, |series, view| {
             keys.learn(view, escaping);
@@ -459,24 +472,24 @@ pub(crate) fn walk(
                 global,
                 legacy_keys,
             };
-            if alike {
-                let mut set: Vec<(String, String)> = Vec::new();
-                labels.each(|k, v| set.push((k.to_owned(), v.to_owned())));
-                set.sort();
-                if !written.insert(set) {
-                    tally.left_out[scheme].fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-            if !started {
-                encoder.family(&head);
-                started = true;
-            }
             let start = series.record.start.load(Ordering::Relaxed);
             let sample = Sample {
                 name,
                 labels,
                 start_ms: (family.kind != Kind::Gauge).then(|| family.shared.start_ms(start)),
+            };
+            let mut write = |part: Part<'_>| {
+                if alike {
+                    let mut set = Vec::new();
+                    labels.each(|k, v| set.push((k.to_owned(), v.to_owned())));
+                    groups.add(set, sample.start_ms, part);
+                    return;
+                }
+                if !started {
+                    encoder.family(&head);
+                    started = true;
+                }
+                emit(encoder, &sample, part);
             };
             match family.kind {
                 Kind::Counter => {
@@ -489,9 +502,9 @@ pub(crate) fn walk(
                             timestamp,
                         },
                     );
-                    encoder.counter(&sample, series.get(), exemplar.as_ref());
+                    write(Part::Counter(series.get(), exemplar.as_ref()));
                 }
-                Kind::Gauge => encoder.gauge(&sample, f64::from_bits(series.get())),
+                Kind::Gauge => write(Part::Gauge(f64::from_bits(series.get()))),
                 Kind::Histogram => {
                     let Some(layout) = layout else { return };
                     if !series.snapshot(&mut snapshot, native)
@@ -539,10 +552,42 @@ pub(crate) fn walk(
                         exemplars: &bucket_exemplars,
                         native,
                     };
-                    encoder.histogram(&sample, &point);
+                    write(Part::Histogram(&point));
                 }
             }
         });
+        tally.left_out[scheme].fetch_add(groups.folded, Ordering::Relaxed);
+        let bounds = layout.map_or(&[][..], |l| &l.bounds[..]);
+        for group in &groups.groups {
+            if !started {
+                encoder.family(&head);
+                started = true;
+            }
+            let sample = Sample {
+                name,
+                labels: Labels {
+                    own: Own::Renamed(&group.labels),
+                    global: &[],
+                    legacy_keys: escaping != Escaping::AllowUtf8,
+                },
+                start_ms: group.start_ms,
+            };
+            let mut views = Vec::new();
+            let part = match &group.value {
+                alike::Value::Counter(n, kept) => {
+                    let exemplar = kept.as_ref().map(alike::Kept::view);
+                    emit(encoder, &sample, Part::Counter(*n, exemplar.as_ref()));
+                    continue;
+                }
+                alike::Value::Gauge(v) => Part::Gauge(*v),
+                alike::Value::Histogram(h) => {
+                    let point = h.point(bounds, &mut views);
+                    emit(encoder, &sample, Part::Histogram(&point));
+                    continue;
+                }
+            };
+            emit(encoder, &sample, part);
+        }
     }
     encoder.finish();
 }

@@ -34,7 +34,7 @@ const SELF_HELP: [(&str, &str); 8] = [
     ),
     (
         ESCAPING_COLLISIONS,
-        "Families and series left out of a scrape because another was written alike, by escaping.",
+        "Families left out of a scrape, and series written as one, because they were written alike, by escaping.",
     ),
     (SERIES, "Series currently exported by porter-metrics."),
     (
