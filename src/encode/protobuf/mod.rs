@@ -16,6 +16,8 @@ mod messages;
 
 use prost::Message;
 
+use super::names::family_name;
+use super::out::Out;
 use super::{wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
 use crate::store::kind::Kind;
 pub(crate) use messages::*;
@@ -24,9 +26,9 @@ pub(crate) use messages::*;
 pub(crate) const CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
-/// Writes delimited `MetricFamily` messages into a `Vec<u8>`.
-pub(crate) struct Protobuf<'a> {
-    out: &'a mut Vec<u8>,
+/// Writes delimited `MetricFamily` messages.
+pub(crate) struct Protobuf<'o, 'a> {
+    out: &'o mut Out<'a>,
     /// The current family's name, help and type (its metrics go to `body`).
     header: Option<MetricFamily>,
     /// The current family's metrics, encoded as its field 4.
@@ -35,8 +37,8 @@ pub(crate) struct Protobuf<'a> {
     scratch: Vec<u8>,
 }
 
-impl<'a> Protobuf<'a> {
-    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+impl<'o, 'a> Protobuf<'o, 'a> {
+    pub(crate) fn new(out: &'o mut Out<'a>) -> Self {
         Self {
             out,
             header: None,
@@ -49,11 +51,10 @@ impl<'a> Protobuf<'a> {
     fn flush(&mut self) {
         if let Some(header) = self.header.take() {
             let len = header.encoded_len() + self.body.len();
-            prost::encoding::encode_varint(len as u64, self.out);
+            prost::encoding::encode_varint(len as u64, &mut self.out.buf);
             // Encoding into a `Vec` cannot run out of room.
-            let _ = header.encode(self.out);
-            self.out.extend_from_slice(&self.body);
-            self.body.clear();
+            let _ = header.encode(&mut self.out.buf);
+            self.out.append(&mut self.body);
         }
     }
 
@@ -65,20 +66,7 @@ impl<'a> Protobuf<'a> {
     fn metric(&mut self, labels: Labels<'_>, value: impl FnOnce(&mut Vec<u8>)) {
         let scratch = &mut self.scratch;
         scratch.clear();
-        let mut put = |name: &str, value: &str| wire::pair(1, name, value, scratch);
-        let mut previous: Option<&str> = None;
-        let mut sorted = true;
-        labels.each(|key, _| {
-            sorted &= previous.is_none_or(|p| p <= key);
-            previous = Some(key);
-        });
-        if sorted {
-            labels.each(&mut put);
-        } else {
-            let mut pairs = labels.to_vec();
-            pairs.sort();
-            pairs.iter().for_each(|(k, v)| put(k, v));
-        }
+        labels.in_order(|name, value| wire::pair(1, name, value, scratch));
         value(scratch);
         wire::head(4, scratch.len(), &mut self.body);
         self.body.extend_from_slice(scratch);
@@ -88,18 +76,14 @@ impl<'a> Protobuf<'a> {
 fn exemplar(exemplar: &Exemplar_<'_>) -> Exemplar {
     Exemplar {
         label: exemplar
-            .labels
-            .iter()
+            .pairs()
             .map(|(name, value)| LabelPair {
                 name: Some(name.to_owned()),
                 value: Some(value.to_owned()),
             })
             .collect(),
         value: Some(exemplar.value),
-        timestamp: exemplar
-            .timestamp
-            .is_finite()
-            .then(|| Timestamp::from_seconds(exemplar.timestamp)),
+        timestamp: exemplar.seconds().map(Timestamp::from_seconds),
     }
 }
 
@@ -135,13 +119,10 @@ pub(crate) fn spans_and_deltas(
     }
 }
 
-impl Encoder for Protobuf<'_> {
+impl Encoder for Protobuf<'_, '_> {
     fn family(&mut self, head: &FamilyHead<'_>) {
         self.flush();
-        let name = match head.kind {
-            Kind::Counter => format!("{}_total", head.name),
-            _ => head.name.to_owned(),
-        };
+        let name = family_name(head.name, head.kind);
         let kind = match head.kind {
             Kind::Counter => MetricType::Counter,
             Kind::Gauge => MetricType::Gauge,
@@ -182,13 +163,8 @@ impl Encoder for Protobuf<'_> {
             ..Histogram::default()
         };
         let bucket_exemplar = |i: usize| point.exemplars.get(i).and_then(Option::as_ref);
-        // A native histogram without classic bounds has no classic buckets: its lone `+Inf`
-        // bucket would only repeat the count, and make it a classic histogram too.
-        if !(point.native.is_some() && point.bounds.is_empty()) {
-            let mut cumulative = 0u64;
-            let bounds = point.bounds.iter().copied().chain([f64::INFINITY]);
-            for (i, (count, bound)) in point.counts.iter().zip(bounds).enumerate() {
-                cumulative = cumulative.wrapping_add(*count);
+        if point.has_classic() {
+            for (i, bound, cumulative) in point.cumulative() {
                 histogram.bucket.push(Bucket {
                     cumulative_count: Some(cumulative),
                     upper_bound: Some(bound),
@@ -228,7 +204,7 @@ impl Encoder for Protobuf<'_> {
                 .exemplars
                 .iter()
                 .flatten()
-                .filter(|e| e.timestamp.is_finite())
+                .filter(|e| e.seconds().is_some())
                 .map(exemplar)
                 .collect();
         }
@@ -298,7 +274,7 @@ mod tests {
             labels: Labels::fixed(&own, &global),
             start_ms: Some(1_500),
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head(
             "requests",
@@ -316,7 +292,7 @@ mod tests {
         proto.family(&head("temperature", Kind::Gauge, None));
         proto.gauge(&bare("temperature"), -3.5);
         proto.finish();
-        let families = decode(&out);
+        let families = decode(&out.finish());
         assert_eq!(families.len(), 2);
         let requests = &families[0];
         assert_eq!(requests.name.as_deref(), Some("requests_total"));
@@ -363,12 +339,12 @@ mod tests {
 
     #[test]
     fn an_empty_family_is_still_a_message() {
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("a", Kind::Counter, None));
         proto.family(&head("b", Kind::Gauge, None));
         proto.finish();
-        let families = decode(&out);
+        let families = decode(&out.finish());
         assert_eq!(families.len(), 2);
         assert!(families[0].metric.is_empty());
     }
@@ -390,12 +366,12 @@ mod tests {
             exemplars: &exemplars,
             native: None,
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("h", Kind::Histogram, None));
         proto.histogram(&bare("h"), &point);
         proto.finish();
-        let families = decode(&out);
+        let families = decode(&out.finish());
         assert_eq!(families[0].r#type, Some(MetricType::Histogram as i32));
         let h = families[0].metric[0].histogram.as_ref().unwrap();
         assert_eq!((h.sample_count, h.sample_sum), (Some(7), Some(12.5)));
@@ -436,12 +412,15 @@ mod tests {
                 negative: &[(0, 1), (3, 1)],
             }),
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("n", Kind::Histogram, None));
         proto.histogram(&bare("n"), &point);
         proto.finish();
-        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        let h = decode(&out.finish())[0].metric[0]
+            .histogram
+            .clone()
+            .unwrap();
         let spans = |s: &[BucketSpan]| -> Vec<(i32, u32)> {
             s.iter()
                 .map(|s| (s.offset.unwrap(), s.length.unwrap()))
@@ -502,12 +481,15 @@ mod tests {
                 negative: &[],
             }),
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("e", Kind::Histogram, None));
         proto.histogram(&bare("e"), &point);
         proto.finish();
-        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        let h = decode(&out.finish())[0].metric[0]
+            .histogram
+            .clone()
+            .unwrap();
         assert_eq!(
             h.positive_span,
             [BucketSpan {
@@ -526,12 +508,15 @@ mod tests {
             }),
             ..point
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("e", Kind::Histogram, None));
         proto.histogram(&bare("e"), &with_threshold);
         proto.finish();
-        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        let h = decode(&out.finish())[0].metric[0]
+            .histogram
+            .clone()
+            .unwrap();
         assert!(h.positive_span.is_empty());
     }
 

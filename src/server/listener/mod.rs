@@ -68,8 +68,9 @@ pub(crate) const RENDER_WAIT: Duration = Duration::from_secs(2);
 /// How long `stop` waits for scrapes in flight before closing their connections.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// What renders the exposition as negotiated: the pipeline's render.
-pub(crate) type Render = Arc<dyn Fn(Negotiated) -> Vec<u8> + Send + Sync>;
+/// What renders the exposition as negotiated, gzipped if asked, handing it over in chunks
+/// as it goes: the pipeline's render, streamed.
+pub(crate) type Render = Arc<dyn Fn(Negotiated, bool, &mut dyn FnMut(Vec<u8>)) + Send + Sync>;
 
 /// The listener's settings.
 #[derive(Clone, Debug, Default)]
@@ -326,8 +327,14 @@ async fn serve(
             let conn = conn.clone();
             async move {
                 conn.request_started();
-                let answer = respond(shared, request).await;
-                conn.response_returned();
+                let mut answer = respond(shared, request).await;
+                // A streamed body is returned when its last chunk is handed to hyper.
+                match answer.as_mut().map(|a| a.body_mut()) {
+                    Ok(http_body_util::Either::Right(streamed)) => {
+                        streamed.when_done(Box::new(move || conn.response_returned()));
+                    }
+                    _ => conn.response_returned(),
+                }
                 answer
             }
         });
@@ -369,7 +376,7 @@ mod tests {
 
     #[test]
     fn the_allowlist_matches_networks_and_mapped_addresses() {
-        let render: Render = Arc::new(|_| Vec::new());
+        let render: Render = Arc::new(|_, _, _| {});
         let settings = Settings {
             allowed: vec!["10.0.0.0/8".parse().unwrap()],
             header_read_timeout: Duration::from_secs(1),

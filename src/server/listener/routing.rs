@@ -2,10 +2,9 @@
 //! `/health`, `405` and `404` (see the table in the listener's documentation).
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::sync::Arc;
 
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
@@ -13,12 +12,13 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use std::sync::atomic::Ordering;
 
 use super::{Shared, RENDER_WAIT};
-use crate::encode::format;
+use crate::encode;
+use crate::pipeline::{Started, Streamed};
 
-pub(super) type Answer = Response<Full<Bytes>>;
+pub(super) type Answer = Response<Either<Full<Bytes>, Streamed>>;
 
 pub(super) fn status(code: StatusCode) -> Answer {
-    let mut response = Response::new(Full::default());
+    let mut response = Response::new(Either::Left(Full::default()));
     *response.status_mut() = code;
     response
 }
@@ -39,7 +39,7 @@ pub(super) async fn respond(
     Ok(match request.uri().path() {
         "/metrics" if readable => metrics(shared, request.method(), request.headers()).await,
         "/health" if readable => {
-            let mut response = Response::new(Full::from("OK"));
+            let mut response = Response::new(Either::Left(Full::from("OK")));
             response
                 .headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -52,18 +52,19 @@ pub(super) async fn respond(
 
 pub(super) async fn metrics(shared: Arc<Shared>, method: &Method, headers: &HeaderMap) -> Answer {
     let gzip = accepts_gzip(headers.get_all(header::ACCEPT_ENCODING));
-    let negotiated = format::negotiate(
+    let negotiated = encode::negotiate(
         headers
             .get_all(header::ACCEPT)
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
     let body = if method == Method::HEAD {
-        Bytes::new()
+        Either::Left(Full::default())
     } else {
         // At most MAX_RENDERS at once; past it, wait a little, then answer 503.
-        let permit = match tokio::time::timeout(RENDER_WAIT, shared.renders.acquire()).await {
-            Ok(Ok(permit)) => permit,
+        match tokio::time::timeout(RENDER_WAIT, shared.renders.acquire()).await {
+            // Held by the render until it ends (below), not by this future.
+            Ok(Ok(permit)) => permit.forget(),
             _ => {
                 shared.stats.scrapes_busy.fetch_add(1, Ordering::Relaxed);
                 if !shared.busy_warned.swap(true, Ordering::Relaxed) {
@@ -79,27 +80,23 @@ pub(super) async fn metrics(shared: Arc<Shared>, method: &Method, headers: &Head
                 return busy;
             }
         };
-        // Rendering is CPU work (about 200 ms for 100 000 series): off the runtime's thread.
-        let render = shared.render.clone();
-        let rendered = tokio::task::spawn_blocking(move || {
-            let exposition = render(negotiated);
-            if gzip {
-                compress(&exposition)
-            } else {
-                exposition
-            }
-        })
-        .await;
-        drop(permit);
-        match rendered {
-            Ok(body) => Bytes::from(body),
-            Err(e) => {
-                tracing::error!(error = %e, "porter-metrics: rendering failed");
-                return status(StatusCode::INTERNAL_SERVER_ERROR);
-            }
+        // Rendering is CPU work: off the runtime's thread, streamed to the socket as it
+        // goes (gzipped there when asked).
+        let (body, mut chunks) = Streamed::channel();
+        let (render, release) = (shared.render.clone(), Release(shared.clone()));
+        tokio::task::spawn_blocking(move || {
+            let _release = release;
+            render(negotiated, gzip, &mut |chunk| chunks.send(chunk));
+            chunks.finish();
+        });
+        // A small exposition comes whole (with a `Content-Length`); a larger one streams.
+        match body.start().await {
+            Some(Started::Whole(all)) => Either::Left(Full::new(all)),
+            Some(Started::Streamed(body)) => Either::Right(body),
+            None => return status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     };
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     if let Ok(content_type) = HeaderValue::from_str(&negotiated.content_type()) {
         headers.insert(header::CONTENT_TYPE, content_type);
@@ -132,14 +129,16 @@ pub(super) fn accepts_gzip<'a>(values: impl IntoIterator<Item = &'a HeaderValue>
         })
 }
 
-pub(super) fn compress(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 4),
-        flate2::Compression::fast(),
-    );
-    // Writing to a `Vec` cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
+/// Gives a render's permit back when the render ends, however it ends.
+struct Release(Arc<Shared>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("porter-metrics: rendering failed");
+        }
+        self.0.renders.add_permits(1);
+    }
 }
 
 #[cfg(test)]
@@ -158,10 +157,10 @@ mod tests {
         let rendering = Arc::new(AtomicUsize::new(0));
         let seen = rendering.clone();
         // Each render takes longer than a scrape waits for one.
-        let render: crate::server::listener::Render = Arc::new(move |_| {
+        let render: crate::server::listener::Render = Arc::new(move |_, _, sink| {
             seen.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(crate::server::listener::RENDER_WAIT + Duration::from_millis(500));
-            b"x 1\n".to_vec()
+            sink(b"x 1\n".to_vec());
         });
         let shared = Arc::new(Shared::new(Default::default(), render, Arc::default()));
         let statuses = runtime.block_on(async {
