@@ -13,6 +13,7 @@
 //! them); its value goes through the derived messages.
 
 mod messages;
+mod native;
 
 use prost::Message;
 
@@ -21,6 +22,7 @@ use super::out::Out;
 use super::{wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
 use crate::store::kind::Kind;
 pub(crate) use messages::*;
+pub(crate) use native::spans_and_deltas;
 
 /// The protobuf format's content type.
 pub(crate) const CONTENT_TYPE: &str =
@@ -84,38 +86,6 @@ fn exemplar(exemplar: &Exemplar_<'_>) -> Exemplar {
             .collect(),
         value: Some(exemplar.value),
         timestamp: exemplar.seconds().map(Timestamp::from_seconds),
-    }
-}
-
-/// Native buckets `(index, count)`, ascending, as spans and count deltas: consecutive
-/// indices share a span; the first span's offset is its first index, a later one's the gap
-/// after the span before; each delta is the count minus the previous bucket's.
-pub(crate) fn spans_and_deltas(
-    buckets: &[(i32, u64)],
-    spans: &mut Vec<BucketSpan>,
-    deltas: &mut Vec<i64>,
-) {
-    let mut previous: Option<(i32, i64)> = None;
-    for &(index, count) in buckets {
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        match (previous, spans.last_mut()) {
-            (Some((before, _)), Some(span)) if i64::from(index) == i64::from(before) + 1 => {
-                span.length = Some(span.length.unwrap_or(0) + 1);
-            }
-            (Some((before, _)), _) => spans.push(BucketSpan {
-                offset: Some(
-                    i32::try_from(i64::from(index) - i64::from(before) - 1).unwrap_or(i32::MAX),
-                ),
-                length: Some(1),
-            }),
-            (None, _) => spans.push(BucketSpan {
-                offset: Some(index),
-                length: Some(1),
-            }),
-        }
-        let last = previous.map_or(0, |(_, count)| count);
-        deltas.push(count.wrapping_sub(last));
-        previous = Some((index, count));
     }
 }
 
@@ -518,18 +488,5 @@ mod tests {
             .clone()
             .unwrap();
         assert!(h.positive_span.is_empty());
-    }
-
-    #[test]
-    fn timestamps_split_into_seconds_and_nanos() {
-        let t = Timestamp::from_seconds(1_700_000_000.999_999_999_9);
-        assert!(t.nanos < 1_000_000_000);
-        assert_eq!(
-            Timestamp::from_seconds(-0.5),
-            Timestamp {
-                seconds: -1,
-                nanos: 500_000_000
-            }
-        );
     }
 }
