@@ -313,15 +313,18 @@ impl State {
             };
             match family.kind {
                 Kind::Counter => {
-                    texts.resize_with(1, Pairs::default);
                     let kept = series.extra(false).filter(|_| exemplars);
-                    let exemplar = kept.and_then(|e| e.exemplars.read(0, &mut texts[0])).map(
-                        |(value, timestamp)| Exemplar {
-                            labels: &texts[0],
+                    if kept.is_some() {
+                        texts.resize_with(1, Pairs::default);
+                    }
+                    let exemplar = kept
+                        .zip(texts.first_mut())
+                        .and_then(|(e, text)| e.exemplars.read(0, text).map(|read| (read, text)))
+                        .map(|((value, timestamp), labels)| Exemplar {
+                            labels,
                             value,
                             timestamp,
-                        },
-                    );
+                        });
                     write(Part::Counter(series.get(), exemplar.as_ref()));
                 }
                 Kind::Gauge => write(Part::Gauge(f64::from_bits(series.get()))),

@@ -28,13 +28,22 @@ pub(crate) enum Suffix {
 
 const SUFFIXES: [&str; 6] = ["", "_total", "_bucket", "_sum", "_count", "_created"];
 
+/// The bytes a quoted string escapes: 1 for a backslash and a newline, 2 for `"`.
+static SPECIAL: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'\\' as usize] = 1;
+    table[b'\n' as usize] = 1;
+    table[b'"' as usize] = 2;
+    table
+};
+
 /// Appends `text` escaped for a quoted string: `\` → `\\`, `"` → `\"`, newline → `\n`
 /// (without `"` when `quote` is false: HELP text in the text format).
 pub(crate) fn escape_into(out: &mut Vec<u8>, text: &str, quote: bool) {
     let bytes = text.as_bytes();
-    // No early exit: the check vectorizes, and most text has nothing to escape.
-    let special = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
-    if !bytes.iter().fold(false, |any, b| any | special(*b)) {
+    // One look-up a byte: most text has nothing to escape.
+    let mask = if quote { 3 } else { 1 };
+    if !bytes.iter().any(|b| SPECIAL[usize::from(*b)] & mask != 0) {
         return out.extend_from_slice(bytes);
     }
     for &b in bytes {
@@ -100,11 +109,46 @@ pub(crate) fn write_f64(out: &mut Vec<u8>, value: f64) {
             out.push(b'-');
         }
         write_u64(out, value.abs() as u64);
+    } else if write_short_decimal(out, value) {
+        // A decimal of at most six places (most sums and gauges), without the machinery.
     } else if value != 0.0 && !(1e-9..1e15).contains(&value.abs()) {
         let _ = write!(out, "{value:e}");
     } else {
         let _ = write!(out, "{value}");
     }
+}
+
+/// Writes `value` as `int.frac` with the fewest places (one to six) that read back exactly,
+/// if there are so few; whether it did.
+fn write_short_decimal(out: &mut Vec<u8>, value: f64) -> bool {
+    let magnitude = value.abs();
+    if !(1e-6..1e9).contains(&magnitude) {
+        return false;
+    }
+    let (mut scale, mut places) = (1u64, 0usize);
+    while places < 6 {
+        scale *= 10;
+        places += 1;
+        let scaled = (magnitude * scale as f64).round();
+        // Both exact integers below 2^53: the quotient is the decimal's nearest f64, which
+        // is what a reader parses the decimal to.
+        if scaled / scale as f64 == magnitude {
+            let scaled = scaled as u64;
+            if value < 0.0 {
+                out.push(b'-');
+            }
+            write_u64(out, scaled / scale);
+            out.push(b'.');
+            let (mut fraction, mut digits) = (scaled % scale, [b'0'; 6]);
+            for digit in digits[..places].iter_mut().rev() {
+                *digit = b'0' + (fraction % 10) as u8;
+                fraction /= 10;
+            }
+            out.extend_from_slice(&digits[..places]);
+            return true;
+        }
+    }
+    false
 }
 
 /// [`write_f64`] into a `String` (an `le` value).
