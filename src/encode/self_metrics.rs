@@ -4,11 +4,11 @@
 //! allocated per render but the name of a metric that overflowed.
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::escape::Escaping;
 use super::names::{base_of, sample_suffix};
-use super::walk::{Tally, SCHEMES};
 use super::{Encoder, FamilyHead, Labels, Sample};
 use crate::store::family::Family;
 use crate::store::kind::Kind;
@@ -17,6 +17,19 @@ use crate::store::self_metrics::{
     METRIC_NAMES, OVERFLOW_SAMPLES, SERIES,
 };
 use crate::store::Store;
+
+/// Families and series left out of scrapes because they were written alike, by escaping.
+#[derive(Default)]
+pub(crate) struct Tally {
+    pub(super) left_out: [AtomicU64; 4],
+}
+
+pub(super) const SCHEMES: [Escaping; 4] = [
+    Escaping::AllowUtf8,
+    Escaping::Underscores,
+    Escaping::Dots,
+    Escaping::Values,
+];
 
 /// HELP texts of the self-metrics.
 const SELF_HELP: [(&str, &str); 8] = [

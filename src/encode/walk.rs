@@ -11,11 +11,11 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::alike::{self, Groups, Part};
-use super::self_metrics::{self, SelfFamilies};
+use super::self_metrics::{self, SelfFamilies, Tally, SCHEMES};
 use super::{
     Encoder, Escaping, Exemplar, FamilyHead, HistogramPoint, Labels, Native, Options, Own, Sample,
 };
@@ -24,19 +24,6 @@ use crate::store::kind::Kind;
 use crate::store::names::{claims, is_legacy_label};
 use crate::store::value::Snapshot;
 use crate::store::{Pairs, Store};
-
-/// Families and series left out of scrapes because they were written alike, by escaping.
-#[derive(Default)]
-pub(crate) struct Tally {
-    pub(super) left_out: [AtomicU64; 4],
-}
-
-pub(super) const SCHEMES: [Escaping; 4] = [
-    Escaping::AllowUtf8,
-    Escaping::Underscores,
-    Escaping::Dots,
-    Escaping::Values,
-];
 
 /// A family's label keys as written, worked out once per key and scrape (a series' keys
 /// are looked up here, not escaped again).
