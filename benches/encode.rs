@@ -1,51 +1,98 @@
-//! Scrape time per exposition format: a standalone `MetricsServer` on loopback, scraped over
-//! HTTP with each format's `Accept` header (no gzip), for 100 000 counter series and for
-//! 100 000 histogram series (12 buckets each: the defaults).
+//! A scrape over HTTP per exposition format, beside the peers' in-process encode, in one
+//! run: issue 31's "scrape at memory speed" targets.
 //!
-//! Run with `cargo bench --bench encode`: prints, per series kind and format, the median of
-//! 11 scrapes in milliseconds (render, encode and transfer, as a scraper sees them) and the
-//! body's size. Without `--bench` (as `cargo test --benches` runs it) it checks the same
-//! path once on 1 000 series, quickly.
+//! Run with `cargo bench --bench encode`. One family of N = 100 000 series
+//! `NAME{user="u<i>",method="GET"}` (as `benches/scale.rs` records them): counters
+//! `scale_requests_total`, then histograms `scale_request_seconds` (Prometheus' 11 default
+//! buckets). Ours: a standalone `MetricsServer` on 127.0.0.1, `GET /metrics` over a fresh
+//! connection (HTTP/1.1, `Connection: close`), connect to last byte, read by a plain
+//! blocking `TcpStream` (chunked bodies are read as they come), for each format's
+//! `Accept`, and text with `Accept-Encoding: gzip`. Peers: prometheus-client 0.26's text
+//! `encode` into a `String`, and `measured` 0.0.25's `BufferedTextEncoder`, of the same
+//! series, in process (no HTTP at all). Medians of `RUNS`.
+//!
+//! Prints a table per kind: milliseconds, body bytes, MB/s of body, and ours (HTTP) /
+//! prometheus-client (target: at most 0.3 for the text scrape, counters and histograms).
+//! Without `--bench` (as `cargo test --benches` runs it) it checks the same path once on
+//! 1 000 series.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use porter_metrics::{Collector, Limits, MetricsServer};
+use measured::lasso::ThreadedRodeo;
+use measured::metric::histogram::Thresholds;
+use measured::text::BufferedTextEncoder;
+use measured::{CounterVec, HistogramVec, LabelGroup, MetricGroup};
+use porter_metrics::{Collector, Limits, MetricsServer, DEFAULT_BUCKETS};
+use prometheus_client::metrics::counter::Counter as ClientCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram as ClientHistogram;
+use prometheus_client::registry::Registry;
 
-const FORMATS: [(&str, &str); 3] = [
-    ("text", "text/plain;version=0.0.4"),
-    ("openmetrics", "application/openmetrics-text;version=1.0.0"),
+const FORMATS: [(&str, &str, bool); 4] = [
+    ("text", "text/plain;version=0.0.4", false),
+    ("text+gzip", "text/plain;version=0.0.4", true),
+    ("openmetrics", "application/openmetrics-text;version=1.0.0", false),
     (
         "protobuf",
         "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited",
+        false,
     ),
 ];
 
-const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
+const COUNTER: &str = "scale_requests_total";
+const HISTOGRAM: &str = "scale_request_seconds";
+const BUCKETS: usize = DEFAULT_BUCKETS.len();
 
-/// `GET /metrics` with `accept`; the response's body.
-fn scrape(addr: SocketAddr, accept: &str) -> Vec<u8> {
+#[derive(LabelGroup)]
+#[label(set = ScaleSet)]
+struct Scale<'a> {
+    #[label(dynamic_with = ThreadedRodeo, default)]
+    user: &'a str,
+    #[label(dynamic_with = ThreadedRodeo, default)]
+    method: &'a str,
+}
+
+#[derive(MetricGroup)]
+struct MeasuredCounters {
+    /// Requests.
+    scale_requests_total: CounterVec<ScaleSet>,
+}
+
+#[derive(MetricGroup)]
+struct MeasuredHistograms {
+    /// Request latency.
+    scale_request_seconds: HistogramVec<ScaleSet, BUCKETS>,
+}
+
+/// `GET /metrics` with `accept` (and gzip if `gzip`); the body's bytes as sent.
+fn scrape(addr: SocketAddr, accept: &str, gzip: bool, capacity: usize) -> usize {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
+    let encoding = if gzip {
+        "Accept-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n{encoding}Connection: close\r\n\r\n"
     )
     .expect("write");
-    let mut raw = Vec::new();
+    let mut raw = Vec::with_capacity(capacity + 4096);
     stream.read_to_end(&mut raw).expect("read");
+    assert!(raw.starts_with(b"HTTP/1.1 200"), "not a 200");
     let at = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a response head");
-    assert!(raw.starts_with(b"HTTP/1.1 200"), "not a 200");
-    raw.split_off(at + 4)
+    raw.len() - at - 4
 }
 
-fn server(n: usize, histograms: bool) -> MetricsServer {
+fn server(users: &[String], histograms: bool) -> MetricsServer {
     let server = MetricsServer::builder()
         .standalone()
         .limits(Limits::unlimited())
@@ -53,43 +100,144 @@ fn server(n: usize, histograms: bool) -> MetricsServer {
         .build("127.0.0.1:0");
     server.start().expect("start");
     let collector = server.collector();
-    for i in 0..n {
-        let path = format!("/api/v1/resource/{i}");
-        let labels = ["method", METHODS[i % METHODS.len()], "path", &path];
-        if histograms {
-            let name = format!("http_request_duration_{}_seconds", i % 10);
-            collector.record_histogram(&name, (i % 1000) as f64 / 100.0, &labels);
-        } else {
-            let name = format!("http_requests_{}_total", i % 10);
-            collector.increment_counter(&name, &labels);
+    for (i, user) in users.iter().enumerate() {
+        let labels = ["user", user.as_str(), "method", "GET"];
+        match histograms {
+            true => collector.record_histogram(HISTOGRAM, (i % 1000) as f64 / 100.0, &labels),
+            false => collector.increment_counter(COUNTER, &labels),
         }
     }
     server
 }
 
+/// The median of `runs` timings of `f`, in ms, and the size it returned.
+fn median(runs: usize, mut f: impl FnMut() -> usize) -> (f64, usize) {
+    let mut size = 0;
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            size = std::hint::black_box(f());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], size)
+}
+
+fn owned(user: &str) -> Vec<(String, String)> {
+    vec![
+        ("user".to_owned(), user.to_owned()),
+        ("method".to_owned(), "GET".to_owned()),
+    ]
+}
+
+/// prometheus-client's and measured's encodes of the same series: (ms, bytes) each.
+fn peers(users: &[String], histograms: bool, runs: usize) -> [(f64, usize); 2] {
+    let mut registry = Registry::default();
+    match histograms {
+        false => {
+            let family = Family::<Vec<(String, String)>, ClientCounter>::default();
+            users.iter().for_each(|u| {
+                family.get_or_create(&owned(u)).inc();
+            });
+            registry.register("scale_requests", "Requests", family);
+        }
+        true => {
+            let family = Family::<Vec<(String, String)>, ClientHistogram, _>::new_with_constructor(
+                (|| ClientHistogram::new(DEFAULT_BUCKETS)) as fn() -> ClientHistogram,
+            );
+            for (i, u) in users.iter().enumerate() {
+                family
+                    .get_or_create(&owned(u))
+                    .observe((i % 1000) as f64 / 100.0);
+            }
+            registry.register(HISTOGRAM, "Request latency", family);
+        }
+    }
+    let client = median(runs, || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text.len()
+    });
+    let mut encoder = BufferedTextEncoder::new();
+    let measured = match histograms {
+        false => {
+            let group = MeasuredCounters {
+                scale_requests_total: CounterVec::with_label_set(ScaleSet::new()),
+            };
+            for u in users {
+                group.scale_requests_total.inc(Scale {
+                    user: u,
+                    method: "GET",
+                });
+            }
+            median(runs, || {
+                group.collect_group_into(&mut encoder).expect("encode");
+                encoder.finish().len()
+            })
+        }
+        true => {
+            let group = MeasuredHistograms {
+                scale_request_seconds: HistogramVec::with_label_set_and_metadata(
+                    ScaleSet::new(),
+                    Thresholds::with_buckets(DEFAULT_BUCKETS),
+                ),
+            };
+            for (i, u) in users.iter().enumerate() {
+                let labels = Scale {
+                    user: u,
+                    method: "GET",
+                };
+                group
+                    .scale_request_seconds
+                    .observe(labels, (i % 1000) as f64 / 100.0);
+            }
+            median(runs, || {
+                group.collect_group_into(&mut encoder).expect("encode");
+                encoder.finish().len()
+            })
+        }
+    };
+    [client, measured]
+}
+
+fn mb_per_s(ms: f64, bytes: usize) -> f64 {
+    bytes as f64 / 1e6 / (ms / 1e3)
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let (n, runs) = if bench { (100_000, 11) } else { (1_000, 1) };
-    println!("series  kind       format       median ms   body bytes");
+    let users: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
     for histograms in [false, true] {
-        let server = server(n, histograms);
+        let kind = if histograms { "histograms" } else { "counters" };
+        let server = server(&users, histograms);
         let addr = server.local_addr().expect("running");
-        let kind = if histograms { "histogram" } else { "counter" };
-        for (format, accept) in FORMATS {
-            let size = scrape(addr, accept).len(); // warm-up
-            let mut times: Vec<f64> = (0..runs)
-                .map(|_| {
-                    let start = Instant::now();
-                    let body = scrape(addr, accept);
-                    let elapsed = start.elapsed().as_secs_f64() * 1e3;
-                    std::hint::black_box(body);
-                    elapsed
-                })
-                .collect();
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
-            println!("{n:<7} {kind:<10} {format:<12} {median:>9.1}   {size:>10}");
+        let mut rows = Vec::new();
+        for (format, accept, gzip) in FORMATS {
+            let size = scrape(addr, accept, gzip, 0); // warm-up
+            let (ms, bytes) = median(runs, || scrape(addr, accept, gzip, size));
+            rows.push((format!("ours, {format} (HTTP)"), ms, bytes));
         }
         server.stop().expect("stop");
+        drop(server);
+        let [client, measured] = peers(&users, histograms, runs);
+        rows.push(("prometheus-client encode".into(), client.0, client.1));
+        rows.push(("measured encode".into(), measured.0, measured.1));
+        println!("\n{n} {kind}, median of {runs}:");
+        println!("| scrape | ms | body bytes | MB/s | / prometheus-client |");
+        println!("|---|---|---|---|---|");
+        for (what, ms, bytes) in &rows {
+            println!(
+                "| {what} | {ms:.1} | {bytes} | {:.0} | {:.2} |",
+                mb_per_s(*ms, *bytes),
+                ms / client.0
+            );
+        }
+        let text = rows[0].1 / client.0;
+        let verdict = if text <= 0.3 { "PASS" } else { "FAIL" };
+        println!(
+            "ours text scrape / prometheus-client encode = {text:.2} (target <= 0.3) {verdict}"
+        );
     }
 }

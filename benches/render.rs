@@ -142,7 +142,49 @@ fn report(since: SystemTime, sizes: &[usize]) {
     }
 }
 
+/// `RENDER_PROFILE=counters|histograms`: renders 100 000 series of one kind in a loop, for
+/// `perf record` or callgrind.
+fn profile(kind: &str) {
+    let local = Builder::new()
+        .limits(Limits::unlimited())
+        .upkeep_interval(Duration::from_secs(3600))
+        .build_local();
+    let collector = local.collector();
+    let n = 100_000;
+    for i in 0..n {
+        let user = format!("u{i}");
+        let labels = ["user", &user, "method", "GET"];
+        match kind {
+            "histograms" => collector.record_histogram(
+                "scale_request_seconds",
+                (i % 1000) as f64 / 100.0,
+                &labels,
+            ),
+            _ => collector.increment_counter("scale_requests_total", &labels),
+        }
+    }
+    let reps: usize = std::env::var("RENDER_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..reps {
+        let start = std::time::Instant::now();
+        bytes = black_box(local.render()).len();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{kind}: median {:.2} ms, {bytes} bytes",
+        times[times.len() / 2]
+    );
+}
+
 fn main() {
+    if let Ok(kind) = std::env::var("RENDER_PROFILE") {
+        return profile(&kind);
+    }
     let args: Vec<String> = std::env::args().collect();
     let benching = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     // A test run (`--test`, `cargo test --benches`) skips the slow 100k setup.

@@ -101,7 +101,7 @@ impl LocalRecorder {
     /// assert_eq!(scrape.value("queue_size", &["queue", "default"]), Some(4.0));
     /// ```
     pub fn render(&self) -> String {
-        self.pipeline.render_text(Vec::new())
+        self.pipeline.render_text(&[])
     }
 
     /// Runs upkeep now, as the upkeep thread does periodically: expires idle series and

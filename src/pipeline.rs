@@ -16,9 +16,8 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::encode::openmetrics::OpenMetrics;
-use crate::encode::protobuf::Protobuf;
-use crate::encode::{self, text::Text, ExtraFamily, Format, Negotiated, Options, Tally};
+use crate::encode::out::Out;
+use crate::encode::{self, gzip, ExtraFamily, Negotiated, Options, Rebuilt, SelfFamilies, Tally};
 #[cfg(any(feature = "otlp", feature = "remote-write"))]
 use crate::encode::{Encoder, Escaping};
 use crate::recorder::PorterRecorder;
@@ -115,50 +114,75 @@ impl Pipeline {
 
     /// The families read when the pipeline is read, beside the store's: the process' and
     /// the runtime's, as configured (a name the store holds is left to it).
-    #[cfg_attr(not(any(feature = "process", feature = "runtime")), allow(unused_mut))]
-    fn own_families(&self, mut extra: Vec<ExtraFamily>) -> Vec<ExtraFamily> {
+    fn own_families(&self) -> Vec<ExtraFamily> {
+        #[cfg_attr(not(any(feature = "process", feature = "runtime")), allow(unused_mut))]
+        let mut own = Vec::new();
         #[cfg(any(feature = "process", feature = "runtime"))]
         let taken = |name: &str| self.recorder.store().holds(name);
         #[cfg(feature = "process")]
         if self.config.get().is_some_and(|c| c.process) {
-            extra.extend(crate::process::families(taken));
+            own.extend(crate::process::families(taken));
         }
         #[cfg(feature = "runtime")]
         if let Some(runtime) = self.runtime.get() {
-            extra.extend(runtime.families(taken));
+            own.extend(runtime.families(taken));
         }
-        extra
+        own
     }
 
-    /// The exposition of everything recorded so far, as negotiated, with `extra` families.
-    pub(crate) fn render(&self, negotiated: Negotiated, extra: Vec<ExtraFamily>) -> Vec<u8> {
-        let extra = &self.own_families(extra)[..];
-        let store = self.recorder.store();
-        let options = Options {
-            escaping: negotiated.escaping,
+    fn options(&self, escaping: crate::encode::Escaping) -> Options {
+        Options {
+            escaping,
             created: self.config.get().is_some_and(|c| c.created_timestamps),
-        };
-        let tally = &self.tally;
-        match negotiated.format {
-            Format::Text => self
-                .sized(Format::Text, |out: &mut String| {
-                    encode::walk(store, extra, options, tally, &mut Text::new(out));
-                })
-                .into_bytes(),
-            Format::OpenMetrics => self
-                .sized(Format::OpenMetrics, |out: &mut String| {
-                    encode::walk(
-                        store,
-                        extra,
-                        options,
-                        tally,
-                        &mut OpenMetrics::new(out, options.created),
-                    );
-                })
-                .into_bytes(),
-            Format::Protobuf => self.sized(Format::Protobuf, |out: &mut Vec<u8>| {
-                encode::walk(store, extra, options, tally, &mut Protobuf::new(out));
-            }),
+        }
+    }
+
+    /// The exposition of everything recorded so far, as negotiated, with the families of
+    /// `extra`, whole.
+    pub(crate) fn render(&self, negotiated: Negotiated, extra: &dyn SelfFamilies) -> Vec<u8> {
+        let format = negotiated.format;
+        let last = &self.last_size[format as usize];
+        let hint = last.load(Ordering::Relaxed) as usize;
+        let mut out = Out::whole(hint + hint / 8);
+        let options = self.options(negotiated.escaping);
+        let store = self.recorder.store();
+        let extra = WithOwn::new(extra, self.own_families());
+        encode::render(store, &extra, options, &self.tally, format, &mut out);
+        let body = out.finish();
+        last.store(body.len() as u64, Ordering::Relaxed);
+        body
+    }
+
+    /// The exposition as negotiated, with the families of `extra`, handed to `sink` in
+    /// chunks as it is rendered (gzipped if `gzip`): a scrape's body, streamed.
+    pub(crate) fn stream(
+        &self,
+        negotiated: Negotiated,
+        extra: &dyn SelfFamilies,
+        gzip: bool,
+        sink: &mut dyn FnMut(Vec<u8>),
+    ) {
+        let options = self.options(negotiated.escaping);
+        let (store, format) = (self.recorder.store(), negotiated.format);
+        let extra = &WithOwn::new(extra, self.own_families());
+        match gzip {
+            false => {
+                let mut hand = |chunk: Vec<u8>| {
+                    sink(chunk);
+                    None
+                };
+                let mut out = Out::chunked(&mut hand);
+                encode::render(store, extra, options, &self.tally, format, &mut out);
+                out.finish();
+            }
+            true => {
+                let mut stream = gzip::Stream::new(encode::out::CHUNK, sink);
+                let mut hand = |chunk: Vec<u8>| Some(stream.write(chunk));
+                let mut out = Out::chunked(&mut hand);
+                encode::render(store, extra, options, &self.tally, format, &mut out);
+                out.finish();
+                stream.finish();
+            }
         }
     }
 
@@ -168,15 +192,15 @@ impl Pipeline {
     pub(crate) fn encode(
         &self,
         escaping: Escaping,
-        extra: Vec<ExtraFamily>,
+        extra: &dyn SelfFamilies,
         encoder: &mut impl Encoder,
     ) {
-        let extra = &self.own_families(extra)[..];
+        let extra = WithOwn::new(extra, self.own_families());
         let options = Options {
             escaping,
             created: false,
         };
-        encode::walk(self.recorder.store(), extra, options, &self.tally, encoder);
+        encode::walk(self.recorder.store(), &extra, options, &self.tally, encoder);
     }
 
     /// When the pipeline's store was created, in ms since the Unix epoch.
@@ -186,20 +210,13 @@ impl Pipeline {
     }
 
     /// The text exposition, with legacy names, and `extra` families.
-    pub(crate) fn render_text(&self, extra: Vec<ExtraFamily>) -> String {
-        String::from_utf8(self.render(Negotiated::default(), extra)).unwrap_or_default()
+    pub(crate) fn render_text(&self, extra: &[ExtraFamily]) -> String {
+        let body = self.render(Negotiated::default(), &extra);
+        // The text formats write only UTF-8 (labels and names are `str`).
+        String::from_utf8(body)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
-    /// Runs `render` into a buffer as large as the format's last exposition (and a little
-    /// more), and remembers this one's size.
-    fn sized<B: Buffer>(&self, format: Format, render: impl FnOnce(&mut B)) -> B {
-        let last = &self.last_size[format as usize];
-        let hint = last.load(Ordering::Relaxed) as usize;
-        let mut out = B::with_capacity(hint + hint / 8);
-        render(&mut out);
-        last.store(out.size() as u64, Ordering::Relaxed);
-        out
-    }
     /// Expires idle series.
     pub(crate) fn run_upkeep(&self) {
         self.recorder.store().upkeep();
@@ -251,27 +268,22 @@ impl Drop for Pipeline {
     }
 }
 
-/// What an encoder writes into.
-trait Buffer {
-    fn with_capacity(capacity: usize) -> Self;
-    fn size(&self) -> usize;
+/// An exporter's families and the pipeline's own (process, runtime), read together.
+struct WithOwn<'a> {
+    extra: &'a dyn SelfFamilies,
+    own: Vec<ExtraFamily>,
 }
 
-impl Buffer for String {
-    fn with_capacity(capacity: usize) -> Self {
-        String::with_capacity(capacity)
-    }
-    fn size(&self) -> usize {
-        self.len()
+impl<'a> WithOwn<'a> {
+    fn new(extra: &'a dyn SelfFamilies, own: Vec<ExtraFamily>) -> Self {
+        Self { extra, own }
     }
 }
 
-impl Buffer for Vec<u8> {
-    fn with_capacity(capacity: usize) -> Self {
-        Vec::with_capacity(capacity)
-    }
-    fn size(&self) -> usize {
-        self.len()
+impl SelfFamilies for WithOwn<'_> {
+    fn write(&self, out: &mut encode::Families<'_>) {
+        self.extra.write(out);
+        (&self.own[..]).write(out);
     }
 }
 
@@ -280,35 +292,196 @@ impl Buffer for Vec<u8> {
 #[derive(Clone)]
 pub(crate) struct Source {
     pipeline: Arc<Pipeline>,
-    extra: Arc<dyn Fn() -> Vec<ExtraFamily> + Send + Sync>,
+    extra: Arc<dyn SelfFamilies>,
 }
 
 impl Source {
+    /// A source whose families `extra` builds at each read (see [`Source::with`]).
     pub(crate) fn new(
         pipeline: Arc<Pipeline>,
         extra: impl Fn() -> Vec<ExtraFamily> + Send + Sync + 'static,
     ) -> Self {
-        Self {
-            pipeline,
-            extra: Arc::new(extra),
-        }
+        Self::with(pipeline, Arc::new(Rebuilt(extra)))
     }
 
-    /// A scrape's exposition, as negotiated.
+    /// A source whose families `extra` writes from its counts at each read.
+    pub(crate) fn with(pipeline: Arc<Pipeline>, extra: Arc<dyn SelfFamilies>) -> Self {
+        Self { pipeline, extra }
+    }
+
+    /// A scrape's exposition, as negotiated, whole.
     pub(crate) fn render(&self, negotiated: Negotiated) -> Vec<u8> {
-        self.pipeline.render(negotiated, (self.extra)())
+        self.pipeline.render(negotiated, &*self.extra)
+    }
+
+    /// A scrape's exposition, as negotiated, in chunks as it is rendered (see
+    /// [`Pipeline::stream`]).
+    pub(crate) fn stream(&self, negotiated: Negotiated, gzip: bool, sink: &mut dyn FnMut(Vec<u8>)) {
+        self.pipeline.stream(negotiated, &*self.extra, gzip, sink);
     }
 
     /// Walks the store and the extra families into `encoder` (see [`Pipeline::encode`]).
     #[cfg(any(feature = "otlp", feature = "remote-write"))]
     pub(crate) fn encode(&self, escaping: Escaping, encoder: &mut impl Encoder) {
-        self.pipeline.encode(escaping, (self.extra)(), encoder);
+        self.pipeline.encode(escaping, &*self.extra, encoder);
     }
 
     /// When the pipeline's store was created, in ms since the Unix epoch.
     #[cfg(feature = "otlp")]
     pub(crate) fn epoch_ms(&self) -> u64 {
         self.pipeline.epoch_ms()
+    }
+}
+
+/// What a render hands its body over with: the whole of a small exposition (one chunk:
+/// it gets a `Content-Length`), else the chunks of a larger one as they come, then its end.
+enum Message {
+    Whole(hyper::body::Bytes),
+    Chunk(hyper::body::Bytes),
+    End,
+}
+
+/// A scrape's body as it is rendered (see [`Chunks`]), as hyper asks for it. A render that
+/// ends before the exposition does (it panicked) ends the body with an error, so that the
+/// client sees a broken response, not a short one.
+pub(crate) struct Streamed {
+    chunks: tokio::sync::mpsc::Receiver<Message>,
+    /// The first chunk, read to tell a small exposition from a streamed one.
+    first: Option<hyper::body::Bytes>,
+    done: bool,
+    /// Run once the last chunk is handed over (or the body is dropped before).
+    when_done: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+/// The render's end of a [`Streamed`] body.
+pub(crate) struct Chunks {
+    tx: tokio::sync::mpsc::Sender<Message>,
+    /// The first chunk, held until the second comes or the render ends.
+    held: Option<Vec<u8>>,
+    /// Whether chunks went out (the exposition is streamed).
+    streaming: bool,
+}
+
+/// Chunks a render runs ahead of the socket: what a scrape holds at once.
+const AHEAD: usize = 4;
+
+/// What a started render gives: a small exposition whole, or a streamed one.
+pub(crate) enum Started {
+    Whole(hyper::body::Bytes),
+    Streamed(Streamed),
+}
+
+impl Streamed {
+    /// A body, and its render's end.
+    pub(crate) fn channel() -> (Self, Chunks) {
+        let (tx, chunks) = tokio::sync::mpsc::channel(AHEAD);
+        let body = Self {
+            chunks,
+            first: None,
+            done: false,
+            when_done: None,
+        };
+        (
+            body,
+            Chunks {
+                tx,
+                held: None,
+                streaming: false,
+            },
+        )
+    }
+
+    /// Runs `done` once the last chunk is handed over, or the body is dropped before.
+    pub(crate) fn when_done(&mut self, done: Box<dyn FnOnce() + Send + Sync>) {
+        self.when_done = Some(done);
+    }
+
+    fn ended(&mut self) {
+        self.done = true;
+        if let Some(done) = self.when_done.take() {
+            done();
+        }
+    }
+
+    /// Waits for the render's first word: `None` if it failed before it.
+    pub(crate) async fn start(mut self) -> Option<Started> {
+        match self.chunks.recv().await? {
+            Message::Whole(all) => Some(Started::Whole(all)),
+            Message::Chunk(first) => {
+                self.first = Some(first);
+                Some(Started::Streamed(self))
+            }
+            Message::End => Some(Started::Whole(hyper::body::Bytes::new())),
+        }
+    }
+}
+
+impl Chunks {
+    /// Hands `chunk` over, waiting while [`AHEAD`] are not sent yet (on a thread that may
+    /// block: a render's). A client gone drops it.
+    pub(crate) fn send(&mut self, chunk: Vec<u8>) {
+        if !self.streaming {
+            match self.held.take() {
+                // Nothing sent yet: this may be the whole exposition.
+                None => return self.held = Some(chunk),
+                Some(first) => {
+                    self.streaming = true;
+                    let _ = self.tx.blocking_send(Message::Chunk(first.into()));
+                }
+            }
+        }
+        let _ = self.tx.blocking_send(Message::Chunk(chunk.into()));
+    }
+
+    /// The exposition is complete.
+    pub(crate) fn finish(mut self) {
+        let last = match self.held.take() {
+            Some(all) => Message::Whole(all.into()),
+            None => Message::End,
+        };
+        let _ = self.tx.blocking_send(last);
+    }
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = hyper::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use hyper::body::Frame;
+        use std::task::Poll;
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.chunks.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Message::Chunk(chunk) | Message::Whole(chunk))) => {
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Message::End)) => {
+                self.ended();
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::other(
+                "porter-metrics: the render ended before the exposition did",
+            )))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.first.is_none()
+    }
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        self.ended();
     }
 }
 

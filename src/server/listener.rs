@@ -264,8 +264,14 @@ where
         let (shared, conn) = (shared.clone(), conn.clone());
         async move {
             conn.request_started();
-            let answer = respond(&shared.guard, &shared.scrapes, request).await;
-            conn.response_returned();
+            let mut answer = respond(&shared.guard, &shared.scrapes, request).await;
+            // A streamed body is returned when its last chunk is handed to hyper.
+            match answer.as_mut().map(|a| a.body_mut()) {
+                Ok(http_body_util::Either::Right(streamed)) => {
+                    streamed.when_done(Box::new(move || conn.response_returned()));
+                }
+                _ => conn.response_returned(),
+            }
             answer
         }
     });

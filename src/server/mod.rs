@@ -220,7 +220,7 @@ impl MetricsServer {
             };
             let render: Render = {
                 let source = source.clone();
-                Arc::new(move |negotiated| source.render(negotiated))
+                Arc::new(move |negotiated, gzip, sink| source.stream(negotiated, gzip, sink))
             };
             let listener = Listener::start(addr, settings, render, self.connections.clone())?;
             #[cfg(feature = "push")]

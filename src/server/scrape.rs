@@ -14,10 +14,10 @@
 //! Every answer carries the web config's `http_server_config.headers`, if any.
 
 use std::convert::Infallible;
-use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
@@ -25,10 +25,12 @@ use tokio::sync::Semaphore;
 
 use super::guard::Guard;
 use super::stats::Reason;
-use crate::encode::{format, Negotiated};
+use crate::encode::{self, Negotiated};
+use crate::pipeline::{Started, Streamed};
 
-/// What renders the exposition as negotiated: the pipeline's render.
-pub(crate) type Render = std::sync::Arc<dyn Fn(Negotiated) -> Vec<u8> + Send + Sync>;
+/// What renders the exposition as negotiated, gzipped if asked, handing it over in chunks
+/// as it goes: the pipeline's render, streamed.
+pub(crate) type Render = Arc<dyn Fn(Negotiated, bool, &mut dyn FnMut(Vec<u8>)) + Send + Sync>;
 
 /// Renders in flight at once: each is CPU work, and holds an exposition in memory. A scrape
 /// past it waits up to [`RENDER_WAIT`] for one to end, then gets `503 Service Unavailable`
@@ -38,8 +40,8 @@ pub(crate) const MAX_RENDERS: usize = 4;
 /// How long a scrape waits for a render to end, past [`MAX_RENDERS`].
 pub(crate) const RENDER_WAIT: Duration = Duration::from_secs(2);
 
-/// An answer.
-pub(crate) type Answer = Response<Full<Bytes>>;
+/// An answer: whole, or a scrape's body streamed as it is rendered.
+pub(crate) type Answer = Response<Either<Full<Bytes>, Streamed>>;
 
 /// The landing page at `/`.
 const LANDING: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
@@ -50,21 +52,34 @@ const LANDING: &str = "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
 /// What renders scrapes, at most [`MAX_RENDERS`] at once.
 pub(crate) struct Scrapes {
     render: Render,
-    /// One permit per render in flight.
-    renders: Semaphore,
+    /// One permit per render in flight, held by the render (not by the request's future)
+    /// until it ends.
+    renders: Arc<Semaphore>,
 }
 
 impl Scrapes {
     pub(crate) fn new(render: Render) -> Self {
         Self {
             render,
-            renders: Semaphore::new(MAX_RENDERS),
+            renders: Arc::new(Semaphore::new(MAX_RENDERS)),
         }
     }
 }
 
+/// Gives a render's permit back when the render ends, however it ends.
+struct Release(Arc<Semaphore>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("porter-metrics: rendering failed");
+        }
+        self.0.add_permits(1);
+    }
+}
+
 fn status(code: StatusCode) -> Answer {
-    let mut response = Response::new(Full::default());
+    let mut response = Response::new(Either::Left(Full::default()));
     *response.status_mut() = code;
     response
 }
@@ -78,7 +93,7 @@ fn not_allowed() -> Answer {
 }
 
 fn page(body: &'static str, content_type: &'static str) -> Answer {
-    let mut response = Response::new(Full::from(body));
+    let mut response = Response::new(Either::Left(Full::from(body)));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -104,7 +119,7 @@ fn refused(reason: Reason) -> Answer {
     if reason != Reason::NoCredentials && reason != Reason::BadPassword {
         return busy();
     }
-    let mut refused = Answer::new(Full::from("401 Unauthorized\n"));
+    let mut refused = Answer::new(Either::Left(Full::from("401 Unauthorized\n")));
     *refused.status_mut() = StatusCode::UNAUTHORIZED;
     let headers = refused.headers_mut();
     headers.insert(
@@ -141,18 +156,19 @@ async fn route(guard: &Guard, scrapes: &Scrapes, request: &Request<Incoming>) ->
 
 async fn metrics(guard: &Guard, scrapes: &Scrapes, method: &Method, headers: &HeaderMap) -> Answer {
     let gzip = accepts_gzip(headers.get_all(header::ACCEPT_ENCODING));
-    let negotiated = format::negotiate(
+    let negotiated = encode::negotiate(
         headers
             .get_all(header::ACCEPT)
             .iter()
             .filter_map(|v| v.to_str().ok()),
     );
     let body = if method == Method::HEAD {
-        Bytes::new()
+        Either::Left(Full::default())
     } else {
         // At most MAX_RENDERS at once; past it, wait a little, then answer 503.
-        let permit = match tokio::time::timeout(RENDER_WAIT, scrapes.renders.acquire()).await {
-            Ok(Ok(permit)) => permit,
+        match tokio::time::timeout(RENDER_WAIT, scrapes.renders.acquire()).await {
+            // Held by the render until it ends (below), not by this future.
+            Ok(Ok(permit)) => permit.forget(),
             _ => {
                 guard.refuse(Reason::Busy, || {
                     format!("too many scrapes at once ({MAX_RENDERS} renders), answering 503")
@@ -160,19 +176,12 @@ async fn metrics(guard: &Guard, scrapes: &Scrapes, method: &Method, headers: &He
                 return busy();
             }
         };
-        // Rendering is CPU work (about 200 ms for 100 000 series): off the runtime's thread.
-        let render = scrapes.render.clone();
-        let rendered = tokio::task::spawn_blocking(move || body(&render, negotiated, gzip)).await;
-        drop(permit);
-        match rendered {
-            Ok(body) => Bytes::from(body),
-            Err(e) => {
-                tracing::error!(error = %e, "porter-metrics: rendering failed");
-                return status(StatusCode::INTERNAL_SERVER_ERROR);
-            }
+        match body(scrapes, negotiated, gzip).await {
+            Ok(body) => body,
+            Err(failed) => return failed,
         }
     };
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     if let Ok(content_type) = HeaderValue::from_str(&negotiated.content_type()) {
         headers.insert(header::CONTENT_TYPE, content_type);
@@ -187,14 +196,26 @@ async fn metrics(guard: &Guard, scrapes: &Scrapes, method: &Method, headers: &He
     response
 }
 
-/// A scrape's body: the exposition as negotiated, gzipped if `gzip`. The one place a body
-/// is made, on the blocking pool.
-fn body(render: &Render, negotiated: Negotiated, gzip: bool) -> Vec<u8> {
-    let exposition = render(negotiated);
-    if gzip {
-        compress(&exposition)
-    } else {
-        exposition
+/// A scrape's body: the exposition as negotiated, gzipped if `gzip`, rendered on the
+/// blocking pool (it is CPU work) and streamed to the socket as it goes; a small one comes
+/// whole, with a `Content-Length`. The one place a body is made. `Err` is the answer when
+/// the render failed before anything was sent.
+async fn body(
+    scrapes: &Scrapes,
+    negotiated: Negotiated,
+    gzip: bool,
+) -> Result<Either<Full<Bytes>, Streamed>, Answer> {
+    let (body, mut chunks) = Streamed::channel();
+    let (render, release) = (scrapes.render.clone(), Release(scrapes.renders.clone()));
+    tokio::task::spawn_blocking(move || {
+        let _release = release;
+        render(negotiated, gzip, &mut |chunk| chunks.send(chunk));
+        chunks.finish();
+    });
+    match body.start().await {
+        Some(Started::Whole(all)) => Ok(Either::Left(Full::new(all))),
+        Some(Started::Streamed(body)) => Ok(Either::Right(body)),
+        None => Err(status(StatusCode::INTERNAL_SERVER_ERROR)),
     }
 }
 
@@ -216,16 +237,6 @@ fn accepts_gzip<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
         })
 }
 
-fn compress(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 4),
-        flate2::Compression::fast(),
-    );
-    // Writing to a `Vec` cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
@@ -245,10 +256,10 @@ mod tests {
         let rendering = Arc::new(AtomicUsize::new(0));
         let seen = rendering.clone();
         // Each render takes longer than a scrape waits for one.
-        let render: Render = Arc::new(move |_| {
+        let render: Render = Arc::new(move |_, _, sink| {
             seen.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(RENDER_WAIT + Duration::from_millis(500));
-            b"x 1\n".to_vec()
+            sink(b"x 1\n".to_vec());
         });
         let stats = Arc::new(ConnectionStats::default());
         let shared = Arc::new((Guard::new(Vec::new(), stats.clone()), Scrapes::new(render)));

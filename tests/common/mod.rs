@@ -57,7 +57,8 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     Ok(Response { status, body })
 }
 
-fn dechunk(mut s: &str) -> Option<String> {
+/// The body of a chunked response (`None` if it is cut short).
+pub fn dechunk(mut s: &str) -> Option<String> {
     let mut out = String::new();
     loop {
         let (size, rest) = s.split_once("\r\n")?;

@@ -13,20 +13,24 @@
 //! them); its value goes through the derived messages.
 
 mod messages;
+mod native;
 
 use prost::Message;
 
+use super::names::family_name;
+use super::out::Out;
 use super::{wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Labels, Sample};
 use crate::store::kind::Kind;
 pub(crate) use messages::*;
+pub(crate) use native::spans_and_deltas;
 
 /// The protobuf format's content type.
 pub(crate) const CONTENT_TYPE: &str =
     "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
-/// Writes delimited `MetricFamily` messages into a `Vec<u8>`.
-pub(crate) struct Protobuf<'a> {
-    out: &'a mut Vec<u8>,
+/// Writes delimited `MetricFamily` messages.
+pub(crate) struct Protobuf<'o, 'a> {
+    out: &'o mut Out<'a>,
     /// The current family's name, help and type (its metrics go to `body`).
     header: Option<MetricFamily>,
     /// The current family's metrics, encoded as its field 4.
@@ -35,8 +39,8 @@ pub(crate) struct Protobuf<'a> {
     scratch: Vec<u8>,
 }
 
-impl<'a> Protobuf<'a> {
-    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+impl<'o, 'a> Protobuf<'o, 'a> {
+    pub(crate) fn new(out: &'o mut Out<'a>) -> Self {
         Self {
             out,
             header: None,
@@ -49,11 +53,10 @@ impl<'a> Protobuf<'a> {
     fn flush(&mut self) {
         if let Some(header) = self.header.take() {
             let len = header.encoded_len() + self.body.len();
-            prost::encoding::encode_varint(len as u64, self.out);
+            prost::encoding::encode_varint(len as u64, &mut self.out.buf);
             // Encoding into a `Vec` cannot run out of room.
-            let _ = header.encode(self.out);
-            self.out.extend_from_slice(&self.body);
-            self.body.clear();
+            let _ = header.encode(&mut self.out.buf);
+            self.out.append(&mut self.body);
         }
     }
 
@@ -65,20 +68,7 @@ impl<'a> Protobuf<'a> {
     fn metric(&mut self, labels: Labels<'_>, value: impl FnOnce(&mut Vec<u8>)) {
         let scratch = &mut self.scratch;
         scratch.clear();
-        let mut put = |name: &str, value: &str| wire::pair(1, name, value, scratch);
-        let mut previous: Option<&str> = None;
-        let mut sorted = true;
-        labels.each(|key, _| {
-            sorted &= previous.is_none_or(|p| p <= key);
-            previous = Some(key);
-        });
-        if sorted {
-            labels.each(&mut put);
-        } else {
-            let mut pairs = labels.to_vec();
-            pairs.sort();
-            pairs.iter().for_each(|(k, v)| put(k, v));
-        }
+        labels.in_order(|name, value| wire::pair(1, name, value, scratch));
         value(scratch);
         wire::head(4, scratch.len(), &mut self.body);
         self.body.extend_from_slice(scratch);
@@ -99,60 +89,21 @@ impl<'a> Protobuf<'a> {
 fn exemplar(exemplar: &Exemplar_<'_>) -> Exemplar {
     Exemplar {
         label: exemplar
-            .labels
-            .iter()
+            .pairs()
             .map(|(name, value)| LabelPair {
                 name: Some(name.to_owned()),
                 value: Some(value.to_owned()),
             })
             .collect(),
         value: Some(exemplar.value),
-        timestamp: exemplar
-            .timestamp
-            .is_finite()
-            .then(|| Timestamp::from_seconds(exemplar.timestamp)),
+        timestamp: exemplar.seconds().map(Timestamp::from_seconds),
     }
 }
 
-/// Native buckets `(index, count)`, ascending, as spans and count deltas: consecutive
-/// indices share a span; the first span's offset is its first index, a later one's the gap
-/// after the span before; each delta is the count minus the previous bucket's.
-pub(crate) fn spans_and_deltas(
-    buckets: &[(i32, u64)],
-    spans: &mut Vec<BucketSpan>,
-    deltas: &mut Vec<i64>,
-) {
-    let mut previous: Option<(i32, i64)> = None;
-    for &(index, count) in buckets {
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        match (previous, spans.last_mut()) {
-            (Some((before, _)), Some(span)) if i64::from(index) == i64::from(before) + 1 => {
-                span.length = Some(span.length.unwrap_or(0) + 1);
-            }
-            (Some((before, _)), _) => spans.push(BucketSpan {
-                offset: Some(
-                    i32::try_from(i64::from(index) - i64::from(before) - 1).unwrap_or(i32::MAX),
-                ),
-                length: Some(1),
-            }),
-            (None, _) => spans.push(BucketSpan {
-                offset: Some(index),
-                length: Some(1),
-            }),
-        }
-        let last = previous.map_or(0, |(_, count)| count);
-        deltas.push(count.wrapping_sub(last));
-        previous = Some((index, count));
-    }
-}
-
-impl Encoder for Protobuf<'_> {
+impl Encoder for Protobuf<'_, '_> {
     fn family(&mut self, head: &FamilyHead<'_>) {
         self.flush();
-        let name = match head.kind {
-            Kind::Counter => format!("{}_total", head.name),
-            _ => head.name.to_owned(),
-        };
+        let name = family_name(head.name, head.kind);
         let kind = match head.kind {
             Kind::Counter => MetricType::Counter,
             Kind::Gauge => MetricType::Gauge,
@@ -190,13 +141,8 @@ impl Encoder for Protobuf<'_> {
             ..Histogram::default()
         };
         let bucket_exemplar = |i: usize| point.exemplars.get(i).and_then(Option::as_ref);
-        // A native histogram without classic bounds has no classic buckets: its lone `+Inf`
-        // bucket would only repeat the count, and make it a classic histogram too.
-        if !(point.native.is_some() && point.bounds.is_empty()) {
-            let mut cumulative = 0u64;
-            let bounds = point.bounds.iter().copied().chain([f64::INFINITY]);
-            for (i, (count, bound)) in point.counts.iter().zip(bounds).enumerate() {
-                cumulative = cumulative.wrapping_add(*count);
+        if point.has_classic() {
+            for (i, bound, cumulative) in point.cumulative() {
                 histogram.bucket.push(Bucket {
                     cumulative_count: Some(cumulative),
                     upper_bound: Some(bound),
@@ -236,7 +182,7 @@ impl Encoder for Protobuf<'_> {
                 .exemplars
                 .iter()
                 .flatten()
-                .filter(|e| e.timestamp.is_finite())
+                .filter(|e| e.seconds().is_some())
                 .map(exemplar)
                 .collect();
         }
@@ -306,7 +252,7 @@ mod tests {
             labels: Labels::fixed(&own, &global),
             start_ms: Some(1_500),
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head(
             "requests",
@@ -324,7 +270,7 @@ mod tests {
         proto.family(&head("temperature", Kind::Gauge, None));
         proto.gauge(&bare("temperature"), -3.5);
         proto.finish();
-        let families = decode(&out);
+        let families = decode(&out.finish());
         assert_eq!(families.len(), 2);
         let requests = &families[0];
         assert_eq!(requests.name.as_deref(), Some("requests_total"));
@@ -371,12 +317,12 @@ mod tests {
 
     #[test]
     fn an_empty_family_is_still_a_message() {
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("a", Kind::Counter, None));
         proto.family(&head("b", Kind::Gauge, None));
         proto.finish();
-        let families = decode(&out);
+        let families = decode(&out.finish());
         assert_eq!(families.len(), 2);
         assert!(families[0].metric.is_empty());
     }
@@ -398,12 +344,12 @@ mod tests {
             exemplars: &exemplars,
             native: None,
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("h", Kind::Histogram, None));
         proto.histogram(&bare("h"), &point);
         proto.finish();
-        let families = decode(&out);
+        let families = decode(&out.finish());
         assert_eq!(families[0].r#type, Some(MetricType::Histogram as i32));
         let h = families[0].metric[0].histogram.as_ref().unwrap();
         assert_eq!((h.sample_count, h.sample_sum), (Some(7), Some(12.5)));
@@ -444,12 +390,15 @@ mod tests {
                 negative: &[(0, 1), (3, 1)],
             }),
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("n", Kind::Histogram, None));
         proto.histogram(&bare("n"), &point);
         proto.finish();
-        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        let h = decode(&out.finish())[0].metric[0]
+            .histogram
+            .clone()
+            .unwrap();
         let spans = |s: &[BucketSpan]| -> Vec<(i32, u32)> {
             s.iter()
                 .map(|s| (s.offset.unwrap(), s.length.unwrap()))
@@ -510,12 +459,15 @@ mod tests {
                 negative: &[],
             }),
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("e", Kind::Histogram, None));
         proto.histogram(&bare("e"), &point);
         proto.finish();
-        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        let h = decode(&out.finish())[0].metric[0]
+            .histogram
+            .clone()
+            .unwrap();
         assert_eq!(
             h.positive_span,
             [BucketSpan {
@@ -534,25 +486,15 @@ mod tests {
             }),
             ..point
         };
-        let mut out = Vec::new();
+        let mut out = Out::whole(0);
         let mut proto = Protobuf::new(&mut out);
         proto.family(&head("e", Kind::Histogram, None));
         proto.histogram(&bare("e"), &with_threshold);
         proto.finish();
-        let h = decode(&out)[0].metric[0].histogram.clone().unwrap();
+        let h = decode(&out.finish())[0].metric[0]
+            .histogram
+            .clone()
+            .unwrap();
         assert!(h.positive_span.is_empty());
-    }
-
-    #[test]
-    fn timestamps_split_into_seconds_and_nanos() {
-        let t = Timestamp::from_seconds(1_700_000_000.999_999_999_9);
-        assert!(t.nanos < 1_000_000_000);
-        assert_eq!(
-            Timestamp::from_seconds(-0.5),
-            Timestamp {
-                seconds: -1,
-                nanos: 500_000_000
-            }
-        );
     }
 }

@@ -20,7 +20,8 @@
 //! with underscores and the `Content-Type` is today's, without `escaping`.
 
 use super::escape::Escaping;
-use super::{openmetrics, protobuf, text};
+use super::protobuf;
+use super::text::{openmetrics, prometheus as text};
 
 /// An exposition format a scrape can ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
