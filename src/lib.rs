@@ -9,12 +9,13 @@ mod config;
 pub mod decorators;
 mod encode;
 mod error;
+mod exporter;
 mod handle;
 mod local;
 mod matcher;
 mod pipeline;
 #[cfg(feature = "push")]
-mod push_target;
+mod push;
 mod recorder;
 #[cfg(feature = "runtime")]
 mod runtime;
@@ -41,8 +42,6 @@ pub use error::{Error, PushError};
 pub use local::LocalRecorder;
 pub use matcher::Matcher;
 #[cfg(feature = "push")]
-pub use push_target::PushTarget;
+pub use push::{PushTarget, Pusher};
 pub use server::MetricsServer;
-#[cfg(feature = "push")]
-pub use server::Pusher;
 pub use store::{self_metrics, Limits, NativeHistograms};

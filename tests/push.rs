@@ -7,7 +7,13 @@ use std::time::Duration;
 
 use common::prometheus::Pushgateway;
 use porter_metrics::testing::Exposition;
-use porter_metrics::{Builder, Collector, Error};
+use porter_metrics::{Builder, Collector, Error, PushTarget, Pusher};
+
+/// A standalone pusher to the Pushgateway group `endpoint`, every `interval`.
+fn gateway_pusher(endpoint: &str, interval: Duration) -> Result<Pusher, Error> {
+    let target = PushTarget::pushgateway(endpoint)?.interval(interval)?;
+    Builder::new().standalone().push(target).build_pusher()
+}
 
 /// The value of `name{job="porter_batch",...labels}` as the Pushgateway serves it.
 fn pushed(gateway: &Pushgateway, name: &str, labels: &[&str]) -> Option<f64> {
@@ -23,17 +29,14 @@ fn pushed(gateway: &Pushgateway, name: &str, labels: &[&str]) -> Option<f64> {
 fn pushed_values_are_readable_from_the_pushgateway_and_stop_pushes_the_last() {
     let gateway = Pushgateway::start();
     let endpoint = format!("http://{}/metrics/job/porter_batch", gateway.addr);
-    let pusher = Builder::new()
-        .standalone()
-        .build_push(&endpoint, Duration::from_millis(200))
-        .expect("valid endpoint");
+    let pusher = gateway_pusher(&endpoint, Duration::from_millis(200)).expect("valid endpoint");
     let collector = pusher.collector();
     for _ in 0..5 {
         collector.increment_counter("batch_rows_total", &["table", "orders"]);
     }
     collector.record_histogram("batch_step_seconds", 0.3, &[]);
     pusher.start().expect("pushing starts");
-    assert_eq!(pusher.endpoint(), endpoint);
+    assert_eq!(pusher.endpoints(), [endpoint.as_str()]);
 
     let seen = common::wait_for(Duration::from_secs(30), || {
         pushed(&gateway, "batch_rows_total", &["table", "orders"]).filter(|v| *v == 5.0)
@@ -56,13 +59,11 @@ fn pushed_values_are_readable_from_the_pushgateway_and_stop_pushes_the_last() {
 fn a_failed_final_push_is_reported_by_stop() {
     // Port 1 (tcpmux): nothing listens there, and no test binds it.
     let port = 1;
-    let pusher = Builder::new()
-        .standalone()
-        .build_push(
-            &format!("http://127.0.0.1:{port}/metrics/job/nobody"),
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+    let pusher = gateway_pusher(
+        &format!("http://127.0.0.1:{port}/metrics/job/nobody"),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
     pusher.start().unwrap();
     pusher.collector().increment_counter("lost_total", &[]);
     let err = pusher.stop().expect_err("nothing listens there");
@@ -87,14 +88,14 @@ fn push_endpoints_and_intervals_are_checked() {
     ] {
         assert!(
             matches!(
-                Builder::new().build_push(bad, Duration::from_secs(1)),
+                gateway_pusher(bad, Duration::from_secs(1)),
                 Err(Error::InvalidEndpoint { .. })
             ),
             "{bad:?}"
         );
     }
     assert!(matches!(
-        Builder::new().build_push("http://127.0.0.1:9091/metrics/job/x", Duration::ZERO),
+        gateway_pusher("http://127.0.0.1:9091/metrics/job/x", Duration::ZERO),
         Err(Error::InvalidInterval)
     ));
 }

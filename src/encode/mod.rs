@@ -16,6 +16,8 @@
 //! given as the series' own): the first keeps the place, the other is left out and
 //! counted.
 
+#[cfg(any(feature = "otlp", feature = "remote-write"))]
+pub(crate) mod batch;
 pub(crate) mod escape;
 pub(crate) mod format;
 pub(crate) mod openmetrics;
@@ -25,6 +27,8 @@ pub(crate) mod protobuf;
 #[cfg(feature = "remote-write")]
 pub(crate) mod remote_write;
 mod self_metrics;
+#[cfg(any(feature = "otlp", feature = "remote-write"))]
+pub(crate) mod stale;
 pub(crate) mod text;
 pub(crate) mod wire;
 

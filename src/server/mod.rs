@@ -1,6 +1,6 @@
 //! Exporting a pipeline: the [`MetricsServer`] serves it on our listener ([`listener`]),
-//! and pushes it to the push targets of its builder, if any; the [`Pusher`] pushes it
-//! without serving ([`push`], feature `push`).
+//! and pushes it to the push targets of its builder, if any; the `Pusher` pushes it
+//! without serving (`crate::push`, feature `push`).
 //!
 //! Lifecycle rules, the same for both:
 //!
@@ -21,61 +21,18 @@
 //!   timeout, limits) are those of the first one that started on it: a later one built with
 //!   others gets [`Error::ConflictingSettings`] from `start`.
 
-mod lifecycle;
 pub(crate) mod listener;
-#[cfg(feature = "push")]
-pub(crate) mod push;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::encode::ExtraFamily;
-use crate::pipeline::{self, ExportClaim, Pipeline, Source};
-use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
-use lifecycle::Lifecycle;
-use listener::{ConnectionStats, Listener, Render};
+use crate::exporter::{Exported, Lifecycle};
 #[cfg(feature = "push")]
-pub use push::Pusher;
-
-/// What every exporter of a pipeline shares: which pipeline, and with which settings.
-struct Exported {
-    config: Config,
-    /// The pipeline of a standalone exporter; `None` for the global one.
-    own: Option<Arc<Pipeline>>,
-}
-
-impl Exported {
-    fn new(config: Config) -> Self {
-        let own = config.standalone.then(|| Pipeline::new(config.limits));
-        Self { config, own }
-    }
-
-    /// Claims the pipeline (binding it if needed) and gives what reads it, with the
-    /// families `extra` gives at each read.
-    fn claim(
-        &self,
-        extra: impl Fn() -> Vec<ExtraFamily> + Send + Sync + 'static,
-    ) -> Result<(ExportClaim, Source), Error> {
-        let pipeline = match &self.own {
-            Some(own) => own,
-            None => pipeline::global()?,
-        };
-        let claim = pipeline.export(&self.config)?;
-        Ok((claim, Source::new(pipeline.clone(), extra)))
-    }
-
-    fn collector(&self) -> PrometheusCollector {
-        match &self.own {
-            Some(own) => PrometheusCollector::for_pipeline(own.clone()),
-            None => PrometheusCollector::new(),
-        }
-    }
-
-    fn recorder(&self) -> Option<LocalRecorder> {
-        self.own.clone().map(LocalRecorder::from_pipeline)
-    }
-}
+use crate::push;
+use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
+use listener::{ConnectionStats, Listener, Render};
 
 /// Serves the exposition over HTTP (the text format, OpenMetrics or protobuf, as the scrape's
 /// `Accept` header asks); see the module documentation for the lifecycle.
@@ -117,7 +74,7 @@ impl std::fmt::Debug for MetricsServer {
         f.debug_struct("MetricsServer")
             .field("address", &self.address)
             .field("local_addr", &self.local_addr())
-            .field("standalone", &self.exported.own.is_some())
+            .field("standalone", &self.exported.is_standalone())
             .finish()
     }
 }
@@ -183,7 +140,9 @@ impl MetricsServer {
     /// [`Error::InvalidAddress`], [`Error::Bind`] (port in use, permission),
     /// [`Error::AlreadyRunning`], [`Error::ForeignRecorder`] (a global server when another
     /// global recorder is installed), [`Error::AlreadyExported`] (another server exports the
-    /// same pipeline right now), [`Error::Runtime`].
+    /// same pipeline right now), [`Error::Runtime`]; with push targets,
+    /// [`Error::InvalidPushSetting`] (an interval not shorter than the idle timeout),
+    /// [`Error::Tls`], [`Error::PushTls`], [`Error::PushRuntime`].
     pub fn start(&self) -> Result<(), Error> {
         let busy = |running: Option<&Serving>| Error::AlreadyRunning {
             address: running.map_or(self.address.clone(), |r| {
@@ -193,6 +152,8 @@ impl MetricsServer {
         self.running.start(busy, || {
             // Checked first: a server that cannot start leaves the pipeline as it was.
             let addr = resolve(&self.address)?;
+            #[cfg(feature = "push")]
+            self.targets.check(&self.exported.config)?;
             let connections = self.connections.clone();
             #[cfg(feature = "push")]
             let targets = self.targets.clone();

@@ -19,7 +19,10 @@ impl Family {
 
     /// Runs `f` on every series idle expiry has hidden and not yet reclaimed, as
     /// [`for_each`](Self::for_each) does on the exported ones: a pusher's stale markers.
-    #[expect(dead_code, reason = "the pushers' stale markers will use it")]
+    #[cfg_attr(
+        not(any(feature = "otlp", feature = "remote-write")),
+        expect(dead_code, reason = "only pushes write stale markers")
+    )]
     pub(crate) fn for_each_hidden(
         &self,
         scratch: &mut Scratch,
