@@ -95,6 +95,8 @@ pub(crate) struct RemoteWriteV1<'a> {
     family: Vec<u8>,
     family_written: bool,
     name: String,
+    /// The current sample's labels, encoded: before `__name__`, before `le`, after.
+    parts: [Vec<u8>; 3],
     les: LeLabels,
     /// One series being encoded.
     scratch: Vec<u8>,
@@ -125,18 +127,36 @@ impl<'a> RemoteWriteV1<'a> {
             family: Vec::new(),
             family_written: false,
             name: String::new(),
+            parts: Default::default(),
             les: LeLabels::default(),
             scratch: Vec::new(),
             sent: Sent::default(),
         }
     }
 
-    /// Writes one series: its labels sorted, one sample, maybe an exemplar.
+    /// Takes a sample's labels (its own, global, the pusher's): sorted once, encoded once
+    /// into the parts around `__name__` and `le`, for each of its series.
+    fn take(&mut self, sample: &Sample<'_>) {
+        let mut labels: Vec<(&str, &str)> = Vec::new();
+        each_label(sample.labels, self.identity, |k, v| labels.push((k, v)));
+        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.parts.iter_mut().for_each(Vec::clear);
+        for (k, v) in labels {
+            let part = match k {
+                k if k < "__name__" => 0,
+                k if k < "le" => 1,
+                _ => 2,
+            };
+            wire::pair(1, k, v, &mut self.parts[part]);
+        }
+    }
+
+    /// Writes one series of the taken sample: named `name`, with `le` if given, one sample,
+    /// maybe an exemplar.
     fn series(
         &mut self,
-        sample: &Sample<'_>,
-        suffix: &str,
-        extra: Option<(&str, &str)>,
+        name: &str,
+        le: Option<&str>,
         sample_value: f64,
         exemplar: Option<&Exemplar_<'_>>,
     ) {
@@ -144,16 +164,15 @@ impl<'a> RemoteWriteV1<'a> {
             self.metadata.extend_from_slice(&self.family);
             self.family_written = true;
         }
-        let name = sample_name(sample.name, suffix, &mut self.name);
-        let mut labels: Vec<(&str, &str)> = vec![("__name__", name)];
-        each_label(sample.labels, self.identity, |k, v| labels.push((k, v)));
-        labels.extend(extra);
-        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let scratch = &mut self.scratch;
         scratch.clear();
-        for (k, v) in &labels {
-            wire::pair(1, k, v, scratch);
+        scratch.extend_from_slice(&self.parts[0]);
+        wire::pair(1, "__name__", name, scratch);
+        scratch.extend_from_slice(&self.parts[1]);
+        if let Some(le) = le {
+            wire::pair(1, "le", le, scratch);
         }
+        scratch.extend_from_slice(&self.parts[2]);
         let point = Sample1 {
             value: value(sample_value, self.stale),
             timestamp: self.now_ms,
@@ -232,7 +251,15 @@ impl Encoder for RemoteWriteV1<'_> {
         if self.cut.closed() {
             return;
         }
-        self.series(sample, "_total", None, value as f64, exemplar);
+        self.take(sample);
+        let mut name = std::mem::take(&mut self.name);
+        self.series(
+            sample_name(sample.name, "_total", &mut name),
+            None,
+            value as f64,
+            exemplar,
+        );
+        self.name = name;
         self.check();
     }
 
@@ -240,7 +267,8 @@ impl Encoder for RemoteWriteV1<'_> {
         if self.cut.closed() {
             return;
         }
-        self.series(sample, "", None, value, None);
+        self.take(sample);
+        self.series(sample.name, None, value, None);
         self.check();
     }
 
@@ -248,24 +276,26 @@ impl Encoder for RemoteWriteV1<'_> {
         if self.cut.closed() {
             return;
         }
-        // Rendered once per family, taken out while the series borrow the encoder.
-        let mut les = std::mem::take(&mut self.les);
+        self.take(sample);
+        // Rendered once per family, and the names once per series, taken out while the
+        // series borrow the encoder.
+        let (mut les, mut name) = (
+            std::mem::take(&mut self.les),
+            std::mem::take(&mut self.name),
+        );
         let written = les.of(point.bounds, openmetrics::write_canonical);
         let mut cumulative = 0u64;
+        let bucket = sample_name(sample.name, "_bucket", &mut name);
         for (i, (count, le)) in point.counts.iter().zip(written).enumerate() {
             cumulative = cumulative.wrapping_add(*count);
             let exemplar = point.exemplars.get(i).and_then(Option::as_ref);
-            self.series(
-                sample,
-                "_bucket",
-                Some(("le", le)),
-                cumulative as f64,
-                exemplar,
-            );
+            self.series(bucket, Some(le), cumulative as f64, exemplar);
         }
-        self.les = les;
-        self.series(sample, "_sum", None, point.sum, None);
-        self.series(sample, "_count", None, point.count as f64, None);
+        let sum = sample_name(sample.name, "_sum", &mut name);
+        self.series(sum, None, point.sum, None);
+        let count = sample_name(sample.name, "_count", &mut name);
+        self.series(count, None, point.count as f64, None);
+        (self.les, self.name) = (les, name);
         self.check();
     }
 
