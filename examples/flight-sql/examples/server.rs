@@ -92,6 +92,32 @@ struct Args {
     /// The service name pushes carry (OTLP `service.name`, Remote-Write `job`).
     #[arg(long, value_name = "NAME", default_value = "flight-sql")]
     service: String,
+    /// Pushes over https trust this CA (PEM) instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    push_ca: Option<std::path::PathBuf>,
+    /// Pushes present this client certificate (PEM), with --push-key (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "push_key")]
+    push_cert: Option<std::path::PathBuf>,
+    /// The key (PEM) of --push-cert.
+    #[arg(long, value_name = "FILE", requires = "push_cert")]
+    push_key: Option<std::path::PathBuf>,
+    /// Pushes check the receiver's certificate for this name instead of the URL's host.
+    #[arg(long, value_name = "NAME")]
+    push_server_name: Option<String>,
+}
+
+/// `target` with the TLS settings of `args`.
+fn push_tls(args: &Args, mut target: PushTarget) -> Result<PushTarget, Box<dyn std::error::Error>> {
+    if let Some(ca) = &args.push_ca {
+        target = target.tls_ca_pem(std::fs::read(ca)?)?;
+    }
+    if let (Some(cert), Some(key)) = (&args.push_cert, &args.push_key) {
+        target = target.tls_client_pem(std::fs::read(cert)?, std::fs::read(key)?)?;
+    }
+    if let Some(name) = &args.push_server_name {
+        target = target.tls_server_name(name)?;
+    }
+    Ok(target)
 }
 
 #[tokio::main]
@@ -113,10 +139,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .service_name(&args.service);
     let interval = Duration::from_secs(args.push_interval);
     if let Some(url) = &args.otlp {
-        builder = builder.push(PushTarget::otlp(url)?.interval(interval)?);
+        builder = builder.push(push_tls(&args, PushTarget::otlp(url)?.interval(interval)?)?);
     }
     if let Some(url) = &args.remote_write {
-        builder = builder.push(PushTarget::remote_write(url)?.interval(interval)?);
+        builder = builder.push(push_tls(
+            &args,
+            PushTarget::remote_write(url)?.interval(interval)?,
+        )?);
     }
     let metrics = builder.build(&args.metrics);
     metrics.start()?;
