@@ -198,3 +198,87 @@ fn prometheus_without_native_histograms_gets_every_counter_and_the_classic_bucke
     let last = prometheus.query("count(last_over_time(fleet_native_jobs_total[1h]))");
     assert_eq!(last.first().map(|(_, v)| *v), Some(100.0), "{last:?}");
 }
+
+#[test]
+#[ignore = "needs prometheus (run .ci/test)"]
+fn a_series_idle_expiry_hides_ends_with_a_stale_marker_while_pushing_goes_on() {
+    let (prometheus, url) = Prometheus::remote_write_receiver();
+    let target = PushTarget::remote_write(&url)
+        .and_then(|t| t.interval(Duration::from_millis(200)))
+        .expect("valid target");
+    let server = Builder::new()
+        .standalone()
+        .service_name("fleet-expiry")
+        .idle_timeout(Duration::from_secs(2))
+        .push(target)
+        .build("127.0.0.1:0");
+    server.start().expect("starts");
+    let collector = server.collector();
+    collector.record_gauge("fleet_idle_depth", 7.0, &["queue", "gone"]);
+    let seen = prometheus.wait_until("fleet_idle_depth", LIMIT, |v| v == 7.0);
+    assert_eq!(seen, Some(7.0), "pushed while recorded");
+    // Nothing records it any more: expiry hides it, a push marks it stale, and an instant
+    // query finds it no more (without a marker it would stay for Prometheus' 5 minutes).
+    let ended = common::wait_for(LIMIT, || {
+        prometheus
+            .query("fleet_idle_depth")
+            .is_empty()
+            .then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "still current: {:?}",
+        prometheus.query("fleet_idle_depth")
+    );
+    let last = prometheus.query("last_over_time(fleet_idle_depth[1h])");
+    assert_eq!(
+        last.first().map(|(_, v)| *v),
+        Some(7.0),
+        "its last value kept"
+    );
+    // The pushes went on: other series are current.
+    let pushes = prometheus.query("porter_metrics_pushes_total{job=\"fleet-expiry\"}");
+    assert!(!pushes.is_empty(), "pushing goes on");
+    server.stop().expect("the final push succeeds");
+}
+
+#[test]
+fn an_interval_not_shorter_than_the_idle_timeout_is_refused() {
+    let target = PushTarget::remote_write("http://127.0.0.1:9/api/v1/write")
+        .and_then(|t| t.interval(Duration::from_secs(10)))
+        .expect("valid target");
+    let built = Builder::new()
+        .standalone()
+        .idle_timeout(Duration::from_secs(10))
+        .push(target.clone())
+        .build_pusher();
+    assert!(
+        matches!(
+            built,
+            Err(porter_metrics::Error::InvalidPushSetting {
+                setting: "interval",
+                ..
+            })
+        ),
+        "{built:?}"
+    );
+    let server = Builder::new()
+        .standalone()
+        .idle_timeout(Duration::from_secs(5))
+        .push(target)
+        .build("127.0.0.1:0");
+    assert!(matches!(
+        server.start(),
+        Err(porter_metrics::Error::InvalidPushSetting { .. })
+    ));
+    // A Pushgateway keeps a group: it marks nothing stale, any interval goes.
+    let gateway = PushTarget::pushgateway("http://127.0.0.1:9/metrics/job/x")
+        .and_then(|t| t.interval(Duration::from_secs(60)))
+        .expect("valid target");
+    let pusher = Builder::new()
+        .standalone()
+        .idle_timeout(Duration::from_secs(5))
+        .push(gateway)
+        .build_pusher();
+    assert!(pusher.is_ok());
+}

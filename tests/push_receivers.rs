@@ -121,8 +121,11 @@ fn otlp_to_victoria_metrics_equals_the_scrape() {
         text.contains("app_jobs_done_total{job_kind=\"export\"} 2"),
         "{text}"
     );
-    // After stop(), every series ended with a stale marker: their last values are read
-    // over a range.
+    // After stop(), every series ended with a stale marker (points flagged
+    // NO_RECORDED_VALUE): an instant query finds none, their last values are read over a
+    // range.
+    let ended = common::wait_for(LIMIT, || query("jobs_total").is_empty().then_some(()));
+    assert!(ended.is_some(), "still current: {:?}", query("jobs_total"));
     let last = |promql: &str| vm.query(&format!("last_over_time({promql}[1h])"));
     let differences = converge(&last, &scrape, &names, &resource);
     assert!(differences.is_empty(), "{differences:#?}");
