@@ -74,6 +74,26 @@ pub(crate) struct Job {
     pub(crate) batching: Batching,
 }
 
+#[cfg(any(feature = "otlp", feature = "remote-write"))]
+impl Job {
+    /// The exemplars this push carries: those recorded since the last push the receiver
+    /// answered in full, until its timestamp.
+    pub(crate) fn window(&self) -> crate::encode::Window {
+        crate::encode::Window {
+            from: self.exemplars_from,
+            to: self.stamp_ms as f64 / 1000.0,
+        }
+    }
+
+    /// How large a request may grow.
+    pub(crate) fn limits(&self) -> crate::encode::batch::Limits {
+        crate::encode::batch::Limits {
+            samples: self.batching.samples,
+            bytes: self.batching.bytes,
+        }
+    }
+}
+
 /// One request: its method, the headers that describe its body, its body (compressed),
 /// and what it carried.
 pub(crate) struct Request<T> {

@@ -8,9 +8,9 @@ use hyper::body::Bytes;
 use hyper::Method;
 
 use super::{refusal, refuses_native, walk, Exchange, Fallback, Job, Request, Verdict};
-use crate::encode::batch::{Cut, Limits, Sent as Counts};
+use crate::encode::batch::{Cut, Sent as Counts};
 use crate::encode::otlp::{rejected, Buffers, Otlp as Encoder};
-use crate::encode::{Escaping, Window};
+use crate::encode::Escaping;
 use crate::push::client::Answer;
 use crate::push::outcome::Reason;
 use crate::PushError;
@@ -48,14 +48,7 @@ impl Exchange for Otlp {
         send: &mut dyn FnMut(Request<Sent>) -> bool,
     ) -> Result<(), PushError> {
         let classic = job.learnt.has(Fallback::ClassicHistograms);
-        let window = Window {
-            from: job.exemplars_from,
-            to: job.stamp_ms as f64 / 1000.0,
-        };
-        let limits = Limits {
-            samples: job.batching.samples,
-            bytes: job.batching.bytes,
-        };
+        let (window, limits) = (job.window(), job.limits());
         let now_ns = u64::try_from(job.stamp_ms)
             .unwrap_or_default()
             .saturating_mul(1_000_000);

@@ -8,11 +8,11 @@ use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 
 use super::{contains, refusal, refuses_native, walk, Exchange, Fallback, Job, Request, Verdict};
-use crate::encode::batch::{Cut, Limits, Sent as Counts};
+use crate::encode::batch::{Cut, Sent as Counts};
 use crate::encode::remote_write::v1::RemoteWriteV1;
 use crate::encode::remote_write::v2::{RemoteWriteV2, CONTENT_TYPE as V2};
 use crate::encode::remote_write::Symbols;
-use crate::encode::{Escaping, Window};
+use crate::encode::Escaping;
 use crate::push::client::Answer;
 use crate::push::outcome::Reason;
 use crate::PushError;
@@ -78,14 +78,7 @@ impl Exchange for RemoteWrite {
         } else {
             Escaping::AllowUtf8
         };
-        let window = Window {
-            from: job.exemplars_from,
-            to: job.stamp_ms as f64 / 1000.0,
-        };
-        let limits = Limits {
-            samples: job.batching.samples,
-            bytes: job.batching.bytes,
-        };
+        let (window, limits) = (job.window(), job.limits());
         let Room {
             body,
             compressed,
