@@ -286,3 +286,110 @@ fn a_pusher_needs_a_target_and_a_target_valid_settings() {
         Err(Error::InvalidHeader { .. })
     ));
 }
+
+/// Each request body a receiver got, and the status it answered.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, u16)>>>;
+
+/// A Remote-Write 2.0 receiver on loopback that refuses request number `fail` (the first
+/// is number one) with a `503`, once, and takes every other (answering with the 2.0
+/// `-Written` headers); each request body and the status it got, in arrival order.
+#[cfg(feature = "remote-write")]
+fn flaky_receiver(fail: usize) -> (std::net::SocketAddr, Log) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let (mut length, mut line) = (0usize, String::new());
+                    loop {
+                        line.clear();
+                        if matches!(reader.read_line(&mut line), Ok(0) | Err(_)) {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let status = {
+                        let mut log = log.lock().expect("the log");
+                        let status = if log.len() + 1 == fail { 503 } else { 204 };
+                        log.push((body, status));
+                        status
+                    };
+                    let written = "x-prometheus-remote-write-samples-written: 1000000\r\nx-prometheus-remote-write-histograms-written: 1000000\r\n";
+                    let answer =
+                        format!("HTTP/1.1 {status} X\r\n{written}content-length: 0\r\n\r\n");
+                    if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[cfg(feature = "remote-write")]
+#[test]
+fn a_refused_request_is_sent_again_alone_and_none_taken_is_sent_twice() {
+    use porter_metrics::PushTarget;
+    let (addr, seen) = flaky_receiver(2);
+    let target = PushTarget::remote_write(&format!("http://{addr}/api/v1/write"))
+        .and_then(|t| t.interval(Duration::from_secs(3600)))
+        .and_then(|t| t.max_request_size(10, 1 << 20))
+        .and_then(|t| t.requests_in_flight(1))
+        .expect("valid target");
+    let pusher = Builder::new()
+        .standalone()
+        .push(target)
+        .build_pusher()
+        .expect("a pusher");
+    pusher.start().expect("starts");
+    for i in 0..50 {
+        let shard = format!("s{i}");
+        pusher
+            .collector()
+            .increment_counter("cut_jobs_total", &["shard", &shard]);
+    }
+    pusher.stop().expect("every request is taken in the end");
+    let seen = seen.lock().expect("the log").clone();
+    let refused: Vec<&Vec<u8>> = seen
+        .iter()
+        .filter(|(_, status)| *status == 503)
+        .map(|(body, _)| body)
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(seen[1].1, 503, "the second request was refused");
+    assert_eq!(
+        &seen[2].0, refused[0],
+        "it was sent again, alone, before the next request"
+    );
+    let mut taken: Vec<&Vec<u8>> = seen
+        .iter()
+        .filter(|(_, status)| *status == 204)
+        .map(|(body, _)| body)
+        .collect();
+    let all = taken.len();
+    assert!(
+        all >= 12,
+        "the final push and its stale markers, cut: {all}"
+    );
+    taken.sort();
+    taken.dedup();
+    assert_eq!(taken.len(), all, "no request taken twice");
+}
