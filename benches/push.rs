@@ -24,6 +24,17 @@
 //!
 //! Run with `cargo bench --bench push`. Without `--bench` (as `cargo test --benches` runs
 //! it) it checks the same paths once on 1 000 series.
+//!
+//! Measured on the 2-core machine of the 0.5 work, shared (load average 12):
+//!
+//! | 1 000 000 counters | `stop()`: final push + stale markers | requests | peak heap per series |
+//! |---|---|---|---|
+//! | Remote-Write 2.0 | 1.24 s | 202 | 2.6 B |
+//! | OTLP | 1.12 s | 202 | 4.2 B |
+//!
+//! Each of the two pushes is a walk of every series cut into 101 requests: a push of a
+//! million series takes well under the default interval (10 s), and holds a few requests at
+//! once (a whole-store body held 23 B per series for Remote-Write 2.0, above).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
