@@ -419,7 +419,8 @@ impl Builder {
     }
 
     /// Who pushes: OTLP's `service.name` resource attribute, and the `job` label
-    /// Remote-Write adds to every series that has none. The executable's name unless set.
+    /// Remote-Write adds to every series that has none. `unknown_service:<executable>`
+    /// unless set, as OpenTelemetry's resource specification says.
     #[cfg(feature = "push")]
     pub fn service_name(mut self, name: &str) -> Self {
         self.config.push.service_name = Some(name.to_owned());
@@ -456,42 +457,37 @@ impl Builder {
     }
 
     /// A [`Pusher`](crate::Pusher) that pushes to this builder's targets without serving
-    /// (feature `push`).
-    ///
-    /// # Errors
-    /// [`Error::NoPushTarget`] if no target was added.
-    #[cfg(feature = "push")]
-    pub fn build_pusher(self) -> Result<crate::Pusher, Error> {
-        crate::Pusher::new(self.config)
-    }
-
-    /// A [`Pusher`](crate::Pusher) that pushes to a Pushgateway every `interval`, and once
-    /// more at `stop()` (feature `push`). `endpoint` is the group URL, such as
-    /// `http://127.0.0.1:9091/metrics/job/nightly_import`. Short for
-    /// `push(PushTarget::pushgateway(endpoint)?.interval(interval)?).build_pusher()`.
+    /// (feature `push`): every interval, and once more at `stop()` after `start()`.
     ///
     /// ```
     /// use std::time::Duration;
+    /// use porter_metrics::{Builder, Error, PushTarget};
+    ///
     /// # fn main() -> Result<(), porter_metrics::Error> {
-    /// let pusher = porter_metrics::Builder::new()
-    ///     .standalone()
-    ///     .build_push("http://127.0.0.1:9091/metrics/job/nightly_import", Duration::from_secs(10))?;
+    /// let gateway = PushTarget::pushgateway("http://127.0.0.1:9091/metrics/job/nightly_import")?
+    ///     .interval(Duration::from_secs(10))?;
+    /// let pusher = Builder::new().standalone().push(gateway.clone()).build_pusher()?;
     /// # let _ = pusher;
+    /// // A pusher has no listener: listener settings are refused.
+    /// let allowed = Builder::new().allow("10.0.0.0/8")?.push(gateway).build_pusher();
+    /// assert!(matches!(allowed, Err(Error::NotApplicable { setting: "allow", .. })));
     /// # Ok(())
     /// # }
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidEndpoint`] if `endpoint` is not an http(s) URL with a host;
-    /// [`Error::InvalidInterval`] if `interval` is zero.
+    /// [`Error::NoPushTarget`] if no target was added; [`Error::NotApplicable`] for a
+    /// listener setting (`allow`, `header_read_timeout`); [`Error::InvalidPushSetting`]
+    /// for a target that marks series stale with an interval not shorter than the idle
+    /// timeout.
     #[cfg(feature = "push")]
-    pub fn build_push(self, endpoint: &str, interval: Duration) -> Result<crate::Pusher, Error> {
-        let target = crate::PushTarget::pushgateway(endpoint)?.interval(interval)?;
-        self.push(target).build_pusher()
+    pub fn build_pusher(self) -> Result<crate::Pusher, Error> {
+        crate::Pusher::new(self.config)
     }
 
     /// A recorder the caller holds, with no listener and no global install; see
-    /// [`LocalRecorder`].
+    /// [`LocalRecorder`]. It pushes nothing: push targets are for [`build`](Self::build)
+    /// and `build_pusher` (a builder with targets logs a warning here, once per process).
     ///
     /// ```
     /// # fn main() -> Result<(), porter_metrics::Error> {
@@ -502,6 +498,13 @@ impl Builder {
     /// # }
     /// ```
     pub fn build_local(self) -> LocalRecorder {
+        #[cfg(feature = "push")]
+        if !self.config.push.targets.is_empty() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!("porter-metrics: a local recorder pushes nothing; its builder's push targets are ignored (use build or build_pusher)");
+            });
+        }
         LocalRecorder::from_config(self.config)
     }
 }

@@ -46,8 +46,15 @@ pub enum Error {
     /// `start()` was called on a server that is already serving.
     #[error("the metrics server is already running on {address}")]
     AlreadyRunning {
-        /// The address (or Pushgateway URL) it is serving on.
+        /// The address it is serving on.
         address: String,
+    },
+
+    /// `start()` was called on a pusher that is already pushing.
+    #[error("the pusher is already pushing to {endpoints:?}")]
+    AlreadyPushing {
+        /// The URL of each of its targets.
+        endpoints: Vec<String>,
     },
 
     /// The pipeline this server would export is exported by another running server.
@@ -126,6 +133,45 @@ pub enum Error {
         source: hyper::http::Error,
     },
 
+    /// A push header is one the protocol sets itself (`Content-Type`, `Content-Encoding`,
+    /// `X-Prometheus-Remote-Write-Version`, `Content-Length`, `Transfer-Encoding`, `Host`,
+    /// `User-Agent`): the Remote-Write specification forbids replacing them.
+    #[error("{name:?} is set by the push protocol and cannot be a push header")]
+    ReservedHeader {
+        /// The header's name as given.
+        name: String,
+    },
+
+    /// A push setting is out of its range.
+    #[error("push setting {setting}: {reason}")]
+    InvalidPushSetting {
+        /// The `PushTarget` method (or setting) that refused the value.
+        setting: &'static str,
+        /// What the value must be.
+        reason: &'static str,
+    },
+
+    /// A push TLS setting (a CA, a client certificate or key, a server name) cannot be
+    /// used.
+    #[error("unusable push TLS {what}")]
+    PushTls {
+        /// Which setting.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A builder setting does not apply to what was built from it (`allow` for a
+    /// `Pusher`, which has no listener).
+    #[error("{setting} does not apply to {built}")]
+    NotApplicable {
+        /// The `Builder` method.
+        setting: &'static str,
+        /// What was built.
+        built: &'static str,
+    },
+
     /// A pusher needs at least one push target (`Builder::push`).
     #[error("a pusher needs at least one push target")]
     NoPushTarget,
@@ -152,8 +198,12 @@ pub enum Error {
     WebConfig(#[from] crate::WebConfigError),
 
     /// The server's thread or runtime could not be created.
-    #[error("cannot start the metrics server runtime")]
+    #[error("cannot start the metrics server's thread or runtime")]
     Runtime(#[source] io::Error),
+
+    /// The push thread or its runtime could not be created.
+    #[error("cannot start the push thread or its runtime")]
+    PushRuntime(#[source] io::Error),
 }
 
 /// Why a push failed.

@@ -9,6 +9,7 @@ mod config;
 pub mod decorators;
 mod encode;
 mod error;
+mod exporter;
 mod exporter_thread;
 mod handle;
 mod local;
@@ -17,7 +18,7 @@ mod pipeline;
 #[cfg(feature = "process")]
 mod process;
 #[cfg(feature = "push")]
-mod push_target;
+mod push;
 mod recorder;
 #[cfg(feature = "runtime")]
 mod runtime;
@@ -46,10 +47,8 @@ pub use error::{Error, PushError};
 pub use local::LocalRecorder;
 pub use matcher::Matcher;
 #[cfg(feature = "push")]
-pub use push_target::PushTarget;
+pub use push::{PushTarget, Pusher};
 pub use server::MetricsServer;
-#[cfg(feature = "push")]
-pub use server::Pusher;
 pub use store::{self_metrics, Limits, NativeHistograms};
 #[cfg(feature = "tls")]
 pub use web_config::{WebConfig, WebConfigError};

@@ -203,6 +203,12 @@ impl Pipeline {
         encode::walk(self.recorder.store(), &extra, options, &self.tally, encoder);
     }
 
+    /// Walks the series idle expiry hid, for stale markers (see `encode::stale`).
+    #[cfg(any(feature = "otlp", feature = "remote-write"))]
+    pub(crate) fn encode_hidden(&self, escaping: Escaping, encoder: &mut impl Encoder) {
+        encode::stale::walk_hidden(self.recorder.store(), escaping, encoder);
+    }
+
     /// When the pipeline's store was created, in ms since the Unix epoch.
     #[cfg(feature = "otlp")]
     pub(crate) fn epoch_ms(&self) -> u64 {
@@ -324,6 +330,12 @@ impl Source {
     #[cfg(any(feature = "otlp", feature = "remote-write"))]
     pub(crate) fn encode(&self, escaping: Escaping, encoder: &mut impl Encoder) {
         self.pipeline.encode(escaping, &*self.extra, encoder);
+    }
+
+    /// Walks the series idle expiry hid into `encoder` (see [`Pipeline::encode_hidden`]).
+    #[cfg(any(feature = "otlp", feature = "remote-write"))]
+    pub(crate) fn encode_hidden(&self, escaping: Escaping, encoder: &mut impl Encoder) {
+        self.pipeline.encode_hidden(escaping, encoder);
     }
 
     /// When the pipeline's store was created, in ms since the Unix epoch.

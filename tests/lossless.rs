@@ -214,10 +214,14 @@ fn a_series_expired_for_idleness_and_written_again_loses_nothing() {
 fn pushes_every_10ms_lose_nothing() {
     let gateway = common::prometheus::Pushgateway::start();
     let endpoint = format!("http://{}/metrics/job/porter_exact", gateway.addr);
+    let target = porter_metrics::PushTarget::pushgateway(&endpoint)
+        .and_then(|t| t.interval(Duration::from_millis(10)))
+        .expect("valid endpoint");
     let pusher = Builder::new()
         .standalone()
-        .build_push(&endpoint, Duration::from_millis(10))
-        .expect("valid endpoint");
+        .push(target)
+        .build_pusher()
+        .expect("a target");
     pusher.start().expect("pushing starts");
     const PER_PUSH_THREAD: u64 = PER_THREAD / 4;
     let collectors = [pusher.collector(), pusher.collector()];

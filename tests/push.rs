@@ -7,7 +7,13 @@ use std::time::Duration;
 
 use common::prometheus::Pushgateway;
 use porter_metrics::testing::Exposition;
-use porter_metrics::{Builder, Collector, Error};
+use porter_metrics::{Builder, Collector, Error, PushTarget, Pusher};
+
+/// A standalone pusher to the Pushgateway group `endpoint`, every `interval`.
+fn gateway_pusher(endpoint: &str, interval: Duration) -> Result<Pusher, Error> {
+    let target = PushTarget::pushgateway(endpoint)?.interval(interval)?;
+    Builder::new().standalone().push(target).build_pusher()
+}
 
 /// The value of `name{job="porter_batch",...labels}` as the Pushgateway serves it.
 fn pushed(gateway: &Pushgateway, name: &str, labels: &[&str]) -> Option<f64> {
@@ -23,17 +29,14 @@ fn pushed(gateway: &Pushgateway, name: &str, labels: &[&str]) -> Option<f64> {
 fn pushed_values_are_readable_from_the_pushgateway_and_stop_pushes_the_last() {
     let gateway = Pushgateway::start();
     let endpoint = format!("http://{}/metrics/job/porter_batch", gateway.addr);
-    let pusher = Builder::new()
-        .standalone()
-        .build_push(&endpoint, Duration::from_millis(200))
-        .expect("valid endpoint");
+    let pusher = gateway_pusher(&endpoint, Duration::from_millis(200)).expect("valid endpoint");
     let collector = pusher.collector();
     for _ in 0..5 {
         collector.increment_counter("batch_rows_total", &["table", "orders"]);
     }
     collector.record_histogram("batch_step_seconds", 0.3, &[]);
     pusher.start().expect("pushing starts");
-    assert_eq!(pusher.endpoint(), endpoint);
+    assert_eq!(pusher.endpoints(), [endpoint.as_str()]);
 
     let seen = common::wait_for(Duration::from_secs(30), || {
         pushed(&gateway, "batch_rows_total", &["table", "orders"]).filter(|v| *v == 5.0)
@@ -56,13 +59,11 @@ fn pushed_values_are_readable_from_the_pushgateway_and_stop_pushes_the_last() {
 fn a_failed_final_push_is_reported_by_stop() {
     // Port 1 (tcpmux): nothing listens there, and no test binds it.
     let port = 1;
-    let pusher = Builder::new()
-        .standalone()
-        .build_push(
-            &format!("http://127.0.0.1:{port}/metrics/job/nobody"),
-            Duration::from_secs(3600),
-        )
-        .unwrap();
+    let pusher = gateway_pusher(
+        &format!("http://127.0.0.1:{port}/metrics/job/nobody"),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
     pusher.start().unwrap();
     pusher.collector().increment_counter("lost_total", &[]);
     let err = pusher.stop().expect_err("nothing listens there");
@@ -87,14 +88,14 @@ fn push_endpoints_and_intervals_are_checked() {
     ] {
         assert!(
             matches!(
-                Builder::new().build_push(bad, Duration::from_secs(1)),
+                gateway_pusher(bad, Duration::from_secs(1)),
                 Err(Error::InvalidEndpoint { .. })
             ),
             "{bad:?}"
         );
     }
     assert!(matches!(
-        Builder::new().build_push("http://127.0.0.1:9091/metrics/job/x", Duration::ZERO),
+        gateway_pusher("http://127.0.0.1:9091/metrics/job/x", Duration::ZERO),
         Err(Error::InvalidInterval)
     ));
 }
@@ -284,4 +285,111 @@ fn a_pusher_needs_a_target_and_a_target_valid_settings() {
         target.header("bad header", "x"),
         Err(Error::InvalidHeader { .. })
     ));
+}
+
+/// Each request body a receiver got, and the status it answered.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, u16)>>>;
+
+/// A Remote-Write 2.0 receiver on loopback that refuses request number `fail` (the first
+/// is number one) with a `503`, once, and takes every other (answering with the 2.0
+/// `-Written` headers); each request body and the status it got, in arrival order.
+#[cfg(feature = "remote-write")]
+fn flaky_receiver(fail: usize) -> (std::net::SocketAddr, Log) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let (mut length, mut line) = (0usize, String::new());
+                    loop {
+                        line.clear();
+                        if matches!(reader.read_line(&mut line), Ok(0) | Err(_)) {
+                            return;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let status = {
+                        let mut log = log.lock().expect("the log");
+                        let status = if log.len() + 1 == fail { 503 } else { 204 };
+                        log.push((body, status));
+                        status
+                    };
+                    let written = "x-prometheus-remote-write-samples-written: 1000000\r\nx-prometheus-remote-write-histograms-written: 1000000\r\n";
+                    let answer =
+                        format!("HTTP/1.1 {status} X\r\n{written}content-length: 0\r\n\r\n");
+                    if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[cfg(feature = "remote-write")]
+#[test]
+fn a_refused_request_is_sent_again_alone_and_none_taken_is_sent_twice() {
+    use porter_metrics::PushTarget;
+    let (addr, seen) = flaky_receiver(2);
+    let target = PushTarget::remote_write(&format!("http://{addr}/api/v1/write"))
+        .and_then(|t| t.interval(Duration::from_secs(3600)))
+        .and_then(|t| t.max_request_size(10, 1 << 20))
+        .and_then(|t| t.requests_in_flight(1))
+        .expect("valid target");
+    let pusher = Builder::new()
+        .standalone()
+        .push(target)
+        .build_pusher()
+        .expect("a pusher");
+    pusher.start().expect("starts");
+    for i in 0..50 {
+        let shard = format!("s{i}");
+        pusher
+            .collector()
+            .increment_counter("cut_jobs_total", &["shard", &shard]);
+    }
+    pusher.stop().expect("every request is taken in the end");
+    let seen = seen.lock().expect("the log").clone();
+    let refused: Vec<&Vec<u8>> = seen
+        .iter()
+        .filter(|(_, status)| *status == 503)
+        .map(|(body, _)| body)
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(seen[1].1, 503, "the second request was refused");
+    assert_eq!(
+        &seen[2].0, refused[0],
+        "it was sent again, alone, before the next request"
+    );
+    let mut taken: Vec<&Vec<u8>> = seen
+        .iter()
+        .filter(|(_, status)| *status == 204)
+        .map(|(body, _)| body)
+        .collect();
+    let all = taken.len();
+    assert!(
+        all >= 12,
+        "the final push and its stale markers, cut: {all}"
+    );
+    taken.sort();
+    taken.dedup();
+    assert_eq!(taken.len(), all, "no request taken twice");
 }

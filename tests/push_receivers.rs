@@ -121,18 +121,24 @@ fn otlp_to_victoria_metrics_equals_the_scrape() {
         text.contains("app_jobs_done_total{job_kind=\"export\"} 2"),
         "{text}"
     );
-    let differences = converge(&query, &scrape, &names, &resource);
+    // After stop(), every series ended with a stale marker (points flagged
+    // NO_RECORDED_VALUE): an instant query finds none, their last values are read over a
+    // range.
+    let ended = common::wait_for(LIMIT, || query("jobs_total").is_empty().then_some(()));
+    assert!(ended.is_some(), "still current: {:?}", query("jobs_total"));
+    let last = |promql: &str| vm.query(&format!("last_over_time({promql}[1h])"));
+    let differences = converge(&last, &scrape, &names, &resource);
     assert!(differences.is_empty(), "{differences:#?}");
     // Native histograms arrive as exponential ones: VictoriaMetrics keeps their buckets as
     // `vmrange` ranges, queryable.
-    let ranges = query("native_seconds_bucket");
+    let ranges = last("native_seconds_bucket");
     assert!(
         ranges
             .iter()
             .any(|(m, v)| m["vmrange"].is_string() && *v == 2.0),
         "{ranges:?}"
     );
-    let median = query("histogram_quantile(0.5, latency_seconds_bucket)");
+    let median = query("histogram_quantile(0.5, last_over_time(latency_seconds_bucket[1h]))");
     assert!(
         median
             .first()
@@ -177,8 +183,17 @@ fn remote_write_2_to_prometheus_3_carries_native_histograms_and_exemplars() {
     record(&collector, 3);
     server.stop().expect("the final push succeeds");
 
+    // Every series pushed ended with a stale marker: an instant query finds none.
+    let pushed = "{job=\"rw-test\"}";
+    let ended = common::wait_for(LIMIT, || prometheus.query(pushed).is_empty().then_some(()));
+    assert!(
+        ended.is_some(),
+        "still there: {:?}",
+        prometheus.query(pushed)
+    );
+    // Their last values are read over a range.
     let scrape = final_scrape(&server);
-    let query = |promql: &str| prometheus.query(promql);
+    let last = |promql: &str| prometheus.query(&format!("last_over_time({promql}[1h])"));
     let names = [
         "jobs_total",
         "queue_depth",
@@ -187,16 +202,20 @@ fn remote_write_2_to_prometheus_3_carries_native_histograms_and_exemplars() {
         "latency_seconds_bucket",
         "native_seconds_count",
     ];
-    let differences = converge(&query, &scrape, &names, &["job", "instance"]);
+    let differences = converge(&last, &scrape, &names, &["job", "instance"]);
     assert!(differences.is_empty(), "{differences:#?}");
     // The dotted name arrives whole (Remote-Write 2.0 carries UTF-8 names).
     let dotted = prometheus.wait_until(
-        "{\"app.jobs.done_total\", \"job.kind\"=\"export\"}",
+        "last_over_time({\"app.jobs.done_total\", \"job.kind\"=\"export\"}[1h])",
         LIMIT,
         |v| v == 2.0,
     );
     assert_eq!(dotted, Some(2.0));
-    let native = prometheus.wait_until("histogram_count(native_seconds)", LIMIT, |v| v == 2.0);
+    let native = prometheus.wait_until(
+        "histogram_count(last_over_time(native_seconds[1h]))",
+        LIMIT,
+        |v| v == 2.0,
+    );
     assert_eq!(native, Some(2.0), "the native histogram arrived");
     let exemplars = prometheus.trace_ids("jobs_total", LIMIT);
     let ids = exemplars.expect("exemplars of jobs_total");
@@ -246,7 +265,8 @@ fn remote_write_falls_back_to_1_0_at_victoria_metrics() {
         "latency_seconds_count",
         "latency_seconds_bucket",
     ];
-    let differences = converge(&query, &scrape, &names, &["job", "instance"]);
+    let last = |promql: &str| vm.query(&format!("last_over_time({promql}[1h])"));
+    let differences = converge(&last, &scrape, &names, &["job", "instance"]);
     assert!(differences.is_empty(), "{differences:#?}");
 }
 
@@ -299,7 +319,7 @@ fn an_outage_loses_nothing_a_cumulative_value_carries() {
     bump(7);
     server.stop().expect("the final push succeeds");
     let stored = common::wait_for(LIMIT, || {
-        vm.query("orders_total")
+        vm.query("last_over_time(orders_total[1h])")
             .first()
             .filter(|(_, v)| *v == total as f64)
             .map(|(_, v)| *v)
@@ -400,7 +420,7 @@ fn the_otlp_mapping_matches_opentelemetrys_python_sdk() {
     ];
     let series = |service: &str| -> BTreeMap<(String, LabelSet), f64> {
         vm.query(&format!(
-            "{{service_name=\"{service}\", __name__!~\"porter_metrics_.*\"}}"
+            "last_over_time({{service_name=\"{service}\", __name__!~\"porter_metrics_.*\"}}[1h]) keep_metric_names"
         ))
         .into_iter()
         .map(|(metric, value)| {

@@ -73,12 +73,13 @@ fn surface() -> f64 {
     let scrape = Exposition::parse(&porter_metrics::LocalRecorder::new().render()).map(|_| ());
     assert!(scrape.is_ok());
     // A push that fails, and logs.
+    let target = porter_metrics::PushTarget::pushgateway("http://127.0.0.1:9/metrics/job/x")
+        .and_then(|t| t.interval(Duration::from_millis(20)))
+        .expect("a target");
     let pusher = Builder::new()
         .standalone()
-        .build_push(
-            "http://127.0.0.1:9/metrics/job/x",
-            Duration::from_millis(20),
-        )
+        .push(target)
+        .build_pusher()
         .expect("a pusher");
     pusher.start().expect("start pushing");
     pusher.collector().increment_counter("pushed_total", &[]);

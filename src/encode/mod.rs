@@ -12,6 +12,8 @@
 //! ([`self_metrics`]), series written alike ([`alike`]).
 
 mod alike;
+#[cfg(any(feature = "otlp", feature = "remote-write"))]
+pub(crate) mod batch;
 pub(crate) mod escape;
 pub(crate) mod exemplar;
 pub(crate) mod gzip;
@@ -25,6 +27,8 @@ pub(crate) mod protobuf;
 #[cfg(feature = "remote-write")]
 pub(crate) mod remote_write;
 mod self_metrics;
+#[cfg(any(feature = "otlp", feature = "remote-write"))]
+pub(crate) mod stale;
 pub(crate) mod text;
 mod walk;
 pub(crate) mod wire;

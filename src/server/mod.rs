@@ -1,6 +1,6 @@
 //! Exporting a pipeline: the [`MetricsServer`] serves it on our listener ([`listener`]),
-//! and pushes it to the push targets of its builder, if any; the [`Pusher`] pushes it
-//! without serving ([`push`], feature `push`).
+//! and pushes it to the push targets of its builder, if any; the `Pusher` pushes it
+//! without serving (`crate::push`, feature `push`).
 //!
 //! Lifecycle rules, the same for both:
 //!
@@ -23,10 +23,7 @@
 
 mod admission;
 mod guard;
-mod lifecycle;
 pub(crate) mod listener;
-#[cfg(feature = "push")]
-pub(crate) mod push;
 mod scrape;
 mod stats;
 
@@ -35,52 +32,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::encode::ExtraFamily;
-use crate::pipeline::{self, ExportClaim, Pipeline, Source};
-use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
-use lifecycle::Lifecycle;
-use listener::{Listener, Render};
+use crate::exporter::{Exported, Lifecycle};
 #[cfg(feature = "push")]
-pub use push::Pusher;
+use crate::push;
+use crate::{Builder, Error, LocalRecorder, PrometheusCollector};
+use listener::{Listener, Render};
 use stats::ConnectionStats;
-
-/// What every exporter of a pipeline shares: which pipeline, and with which settings.
-struct Exported {
-    config: Config,
-    /// The pipeline of a standalone exporter; `None` for the global one.
-    own: Option<Arc<Pipeline>>,
-}
-
-impl Exported {
-    fn new(config: Config) -> Self {
-        let own = config.standalone.then(|| Pipeline::new(config.limits));
-        Self { config, own }
-    }
-
-    /// Claims the pipeline (binding it if needed) and gives what reads it, with the
-    /// families `extra` gives at each read.
-    fn claim(
-        &self,
-        extra: impl Fn() -> Vec<ExtraFamily> + Send + Sync + 'static,
-    ) -> Result<(ExportClaim, Source), Error> {
-        let pipeline = match &self.own {
-            Some(own) => own,
-            None => pipeline::global()?,
-        };
-        let claim = pipeline.export(&self.config)?;
-        Ok((claim, Source::new(pipeline.clone(), extra)))
-    }
-
-    fn collector(&self) -> PrometheusCollector {
-        match &self.own {
-            Some(own) => PrometheusCollector::for_pipeline(own.clone()),
-            None => PrometheusCollector::new(),
-        }
-    }
-
-    fn recorder(&self) -> Option<LocalRecorder> {
-        self.own.clone().map(LocalRecorder::from_pipeline)
-    }
-}
 
 /// Serves the exposition over HTTP (the text format, OpenMetrics or protobuf, as the scrape's
 /// `Accept` header asks); see the module documentation for the lifecycle.
@@ -122,7 +79,7 @@ impl std::fmt::Debug for MetricsServer {
         f.debug_struct("MetricsServer")
             .field("address", &self.address)
             .field("local_addr", &self.local_addr())
-            .field("standalone", &self.exported.own.is_some())
+            .field("standalone", &self.exported.is_standalone())
             .finish()
     }
 }
@@ -189,7 +146,9 @@ impl MetricsServer {
     /// [`Error::AlreadyRunning`], [`Error::ForeignRecorder`] (a global server when another
     /// global recorder is installed), [`Error::AlreadyExported`] (another server exports the
     /// same pipeline right now), [`Error::Runtime`]; with a web config (feature `tls`),
-    /// `Error::WebConfig` if a certificate, key or CA file it names cannot be read or used.
+    /// `Error::WebConfig` if a certificate, key or CA file it names cannot be read or used;
+    /// with push targets, `Error::InvalidPushSetting` (an interval not shorter than the idle
+    /// timeout), `Error::Tls`, `Error::PushTls`, `Error::PushRuntime`.
     pub fn start(&self) -> Result<(), Error> {
         let busy = |running: Option<&Serving>| Error::AlreadyRunning {
             address: running.map_or(self.address.clone(), |r| {
@@ -199,6 +158,8 @@ impl MetricsServer {
         self.running.start(busy, || {
             // Checked first: a server that cannot start leaves the pipeline as it was.
             let addr = resolve(&self.address)?;
+            #[cfg(feature = "push")]
+            self.targets.check(&self.exported.config)?;
             let connections = self.connections.clone();
             #[cfg(feature = "push")]
             let targets = self.targets.clone();

@@ -29,10 +29,11 @@ mod exposition;
 
 use crate::{LocalRecorder, PrometheusCollector};
 
-/// What a push to `target` would send now from `recorder` (feature `push`): the body,
-/// compressed as the protocol sends it (gzip for OTLP, snappy for Remote-Write, the
-/// Pushgateway's text as is), every exemplar recorded so far included. For benchmarks, and
-/// for tests that look at a push without a receiver.
+/// What a push to `target` would send now from `recorder` (feature `push`), in one
+/// request whatever its size: the body, compressed as the protocol sends it (gzip for
+/// OTLP, snappy for Remote-Write, the Pushgateway's text as is), every exemplar recorded so
+/// far included. For benchmarks, and for tests that look at a push without a receiver;
+/// [`PushEncoder::bodies`] gives the requests a push sends.
 ///
 /// ```
 /// use porter_metrics::{Builder, Collector, PushTarget};
@@ -75,7 +76,7 @@ pub fn push_body(
 /// # }
 /// ```
 #[cfg(feature = "push")]
-pub struct PushEncoder(crate::server::push::Encoder);
+pub struct PushEncoder(crate::push::Encoder);
 
 #[cfg(feature = "push")]
 impl std::fmt::Debug for PushEncoder {
@@ -88,18 +89,45 @@ impl std::fmt::Debug for PushEncoder {
 impl PushEncoder {
     /// An encoder of what `recorder` holds, for `target`'s protocol.
     pub fn new(recorder: &LocalRecorder, target: &crate::PushTarget) -> Self {
-        Self(crate::server::push::Encoder::new(
-            recorder.pipeline(),
-            target,
-        ))
+        Self(crate::push::Encoder::new(recorder.pipeline(), target))
     }
 
-    /// The body the next push sends, compressed as [`push_body`] says.
+    /// The next push in one request whatever its size, compressed as [`push_body`] says
+    /// (the series' values; stale markers for series idle expiry hid, if any, follow in a
+    /// request of their own).
     ///
     /// # Errors
     /// [`PushError::Request`](crate::PushError::Request) if the body cannot be compressed.
     pub fn body(&mut self) -> Result<Vec<u8>, crate::PushError> {
-        self.0.body()
+        let mut batching = self.0.batching();
+        (batching.samples, batching.bytes) = (usize::MAX, usize::MAX);
+        let bodies = self.0.bodies(batching)?;
+        Ok(bodies.into_iter().next().unwrap_or_default())
+    }
+
+    /// The requests the next push sends, each body compressed, cut as the target says
+    /// (`PushTarget::max_request_size`).
+    ///
+    /// ```
+    /// use porter_metrics::{testing::PushEncoder, Builder, Collector, PushTarget};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let recorder = Builder::new().build_local();
+    /// for user in ["a", "b", "c"] {
+    ///     recorder.collector().increment_counter("logins_total", &["user", user]);
+    /// }
+    /// let target = PushTarget::otlp("http://127.0.0.1:4318")?.max_request_size(2, 1 << 20)?;
+    /// let requests = PushEncoder::new(&recorder, &target).bodies()?;
+    /// assert!(requests.len() >= 2); // two points a request, and the self-metrics
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`PushError::Request`](crate::PushError::Request) if a body cannot be compressed.
+    pub fn bodies(&mut self) -> Result<Vec<Vec<u8>>, crate::PushError> {
+        let batching = self.0.batching();
+        self.0.bodies(batching)
     }
 }
 pub use exposition::{Exposition, Family, HistogramValue, ParseError, Sample};

@@ -96,3 +96,106 @@ pub fn converge(
     })
     .map_or_else(differences, |()| Vec::new())
 }
+
+/// A Prometheus 3.5 Remote-Write receiver behind TLS that requires client certificates
+/// (its own `--web.config.file`), on a free loopback port; killed and cleaned up on drop.
+/// Its files (certificates, keys, configurations) are in [`TlsReceiver::dir`].
+pub struct TlsReceiver {
+    child: std::process::Child,
+    pub dir: std::path::PathBuf,
+    pub addr: std::net::SocketAddr,
+}
+
+impl TlsReceiver {
+    /// Starts it with the server certificate and key `cert`/`key` (PEM), trusting client
+    /// certificates of `client_ca` (PEM); waits (at most 60 s) until `promtool check
+    /// ready`, connecting with the client certificate `client` (PEM cert and key) and
+    /// trusting `ca` as `server_name`, says it is ready.
+    pub fn start(
+        (cert, key): (&str, &str),
+        client_ca: &str,
+        (ca, server_name): (&str, &str),
+        (client_cert, client_key): (&str, &str),
+    ) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "porter-metrics-tls-{}-{}",
+            std::process::id(),
+            super::quiet_port()
+        ));
+        std::fs::create_dir_all(dir.join("data")).expect("temporary directory");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.join(name), text).expect("a file");
+        };
+        write("server.pem", cert);
+        write("server.key", key);
+        write("client-ca.pem", client_ca);
+        write("ca.pem", ca);
+        write("client.pem", client_cert);
+        write("client.key", client_key);
+        write("prometheus.yml", "global:\n  scrape_interval: 1s\n");
+        write(
+            "web.yml",
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.pem\n",
+        );
+        write(
+            "client.yml",
+            &format!("tls_config:\n  ca_file: ca.pem\n  cert_file: client.pem\n  key_file: client.key\n  server_name: {server_name}\n"),
+        );
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", super::quiet_port())
+            .parse()
+            .expect("an address");
+        let child = std::process::Command::new(super::sid_binary("prometheus"))
+            .current_dir(&dir)
+            .args([
+                "--config.file=prometheus.yml".to_owned(),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--web.listen-address={addr}"),
+                "--web.config.file=web.yml".to_owned(),
+                "--web.enable-remote-write-receiver".to_owned(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        let receiver = Self { child, dir, addr };
+        let ready = super::wait_for(Duration::from_secs(60), || {
+            let url = format!("--url=https://{addr}");
+            receiver.promtool(&["check", "ready", &url]).ok()
+        });
+        assert!(ready.is_some(), "Prometheus over TLS is not ready");
+        receiver
+    }
+
+    /// Runs promtool 3.5 with `args`, connecting with the client certificate; its output,
+    /// or why it failed.
+    pub fn promtool(&self, args: &[&str]) -> Result<String, String> {
+        let output = std::process::Command::new(super::sid_binary("promtool"))
+            .current_dir(&self.dir)
+            .args(args)
+            .arg("--http.config.file=client.yml")
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        match output.status.success() {
+            true => Ok(text),
+            false => Err(format!("{text}{}", String::from_utf8_lossy(&output.stderr))),
+        }
+    }
+
+    /// The value of an instant query's single result, as promtool prints it
+    /// (`name{...} => 3 @[...]`).
+    pub fn query(&self, promql: &str) -> Option<f64> {
+        let server = format!("https://{}", self.addr);
+        let output = self.promtool(&["query", "instant", &server, promql]).ok()?;
+        let (_, rest) = output.split_once("=> ")?;
+        rest.split_whitespace().next()?.parse().ok()
+    }
+}
+
+impl Drop for TlsReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

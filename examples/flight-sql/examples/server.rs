@@ -107,6 +107,32 @@ struct Args {
     /// certificates, basic auth (see examples/prometheus/web-config.yml).
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<std::path::PathBuf>,
+    /// Pushes over https trust this CA (PEM) instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    push_ca: Option<std::path::PathBuf>,
+    /// Pushes present this client certificate (PEM), with --push-key (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "push_key")]
+    push_cert: Option<std::path::PathBuf>,
+    /// The key (PEM) of --push-cert.
+    #[arg(long, value_name = "FILE", requires = "push_cert")]
+    push_key: Option<std::path::PathBuf>,
+    /// Pushes check the receiver's certificate for this name instead of the URL's host.
+    #[arg(long, value_name = "NAME")]
+    push_server_name: Option<String>,
+}
+
+/// `target` with the TLS settings of `args`.
+fn push_tls(args: &Args, mut target: PushTarget) -> Result<PushTarget, Box<dyn std::error::Error>> {
+    if let Some(ca) = &args.push_ca {
+        target = target.tls_ca_pem(std::fs::read(ca)?)?;
+    }
+    if let (Some(cert), Some(key)) = (&args.push_cert, &args.push_key) {
+        target = target.tls_client_pem(std::fs::read(cert)?, std::fs::read(key)?)?;
+    }
+    if let Some(name) = &args.push_server_name {
+        target = target.tls_server_name(name)?;
+    }
+    Ok(target)
 }
 
 /// Runs the program; an error is printed as its message and the chain of its causes (not
@@ -159,10 +185,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .service_name(&args.service);
     let interval = Duration::from_secs(args.push_interval);
     if let Some(url) = &args.otlp {
-        builder = builder.push(PushTarget::otlp(url)?.interval(interval)?);
+        builder = builder.push(push_tls(&args, PushTarget::otlp(url)?.interval(interval)?)?);
     }
     if let Some(url) = &args.remote_write {
-        builder = builder.push(PushTarget::remote_write(url)?.interval(interval)?);
+        builder = builder.push(push_tls(
+            &args,
+            PushTarget::remote_write(url)?.interval(interval)?,
+        )?);
     }
     if let Some(path) = &args.web_config_file {
         builder = builder.web_config_file(path)?;

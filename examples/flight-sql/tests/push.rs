@@ -52,6 +52,8 @@ async fn the_example_pushes_otlp_to_victoria_metrics() {
     assert!(names.len() > 3, "{names:?}");
     let vm = tokio::task::spawn_blocking(move || {
         let query = |promql: &str| vm.query(promql);
+        // stop() ended every series with a stale marker: their last values, over a range.
+        let last = |promql: &str| vm.query(&format!("last_over_time({promql}[1h])"));
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let resource = [
             "service_name",
@@ -59,10 +61,10 @@ async fn the_example_pushes_otlp_to_victoria_metrics() {
             "scope_name",
             "scope_version",
         ];
-        let differences = converge(&query, &scrape, &names, &resource);
+        let differences = converge(&last, &scrape, &names, &resource);
         assert!(differences.is_empty(), "{differences:#?}");
         // The resource attributes arrive as labels.
-        let handled = query("grpc_server_handled_total");
+        let handled = last("grpc_server_handled_total");
         assert!(
             handled
                 .iter()
@@ -75,7 +77,7 @@ async fn the_example_pushes_otlp_to_victoria_metrics() {
         // The latency histograms are native, so exponential in OTLP: VictoriaMetrics keeps
         // their buckets as `vmrange` ranges, and quantiles come from them.
         let p90 = query(
-            "histogram_quantile(0.9, sum by (vmrange) (grpc_server_handling_seconds_bucket))",
+            "histogram_quantile(0.9, sum by (vmrange) (last_over_time(grpc_server_handling_seconds_bucket[1h])))",
         );
         assert!(
             p90.first().is_some_and(|(_, v)| v.is_finite() && *v > 0.0),
@@ -101,10 +103,12 @@ async fn the_example_pushes_remote_write_2_to_prometheus_3() {
     let names = compared(&scrape);
     let prometheus = tokio::task::spawn_blocking(move || {
         let query = |promql: &str| prometheus.query(promql);
+        // stop() ended every series with a stale marker: their last values, over a range.
+        let last = |promql: &str| prometheus.query(&format!("last_over_time({promql}[1h])"));
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let differences = converge(&query, &scrape, &names, &["job", "instance"]);
+        let differences = converge(&last, &scrape, &names, &["job", "instance"]);
         assert!(differences.is_empty(), "{differences:#?}");
-        let jobs = query("count by (job) (grpc_server_handled_total)");
+        let jobs = query("count by (job) (last_over_time(grpc_server_handled_total[1h]))");
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         assert_eq!(jobs[0].0["job"], "flight-sql");
         // The native histogram beside the classic series: the same count.
@@ -115,7 +119,7 @@ async fn the_example_pushes_remote_write_2_to_prometheus_3() {
             .map(|s| s.value)
             .sum::<f64>();
         let native = prometheus.wait_until(
-            "sum(histogram_count(grpc_server_handling_seconds))",
+            "sum(histogram_count(last_over_time(grpc_server_handling_seconds[1h])))",
             LIMIT,
             |v| v == classic,
         );

@@ -158,7 +158,14 @@ pub(crate) struct NumberDataPoint {
     pub(crate) value: Option<Number>,
     #[prost(message, repeated, tag = "5")]
     pub(crate) exemplars: Vec<Exemplar>,
+    /// [`NO_RECORDED_VALUE`] on a stale marker.
+    #[prost(uint32, tag = "8")]
+    pub(crate) flags: u32,
 }
+
+/// `DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK`: the point ends its series (Prometheus'
+/// receiver writes a stale marker), it carries no value.
+pub(crate) const NO_RECORDED_VALUE: u32 = 1;
 
 /// `NumberDataPoint.value` and `Exemplar.value`.
 #[derive(Clone, Copy, PartialEq, prost::Oneof)]
@@ -188,6 +195,8 @@ pub(crate) struct HistogramDataPoint {
     pub(crate) explicit_bounds: Vec<f64>,
     #[prost(message, repeated, tag = "8")]
     pub(crate) exemplars: Vec<Exemplar>,
+    #[prost(uint32, tag = "10")]
+    pub(crate) flags: u32,
 }
 
 /// `opentelemetry.proto.metrics.v1.ExponentialHistogramDataPoint`.
@@ -211,6 +220,8 @@ pub(crate) struct ExponentialHistogramDataPoint {
     pub(crate) positive: Option<Buckets>,
     #[prost(message, optional, tag = "9")]
     pub(crate) negative: Option<Buckets>,
+    #[prost(uint32, tag = "10")]
+    pub(crate) flags: u32,
     #[prost(message, repeated, tag = "11")]
     pub(crate) exemplars: Vec<Exemplar>,
     #[prost(double, tag = "14")]

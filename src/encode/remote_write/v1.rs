@@ -1,13 +1,16 @@
-//! Prometheus Remote-Write 1.0: one `prometheus.WriteRequest`, for receivers that do not
+//! Prometheus Remote-Write 1.0: `prometheus.WriteRequest`s, for receivers that do not
 //! take 2.0 (VictoriaMetrics' `/api/v1/write`, Prometheus 2.x, most proxies).
 //!
 //! The series are 2.0's, without what 1.0 cannot carry: native histograms and start
 //! timestamps. Label pairs are written straight from the borrowed text; metadata (type,
-//! HELP) goes once per family, in the request's `metadata` field, as Prometheus sends it.
+//! HELP, unit) goes once per family and request, in the request's `metadata` field, as
+//! Prometheus sends it.
 
 use prost::Message;
 
-use super::{each_label, metric_type, ms, sample_name};
+use super::{each_label, exemplar_labels, metric_type, ms, sample_name, unit, value};
+use crate::encode::batch::{Cut, Marks, Sent};
+use crate::encode::histogram::{write_canonical, Les};
 use crate::encode::{
     wire, Encoder, Exemplar as Exemplar_, FamilyHead, HistogramPoint, Sample, Window,
 };
@@ -77,29 +80,57 @@ pub(crate) struct MetricMetadata {
     pub(crate) unit: String,
 }
 
-/// Writes one 1.0 `WriteRequest`; see the module documentation.
+/// Writes 1.0 requests; see the module documentation.
 pub(crate) struct RemoteWriteV1<'a> {
     out: &'a mut Vec<u8>,
     identity: &'a [(String, String)],
     now_ms: i64,
     window: Window,
-    /// Every family's metadata, written after the series.
+    cut: Cut<'a>,
+    /// Whether series are written as ended (stale markers).
+    stale: bool,
+    /// The metadata of the families in the current request, written after its series.
     metadata: Vec<u8>,
+    /// The current family's metadata, encoded; and whether the request has it.
+    family: Vec<u8>,
+    family_written: bool,
     name: String,
+    /// The current sample's labels, encoded: before `__name__`, before `le`, after.
+    parts: [Vec<u8>; 3],
+    les: Les,
     /// One series being encoded.
     scratch: Vec<u8>,
-    /// Samples written.
-    pub(crate) written: u64,
+    /// What the current request holds.
+    pub(crate) sent: Sent,
 }
 
 impl<'a> RemoteWriteV1<'a> {
-    /// An encoder writing into `out` (emptied), adding `identity`'s labels, stamping
-    /// samples `now_ms`, carrying the exemplars of `window`.
+    /// One sample of a counter series (`name_total`), whole or fractional.
+    fn counter_value(&mut self, sample: &Sample<'_>, value: f64, exemplar: Option<&Exemplar_<'_>>) {
+        if self.cut.closed() {
+            return;
+        }
+        self.take(sample);
+        let mut name = std::mem::take(&mut self.name);
+        self.series(
+            sample_name(sample.name, "_total", &mut name),
+            None,
+            value,
+            exemplar,
+        );
+        self.name = name;
+        self.check();
+    }
+
+    /// An encoder writing requests into `out` (emptied), adding `identity`'s labels,
+    /// stamping samples `now_ms`, carrying the exemplars of `window`; each request goes to
+    /// `cut`.
     pub(crate) fn new(
         out: &'a mut Vec<u8>,
         identity: &'a [(String, String)],
         now_ms: i64,
         window: Window,
+        cut: Cut<'a>,
     ) -> Self {
         out.clear();
         Self {
@@ -107,42 +138,68 @@ impl<'a> RemoteWriteV1<'a> {
             identity,
             now_ms,
             window,
+            cut,
+            stale: false,
             metadata: Vec::new(),
+            family: Vec::new(),
+            family_written: false,
             name: String::new(),
+            parts: Default::default(),
+            les: Les::default(),
             scratch: Vec::new(),
-            written: 0,
+            sent: Sent::default(),
         }
     }
 
-    /// Writes one series: its labels sorted, one sample, maybe an exemplar.
+    /// Takes a sample's labels (its own, global, the pusher's): sorted once, encoded once
+    /// into the parts around `__name__` and `le`, for each of its series.
+    fn take(&mut self, sample: &Sample<'_>) {
+        let mut labels: Vec<(&str, &str)> = Vec::new();
+        each_label(sample.labels, self.identity, |k, v| labels.push((k, v)));
+        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.parts.iter_mut().for_each(Vec::clear);
+        for (k, v) in labels {
+            let part = match k {
+                k if k < "__name__" => 0,
+                k if k < "le" => 1,
+                _ => 2,
+            };
+            wire::pair(1, k, v, &mut self.parts[part]);
+        }
+    }
+
+    /// Writes one series of the taken sample: named `name`, with `le` if given, one sample,
+    /// maybe an exemplar.
     fn series(
         &mut self,
-        sample: &Sample<'_>,
-        suffix: &str,
-        extra: Option<(&str, &str)>,
-        value: f64,
+        name: &str,
+        le: Option<&str>,
+        sample_value: f64,
         exemplar: Option<&Exemplar_<'_>>,
     ) {
-        let name = sample_name(sample.name, suffix, &mut self.name);
-        let mut labels: Vec<(&str, &str)> = vec![("__name__", name)];
-        each_label(sample.labels, self.identity, |k, v| labels.push((k, v)));
-        labels.extend(extra);
-        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if !self.family_written {
+            self.metadata.extend_from_slice(&self.family);
+            self.family_written = true;
+        }
         let scratch = &mut self.scratch;
         scratch.clear();
-        for (k, v) in &labels {
-            wire::pair(1, k, v, scratch);
+        scratch.extend_from_slice(&self.parts[0]);
+        wire::pair(1, "__name__", name, scratch);
+        scratch.extend_from_slice(&self.parts[1]);
+        if let Some(le) = le {
+            wire::pair(1, "le", le, scratch);
         }
-        let sample = Sample1 {
-            value,
+        scratch.extend_from_slice(&self.parts[2]);
+        let point = Sample1 {
+            value: value(sample_value, self.stale),
             timestamp: self.now_ms,
         };
-        prost::encoding::message::encode(2, &sample, scratch);
-        if let Some(exemplar) = exemplar.filter(|e| self.window.holds(e)) {
+        prost::encoding::message::encode(2, &point, scratch);
+        let window = self.window;
+        if let Some(exemplar) = exemplar.filter(|e| !self.stale && window.holds(e)) {
             let exemplar = Exemplar {
-                labels: exemplar
-                    .labels
-                    .iter()
+                labels: exemplar_labels(exemplar)
+                    .into_iter()
                     .map(|(name, value)| Label {
                         name: name.to_owned(),
                         value: value.to_owned(),
@@ -156,10 +213,35 @@ impl<'a> RemoteWriteV1<'a> {
                 },
             };
             prost::encoding::message::encode(3, &exemplar, scratch);
+            self.sent.exemplars += 1;
         }
         wire::head(1, scratch.len(), self.out);
         self.out.extend_from_slice(scratch);
-        self.written += 1;
+        self.sent.samples += 1;
+    }
+
+    /// Ends the request (the metadata of its families after its series) and hands it on,
+    /// if it holds anything.
+    fn flush(&mut self) {
+        if self.sent == Sent::default() {
+            return;
+        }
+        self.out.extend_from_slice(&self.metadata);
+        self.cut.send(self.out, self.sent);
+        self.out.clear();
+        self.metadata.clear();
+        self.family_written = false;
+        self.sent = Sent::default();
+    }
+
+    /// After a whole series: cuts the request if it is full.
+    fn check(&mut self) {
+        if self
+            .cut
+            .full(&self.sent, self.out.len() + self.metadata.len())
+        {
+            self.flush();
+        }
     }
 }
 
@@ -175,68 +257,95 @@ impl Encoder for RemoteWriteV1<'_> {
             r#type: metric_type(head.kind),
             metric_family_name: format!("{}{suffix}", head.name),
             help: head.help.unwrap_or_default().to_owned(),
-            unit: String::new(),
+            unit: unit(head.unit).unwrap_or_default().to_owned(),
         };
-        prost::encoding::message::encode(3, &metadata, &mut self.metadata);
+        self.family.clear();
+        prost::encoding::message::encode(3, &metadata, &mut self.family);
+        self.family_written = false;
     }
 
     fn counter(&mut self, sample: &Sample<'_>, value: u64, exemplar: Option<&Exemplar_<'_>>) {
-        self.series(sample, "_total", None, value as f64, exemplar);
+        self.counter_value(sample, value as f64, exemplar);
     }
 
     fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
-        self.series(sample, "_total", None, value, None);
+        self.counter_value(sample, value, None);
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
-        self.series(sample, "", None, value, None);
+        if self.cut.closed() {
+            return;
+        }
+        self.take(sample);
+        self.series(sample.name, None, value, None);
+        self.check();
     }
 
     fn histogram(&mut self, sample: &Sample<'_>, point: &HistogramPoint<'_>) {
-        let mut cumulative = 0u64;
-        let mut le = String::new();
-        let bounds = point.bounds.iter().copied().chain([f64::INFINITY]);
-        for (i, (count, bound)) in point.counts.iter().zip(bounds).enumerate() {
-            cumulative = cumulative.wrapping_add(*count);
-            le.clear();
-            crate::encode::openmetrics::write_canonical(&mut le, bound);
-            let exemplar = point.exemplars.get(i).and_then(Option::as_ref);
-            self.series(
-                sample,
-                "_bucket",
-                Some(("le", &le)),
-                cumulative as f64,
-                exemplar,
-            );
+        if self.cut.closed() {
+            return;
         }
-        self.series(sample, "_sum", None, point.sum, None);
-        self.series(sample, "_count", None, point.count as f64, None);
+        self.take(sample);
+        // Rendered once per family, and the names once per series, taken out while the
+        // series borrow the encoder.
+        let (mut les, mut name) = (
+            std::mem::take(&mut self.les),
+            std::mem::take(&mut self.name),
+        );
+        let written = les.of(point.bounds, write_canonical);
+        let mut cumulative = 0u64;
+        let bucket = sample_name(sample.name, "_bucket", &mut name);
+        for (i, (count, le)) in point.counts.iter().zip(written).enumerate() {
+            cumulative = cumulative.wrapping_add(*count);
+            let exemplar = point.exemplars.get(i).and_then(Option::as_ref);
+            self.series(bucket, Some(le), cumulative as f64, exemplar);
+        }
+        let sum = sample_name(sample.name, "_sum", &mut name);
+        self.series(sum, None, point.sum, None);
+        let count = sample_name(sample.name, "_count", &mut name);
+        self.series(count, None, point.count as f64, None);
+        (self.les, self.name) = (les, name);
+        self.check();
     }
 
     fn finish(&mut self) {
-        self.out.extend_from_slice(&self.metadata);
+        self.flush();
     }
 
     fn wants_exemplars(&self) -> bool {
-        true
+        !self.stale
+    }
+}
+
+impl Marks for RemoteWriteV1<'_> {
+    fn stale_from(&mut self, stamp_ms: i64) {
+        self.stale = true;
+        self.now_ms = stamp_ms;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::batch::Limits;
     use crate::encode::Labels;
 
     #[test]
     fn series_carry_sorted_labels_and_families_their_metadata() {
         let mut out = Vec::new();
+        let mut bodies = Vec::new();
+        let mut sink = |body: &[u8], _: Sent| {
+            bodies.push(body.to_vec());
+            true
+        };
         let identity = [("job".to_owned(), "api".to_owned())];
-        let mut rw = RemoteWriteV1::new(&mut out, &identity, 42, Window::ALL);
+        let cut = Cut::new(Limits::NONE, &mut sink);
+        let mut rw = RemoteWriteV1::new(&mut out, &identity, 42, Window::ALL, cut);
         rw.family(&FamilyHead {
             name: "size",
             kind: Kind::Histogram,
             help: Some("Sizes."),
-            unit: None,
+            unit: Some(metrics::Unit::Bytes),
         });
         let pairs = [("path", "/")];
         let sample = Sample {
@@ -253,9 +362,10 @@ mod tests {
             native: None,
         };
         rw.histogram(&sample, &point);
+        assert_eq!(rw.sent.samples, 4);
         rw.finish();
-        assert_eq!(rw.written, 4);
-        let request = WriteRequest::decode(out.as_slice()).expect("valid");
+        assert_eq!(bodies.len(), 1);
+        let request = WriteRequest::decode(bodies[0].as_slice()).expect("valid");
         assert_eq!(request.timeseries.len(), 4);
         let first = &request.timeseries[0];
         let keys: Vec<&str> = first.labels.iter().map(|l| l.name.as_str()).collect();
@@ -265,5 +375,54 @@ mod tests {
         assert_eq!(request.timeseries[1].samples[0].value, 3.0, "cumulative");
         assert_eq!(request.metadata[0].metric_family_name, "size");
         assert_eq!(request.metadata[0].r#type, 3);
+        assert_eq!(request.metadata[0].unit, "bytes");
+    }
+
+    #[test]
+    fn each_request_carries_the_metadata_of_its_families_and_stale_markers_end_series() {
+        let mut out = Vec::new();
+        let mut bodies = Vec::new();
+        let mut sink = |body: &[u8], sent: Sent| {
+            bodies.push((body.to_vec(), sent));
+            true
+        };
+        let limits = Limits {
+            samples: 2,
+            bytes: usize::MAX,
+        };
+        let cut = Cut::new(limits, &mut sink);
+        let mut rw = RemoteWriteV1::new(&mut out, &[], 7, Window::ALL, cut);
+        rw.family(&FamilyHead {
+            name: "jobs",
+            kind: Kind::Counter,
+            help: None,
+            unit: None,
+        });
+        for (i, kind) in ["a", "b", "c"].into_iter().enumerate() {
+            let pairs = [("kind", kind)];
+            let sample = Sample {
+                name: "jobs",
+                labels: Labels::fixed(&pairs, &[]),
+                start_ms: None,
+            };
+            if i == 2 {
+                rw.stale_from(8);
+            }
+            rw.counter(&sample, 1, None);
+        }
+        rw.finish();
+        assert_eq!(bodies.len(), 2, "cut after two samples");
+        for (body, sent) in &bodies {
+            let request = WriteRequest::decode(body.as_slice()).expect("valid");
+            assert_eq!(request.metadata.len(), 1, "each request has its metadata");
+            assert_eq!(request.timeseries.len() as u64, sent.samples);
+        }
+        let last = WriteRequest::decode(bodies[1].0.as_slice()).expect("valid");
+        let marker = last.timeseries[0].samples[0];
+        assert_eq!(
+            marker.value.to_bits(),
+            crate::encode::remote_write::STALE_NAN
+        );
+        assert_eq!(marker.timestamp, 8);
     }
 }

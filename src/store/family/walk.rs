@@ -20,7 +20,13 @@ impl Family {
 
     /// Runs `f` on every series idle expiry has hidden and not yet reclaimed, as
     /// [`for_each`](Self::for_each) does on the exported ones: a pusher's stale markers.
-    #[cfg_attr(not(any(feature = "push", feature = "testing")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "otlp", feature = "remote-write", feature = "testing")),
+        allow(
+            dead_code,
+            reason = "pushes write stale markers; tests count hidden samples"
+        )
+    )]
     pub(crate) fn for_each_hidden(
         &self,
         scratch: &mut Scratch,

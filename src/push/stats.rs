@@ -4,55 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::outcome::{Fallback, Reason};
+use super::target::PushTarget;
 use crate::encode::ExtraFamily;
-use crate::push_target::PushTarget;
 use crate::store::kind::Kind;
-
-/// Why a push attempt failed: the `reason` label of `porter_metrics_push_failures_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reason {
-    /// No answer within the target's timeout (retried within the interval).
-    Timeout,
-    /// The request could not be sent: connection refused, reset, TLS (retried).
-    Connection,
-    /// `429 Too Many Requests` (retried, after `Retry-After` if it says).
-    Throttled,
-    /// A `5xx` the protocol calls transient (retried).
-    ServerError,
-    /// Any other answer that is not a success: the push is dropped (the next one carries
-    /// its values, cumulative).
-    Rejected,
-    /// A success that kept only part of the push (OTLP partial success, fewer samples
-    /// written than sent).
-    Partial,
-    /// A Remote-Write 1.0 receiver answered a 2.0 push: sent again as 1.0, and 1.0 from then
-    /// on.
-    Unsupported,
-}
-
-impl Reason {
-    const ALL: [Reason; 7] = [
-        Reason::Timeout,
-        Reason::Connection,
-        Reason::Throttled,
-        Reason::ServerError,
-        Reason::Rejected,
-        Reason::Partial,
-        Reason::Unsupported,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Reason::Timeout => "timeout",
-            Reason::Connection => "connection",
-            Reason::Throttled => "throttled",
-            Reason::ServerError => "server_error",
-            Reason::Rejected => "rejected",
-            Reason::Partial => "partial",
-            Reason::Unsupported => "unsupported",
-        }
-    }
-}
 
 /// One target's counts.
 pub(crate) struct TargetStats {
@@ -61,6 +16,7 @@ pub(crate) struct TargetStats {
     pushes: AtomicU64,
     bytes: AtomicU64,
     failures: [AtomicU64; Reason::ALL.len()],
+    fallbacks: [AtomicU64; Fallback::ALL.len()],
     /// The last push's duration in seconds, as f64 bits.
     last_seconds: AtomicU64,
     /// When the last push succeeded, in seconds since the Unix epoch, as f64 bits.
@@ -75,6 +31,7 @@ impl TargetStats {
             pushes: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             failures: Default::default(),
+            fallbacks: Default::default(),
             last_seconds: AtomicU64::new(0),
             last_success: AtomicU64::new(0),
         }
@@ -87,6 +44,15 @@ impl TargetStats {
     pub(crate) fn failed(&self, reason: Reason) {
         let at = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.failures[at].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The target took `fallback`.
+    pub(crate) fn fell_back(&self, fallback: Fallback) {
+        let at = Fallback::ALL
+            .iter()
+            .position(|f| *f == fallback)
+            .unwrap_or(0);
+        self.fallbacks[at].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A push ended after `took`, successfully or not.
@@ -120,26 +86,37 @@ pub(crate) fn families(targets: &[TargetStats]) -> Vec<ExtraFamily> {
     };
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
     let float = |a: &AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
-    let mut failures = Vec::new();
+    let (mut failures, mut fallbacks) = (Vec::new(), Vec::new());
     for t in targets {
         for (reason, count) in Reason::ALL.iter().zip(&t.failures) {
             let mut labels = labels(t);
             labels.push(("reason", reason.as_str().to_owned()));
             failures.push((labels, load(count)));
         }
+        for (fallback, count) in Fallback::ALL.iter().zip(&t.fallbacks) {
+            let mut labels = labels(t);
+            labels.push(("reason", fallback.as_str().to_owned()));
+            fallbacks.push((labels, load(count)));
+        }
     }
     vec![
         ExtraFamily {
             name: "porter_metrics_pushes_total",
-            help: "Pushes a receiver took, by protocol and endpoint.",
+            help: "Pushes a receiver took whole, by protocol and endpoint.",
             kind: Kind::Counter,
             samples: each(&|t| load(&t.pushes)),
         },
         ExtraFamily {
             name: "porter_metrics_push_failures_total",
-            help: "Push attempts that failed, by protocol, endpoint and reason.",
+            help: "Push requests that failed, each attempt, by protocol, endpoint and reason.",
             kind: Kind::Counter,
             samples: failures,
+        },
+        ExtraFamily {
+            name: "porter_metrics_push_fallbacks_total",
+            help: "Times a receiver made a target send what it takes (Remote-Write 1.0, escaped names, classic buckets), by protocol, endpoint and reason.",
+            kind: Kind::Counter,
+            samples: fallbacks,
         },
         ExtraFamily {
             name: "porter_metrics_push_bytes_total",
