@@ -10,7 +10,6 @@ pub mod decorators;
 mod encode;
 mod error;
 mod exporter;
-mod exporter_thread;
 mod handle;
 mod local;
 mod matcher;

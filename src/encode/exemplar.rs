@@ -24,20 +24,14 @@ impl Exemplar<'_> {
     }
 
     /// When it was recorded in ms since the Unix epoch, else `now_ms`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "Remote-Write's encoders adopt it at merge")
-    )]
+    #[cfg(feature = "remote-write")]
     pub(crate) fn ms_or(&self, now_ms: i64) -> i64 {
         self.seconds()
             .map_or(now_ms, |s| (s * 1000.0).round() as i64)
     }
 
     /// When it was recorded in ns since the Unix epoch (after it), else `now_ns`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the OTLP encoder adopts it at merge")
-    )]
+    #[cfg(feature = "otlp")]
     pub(crate) fn ns_or(&self, now_ns: u64) -> u64 {
         self.seconds()
             .filter(|s| *s > 0.0)

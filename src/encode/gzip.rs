@@ -13,10 +13,7 @@ use flate2::Compression;
 pub(crate) const LEVEL: Compression = Compression::fast();
 
 /// `body` gzipped into `room` (emptied first).
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the OTLP push adopts it at merge")
-)]
+#[cfg(feature = "otlp")]
 pub(crate) fn gzip<'a>(body: &[u8], room: &'a mut Vec<u8>) -> std::io::Result<&'a [u8]> {
     room.clear();
     let mut encoder = GzEncoder::new(room, LEVEL);

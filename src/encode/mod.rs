@@ -39,10 +39,6 @@ pub(crate) use exemplar::Exemplar;
 pub(crate) use exemplar::Window;
 pub(crate) use negotiate::{negotiate, Format, Negotiated};
 pub(crate) use self_metrics::{ExtraFamily, Families, Rebuilt, SelfFamilies, Tally};
-// The push encoders' paths to what moved (`super::openmetrics::write_canonical`): the
-// lead switches them to `histogram::write_canonical` at merge.
-#[cfg(feature = "remote-write")]
-pub(crate) use text::openmetrics;
 pub(crate) use walk::walk;
 
 use crate::store::family::LabelsView;

@@ -56,7 +56,6 @@ mod target;
 mod tls;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -78,13 +77,6 @@ pub use target::PushTarget;
 
 #[cfg(feature = "testing")]
 pub(crate) use pusher::Encoder;
-
-/// The time since the Unix epoch (zero on a clock set before it).
-pub(crate) fn since_epoch() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
 
 /// The targets of one exporter, with their counts (kept across a stop and a start) and who
 /// pushes.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::since_epoch;
+use crate::store::unix_now as since_epoch;
 
 /// The longest wait a receiver's `Retry-After` gets: a larger value (or a date years
 /// ahead) would silence a target for good.

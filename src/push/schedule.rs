@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::batches::{self, Context, Pushed};
 use super::protocol::{Exchange, Fallback, Job, Learnt, What};
 use super::retry::Deadline;
-use super::since_epoch;
+use crate::store::unix_now as since_epoch;
 use crate::PushError;
 
 /// Push timestamps of one target, in ms since the Unix epoch, strictly increasing: two

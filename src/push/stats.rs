@@ -2,7 +2,7 @@
 //! start.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::outcome::{Fallback, Reason};
 use super::target::PushTarget;
@@ -61,9 +61,7 @@ impl TargetStats {
             .store(took.as_secs_f64().to_bits(), Ordering::Relaxed);
         if success {
             self.pushes.fetch_add(1, Ordering::Relaxed);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
+            let now = crate::store::unix_now();
             self.last_success
                 .store(now.as_secs_f64().to_bits(), Ordering::Relaxed);
         }

@@ -114,8 +114,10 @@ impl Listener {
         #[cfg(not(feature = "tls"))]
         let guard = Guard::new(settings.allowed, stats.clone());
         let shared = Arc::new(Shared::new(guard, render, timeout));
-        let (local, thread) =
-            crate::exporter_thread::start("porter-metrics-listener", move |runtime, ready| {
+        let (local, thread) = crate::exporter::thread::start(
+            "porter-metrics-listener",
+            Error::Runtime,
+            move |runtime, ready| {
                 let bound = {
                     let _entered = runtime.enter();
                     bind(addr).and_then(|s| Ok((s.local_addr()?, s)))
@@ -133,7 +135,8 @@ impl Listener {
                 let deadline = runtime.block_on(serve(socket, shared, stopped));
                 // Connections still open past the grace period are dropped with the runtime.
                 runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
-            })?;
+            },
+        )?;
         Ok(Self {
             addr: local,
             stop,

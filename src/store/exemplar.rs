@@ -6,7 +6,6 @@
 //! together (OpenMetrics' limit); others are dropped and counted.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::names::is_legacy_label;
 use super::self_metrics::ExemplarDrop;
@@ -90,9 +89,7 @@ impl Exemplars {
             .0
             .get_or_init(|| (0..slots).map(|_| Mutex::default()).collect());
         let Some(slot) = all.get(at) else { return };
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        let timestamp = super::unix_now().as_secs_f64();
         let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         slot.labels.set(pairs);
         slot.value = value;

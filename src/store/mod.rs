@@ -16,6 +16,7 @@
 //! their buckets at bind; nothing else is ever buffered.
 
 pub(crate) mod arena;
+mod clock;
 pub(crate) mod epoch;
 mod exemplar;
 pub(crate) mod family;
@@ -44,6 +45,7 @@ use metrics::Unit;
 pub use limits::Limits;
 pub use native::NativeHistograms;
 
+pub(crate) use clock::unix_now;
 pub(crate) use exemplar::Pairs;
 pub(crate) use family::Description;
 use family::Family;

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use super::family::Series;
 use super::protocol;
@@ -46,9 +46,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(super) fn new(limits: Limits) -> Self {
-        let epoch_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let epoch_ms = u64::try_from(super::unix_now().as_millis()).unwrap_or(u64::MAX);
         let shared = Self {
             started: Instant::now(),
             epoch_ms,

@@ -23,16 +23,12 @@ pub(super) fn hex_id(text: &str, len: usize) -> Option<Vec<u8>> {
 pub(super) fn exemplar(exemplar: &Exemplar_<'_>, now_ns: u64) -> Exemplar {
     let mut out = Exemplar {
         filtered_attributes: Vec::new(),
-        time_unix_nano: if exemplar.timestamp.is_finite() && exemplar.timestamp > 0.0 {
-            (exemplar.timestamp * 1e9) as u64
-        } else {
-            now_ns
-        },
+        time_unix_nano: exemplar.ns_or(now_ns),
         value: Some(ExemplarNumber::AsDouble(exemplar.value)),
         span_id: Vec::new(),
         trace_id: Vec::new(),
     };
-    for (key, value) in exemplar.labels.iter() {
+    for (key, value) in exemplar.pairs() {
         let id = match key {
             "trace_id" if out.trace_id.is_empty() => hex_id(value, 16).map(|id| out.trace_id = id),
             "span_id" if out.span_id.is_empty() => hex_id(value, 8).map(|id| out.span_id = id),

@@ -82,7 +82,7 @@ pub(crate) fn each_label<'a>(
 
 /// An exemplar's labels, sorted by name (the specification asks it of every label set).
 pub(crate) fn exemplar_labels<'a>(exemplar: &'a Exemplar_<'_>) -> Vec<(&'a str, &'a str)> {
-    let mut labels: Vec<(&str, &str)> = exemplar.labels.iter().collect();
+    let mut labels: Vec<(&str, &str)> = exemplar.pairs().collect();
     labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
     labels
 }
@@ -103,9 +103,4 @@ fn varint(mut value: u64, buf: &mut Vec<u8>) {
         value >>= 7;
     }
     buf.push(value as u8);
-}
-
-/// Milliseconds since the Unix epoch of a time in seconds.
-pub(crate) fn ms(seconds: f64) -> i64 {
-    (seconds * 1000.0).round() as i64
 }

@@ -8,7 +8,7 @@
 
 use prost::Message;
 
-use super::{each_label, exemplar_labels, metric_type, ms, sample_name, unit, value};
+use super::{each_label, exemplar_labels, metric_type, sample_name, unit, value};
 use crate::encode::batch::{Cut, Marks, Sent};
 use crate::encode::histogram::{write_canonical, Les};
 use crate::encode::{
@@ -206,11 +206,7 @@ impl<'a> RemoteWriteV1<'a> {
                     })
                     .collect(),
                 value: exemplar.value,
-                timestamp: if exemplar.timestamp.is_finite() {
-                    ms(exemplar.timestamp)
-                } else {
-                    self.now_ms
-                },
+                timestamp: exemplar.ms_or(self.now_ms),
             };
             prost::encoding::message::encode(3, &exemplar, scratch);
             self.sent.exemplars += 1;
@@ -293,10 +289,8 @@ impl Encoder for RemoteWriteV1<'_> {
             std::mem::take(&mut self.name),
         );
         let written = les.of(point.bounds, write_canonical);
-        let mut cumulative = 0u64;
         let bucket = sample_name(sample.name, "_bucket", &mut name);
-        for (i, (count, le)) in point.counts.iter().zip(written).enumerate() {
-            cumulative = cumulative.wrapping_add(*count);
+        for ((i, _, cumulative), le) in point.cumulative().zip(written) {
             let exemplar = point.exemplars.get(i).and_then(Option::as_ref);
             self.series(bucket, Some(le), cumulative as f64, exemplar);
         }

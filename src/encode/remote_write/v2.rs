@@ -17,7 +17,7 @@
 //! of the whole store is built.
 
 use super::{
-    each_label, exemplar_labels, metric_type, ms, sample_name, unit, value, varint, Exemplar,
+    each_label, exemplar_labels, metric_type, sample_name, unit, value, varint, Exemplar,
     Histogram, Metadata, Sample2, Symbols, TimeSeries, STALE_NAN,
 };
 use crate::encode::batch::{Cut, Marks, Sent};
@@ -285,15 +285,10 @@ impl<'a> RemoteWriteV2<'a> {
         for (k, v) in exemplar_labels(exemplar) {
             labels_refs.extend([self.symbols.intern(k), self.symbols.intern(v)]);
         }
-        let timestamp = if exemplar.timestamp.is_finite() {
-            ms(exemplar.timestamp)
-        } else {
-            self.now_ms
-        };
         self.series.exemplars.push(Exemplar {
             labels_refs,
             value: exemplar.value,
-            timestamp,
+            timestamp: exemplar.ms_or(self.now_ms),
         });
         self.sent.exemplars += 1;
     }
@@ -361,7 +356,7 @@ impl<'a> RemoteWriteV2<'a> {
         let mut le = String::new();
         for bound in bounds.iter().copied().chain([f64::INFINITY]) {
             le.clear();
-            crate::encode::openmetrics::write_canonical(&mut le, bound);
+            crate::encode::histogram::write_canonical(&mut le, bound);
             self.les.push(self.symbols.intern(&le));
         }
     }
@@ -435,11 +430,9 @@ impl Encoder for RemoteWriteV2<'_> {
         let native = self.native(point, start);
         self.take(sample);
         // Classic series, unless the histogram is native only and sent so.
-        if native.is_none() || !point.bounds.is_empty() {
+        if native.is_none() || point.has_classic() {
             self.les(point.bounds);
-            let mut cumulative = 0u64;
-            for (i, count) in point.counts.iter().enumerate() {
-                cumulative = cumulative.wrapping_add(*count);
+            for (i, _, cumulative) in point.cumulative() {
                 let le = self.les.get(i).copied();
                 self.begin(BUCKET, le, start);
                 self.sample(cumulative as f64, start);

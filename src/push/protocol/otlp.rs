@@ -2,8 +2,6 @@
 //! `502`, `503` and `504` are retried, as the OTLP/HTTP specification says; a receiver that
 //! refuses native histograms gets their classic buckets.
 
-use std::io::Write;
-
 use hyper::body::Bytes;
 use hyper::Method;
 
@@ -101,14 +99,10 @@ impl Exchange for Otlp {
     }
 }
 
-/// `body` gzipped (fast, as the listener gzips a scrape), through `room`.
+/// `body` gzipped (as the listener gzips a scrape), through `room`.
 fn gzip(body: &[u8], room: &mut Vec<u8>) -> Result<Bytes, PushError> {
-    room.clear();
-    let mut encoder = flate2::write::GzEncoder::new(room, flate2::Compression::fast());
-    encoder
-        .write_all(body)
-        .and_then(|()| encoder.finish())
-        .map(|room| Bytes::copy_from_slice(room))
+    crate::encode::gzip::gzip(body, room)
+        .map(Bytes::copy_from_slice)
         .map_err(|e| PushError::Request(e.into()))
 }
 
