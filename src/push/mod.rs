@@ -43,6 +43,7 @@
 //! target's own CA, client certificate and server name ([`tls`]), checked in `start()`.
 
 mod batches;
+mod builder;
 mod client;
 mod credentials;
 mod identity;

@@ -22,6 +22,7 @@
 //!   others gets [`Error::ConflictingSettings`] from `start`.
 
 mod admission;
+mod body;
 mod guard;
 pub(crate) mod listener;
 mod scrape;

@@ -23,10 +23,10 @@ use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use tokio::sync::Semaphore;
 
+use super::body::{Started, Streamed};
 use super::guard::Guard;
 use super::stats::Reason;
 use crate::encode::{self, Negotiated};
-use crate::pipeline::{Started, Streamed};
 
 /// What renders the exposition as negotiated, gzipped if asked, handing it over in chunks
 /// as it goes: the pipeline's render, streamed.
