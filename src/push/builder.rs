@@ -5,9 +5,8 @@ use crate::{Builder, Error};
 impl Builder {
     /// Adds a push target (feature `push`): a [`MetricsServer`](crate::MetricsServer)
     /// built from this builder pushes to it while it serves, a [`Pusher`](crate::Pusher)
-    /// without serving. Any
-    /// number of targets, each with its own protocol and interval; see
-    /// [`PushTarget`](crate::PushTarget).
+    /// without serving. Any number of targets, each with its own protocol and interval;
+    /// see [`PushTarget`](crate::PushTarget).
     ///
     /// ```
     /// use porter_metrics::{Builder, PushTarget};
