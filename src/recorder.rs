@@ -179,11 +179,16 @@ impl PorterRecorder {
     /// The family of a call: the one this thread remembers, else the store's (made if the
     /// name is admissible).
     fn family_of(&self, call: &Call<'_>) -> Result<&Arc<Family>, DropReason> {
-        if let Some(family) = cache::family(call.family_tag).and_then(|id| self.store.family(id)) {
+        self.family_by_tag(call.family_tag, call.name, call.kind)
+    }
+
+    /// The family of `name` and `kind`, of tag `tag` in the thread's family cache.
+    fn family_by_tag(&self, tag: u64, name: &str, kind: Kind) -> Result<&Arc<Family>, DropReason> {
+        if let Some(family) = cache::family(tag).and_then(|id| self.store.family(id)) {
             return Ok(family);
         }
-        let family = self.store.family_of(call.name, call.kind)?;
-        cache::keep_family(call.family_tag, family.id);
+        let family = self.store.family_of(name, kind)?;
+        cache::keep_family(tag, family.id);
         Ok(family)
     }
 
@@ -317,7 +322,13 @@ impl PorterRecorder {
     fn make_bound(&self, kind: Kind, key: Key) -> Bound {
         let shared = &self.store.shared;
         let config = shared.config();
-        let target = match self.store.family_of(key.name(), kind) {
+        // As a collector call's miss: the family from the thread's cache, the series by
+        // its hash when the key's labels are its canonical set.
+        let keys = hash::keys();
+        let pairs = key.labels().map(|l| (l.key(), l.value()));
+        let labels_hash = keys.labels(pairs.clone());
+        let family_tag = keys.call(self.seed(kind), keys.text(key.name()), FAMILY);
+        let target = match self.family_by_tag(family_tag, key.name(), kind) {
             Err(reason) => Target::Dropped {
                 shared: shared.clone(),
                 reason,
@@ -325,8 +336,11 @@ impl PorterRecorder {
             },
             Ok(family) => {
                 let room = family.room();
-                let pairs = key.labels().map(|l| (l.key(), l.value()));
-                match family.series_of(pairs, None) {
+                let found = match family.find_hash(labels_hash) {
+                    Some((index, generation)) => Found::Series(index, generation),
+                    None => family.series_of(pairs, Some(labels_hash)),
+                };
+                match found {
                     Found::Series(index, generation) => Target::Series {
                         family: family.clone(),
                         at: AtomicU64::new(pack(index, generation)),
