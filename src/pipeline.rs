@@ -315,7 +315,8 @@ impl Source {
         Self { pipeline, extra }
     }
 
-    /// A scrape's exposition, as negotiated, whole.
+    /// A scrape's exposition, as negotiated, whole (the Pushgateway's body).
+    #[cfg(feature = "push")]
     pub(crate) fn render(&self, negotiated: Negotiated) -> Vec<u8> {
         self.pipeline.render(negotiated, &*self.extra)
     }

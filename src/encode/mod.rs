@@ -155,7 +155,8 @@ impl<'a> Labels<'a> {
 
 /// One series as the encoders see it.
 pub(crate) struct Sample<'a> {
-    /// The family's name as written (before suffixes).
+    /// The family's name as written (before suffixes): Remote-Write 1.0 reads it.
+    #[cfg_attr(not(feature = "remote-write"), expect(dead_code))]
     pub(crate) name: &'a str,
     pub(crate) labels: Labels<'a>,
     /// When a counter or histogram series started, in ms since the Unix epoch.

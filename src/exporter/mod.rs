@@ -3,7 +3,6 @@
 //! lifecycle ([`Lifecycle`]); a thread running a runtime of its own ([`thread`]).
 
 mod lifecycle;
-#[cfg(feature = "push")]
 pub(crate) mod thread;
 
 use std::sync::Arc;

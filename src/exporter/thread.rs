@@ -3,7 +3,6 @@
 //! application uses tokio (dropping a runtime is not allowed inside the caller's async
 //! code); a start returns once the thread says it is ready, or why it is not.
 
-use std::future::Future;
 use std::io;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
@@ -71,6 +70,7 @@ where
 
 /// Runs `run()`'s future to completion on a thread named `name`, as [`start`] does, ready
 /// as soon as its runtime is up.
+#[cfg(feature = "push")]
 pub(crate) fn spawn<T, F>(
     name: &str,
     error: fn(io::Error) -> Error,
@@ -78,7 +78,7 @@ pub(crate) fn spawn<T, F>(
 ) -> Result<JoinHandle<T>, Error>
 where
     T: Default + Send + 'static,
-    F: Future<Output = T>,
+    F: std::future::Future<Output = T>,
 {
     let ((), thread) = start(name, error, move |runtime, ready| {
         ready.send(Ok(()));
