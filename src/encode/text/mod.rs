@@ -12,6 +12,7 @@ pub(crate) mod prometheus;
 use std::io::Write as _;
 
 use super::histogram::Les;
+use super::out::Out;
 use super::Labels;
 use crate::store::names::{is_legacy_label, is_legacy_name};
 
@@ -242,6 +243,21 @@ impl Lines {
             out.pop(); // a legacy name without labels: no braces
             out.push(b' ');
         }
+    }
+
+    /// Writes a whole one-line float sample (a counter's or gauge's, in both text formats)
+    /// and flushes `out` if it is full.
+    pub(crate) fn f64_sample(
+        &self,
+        out: &mut Out<'_>,
+        suffix: Suffix,
+        labels: Labels<'_>,
+        value: f64,
+    ) {
+        self.sample(&mut out.buf, suffix, labels);
+        write_f64(&mut out.buf, value);
+        out.buf.push(b'\n');
+        out.flush_if_full();
     }
 
     /// Renders the current series' labels, for [`line`](Self::line) and

@@ -56,19 +56,13 @@ impl Encoder for Text<'_, '_> {
     }
 
     fn counter_f64(&mut self, sample: &Sample<'_>, value: f64) {
-        let out = &mut self.out.buf;
-        self.lines.sample(out, Suffix::Total, sample.labels);
-        write_f64(out, value);
-        out.push(b'\n');
-        self.out.flush_if_full();
+        self.lines
+            .f64_sample(self.out, Suffix::Total, sample.labels, value);
     }
 
     fn gauge(&mut self, sample: &Sample<'_>, value: f64) {
-        let out = &mut self.out.buf;
-        self.lines.sample(out, Suffix::None, sample.labels);
-        write_f64(out, value);
-        out.push(b'\n');
-        self.out.flush_if_full();
+        self.lines
+            .f64_sample(self.out, Suffix::None, sample.labels, value);
     }
 
     /// The classic buckets only (native ones need protobuf).
