@@ -21,6 +21,7 @@ use super::{
 };
 use crate::store::family::{Family, LabelsView, Scratch};
 use crate::store::kind::Kind;
+use crate::store::labels::numbered;
 use crate::store::names::{claims, is_legacy_label};
 use crate::store::value::Snapshot;
 use crate::store::{Pairs, Store};
@@ -124,11 +125,7 @@ fn renamed(view: LabelsView<'_>, keys: &Keys, out: &mut Vec<(String, String)>) -
             let mut n = 0;
             while taken.contains(&name) {
                 n += 1;
-                name = format!("{key}_{n}");
-                // `_` + `_1` would start with the reserved `__`.
-                if name.starts_with("__") {
-                    name.insert_str(0, "exported_");
-                }
+                name = numbered(key, n);
             }
             taken.insert(name.clone());
         }

@@ -15,7 +15,7 @@
 //! logged once.
 //!
 //! The listener runs on a thread of its own with a single-threaded tokio runtime
-//! ([`exporter_thread`](crate::exporter_thread)), so it works whether or not the
+//! ([`exporter::thread`](crate::exporter::thread)), so it works whether or not the
 //! application uses tokio; renders and bcrypt run on that runtime's blocking pool, so a
 //! slow scrape delays no other connection.
 //!

@@ -15,7 +15,11 @@
 //! allocation.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::hash::BuildHasher as _;
+
+use hashbrown::{HashMap, HashTable};
 
 use super::hash;
 use super::kind::Kind;
@@ -64,6 +68,58 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// A pair waiting to be named: (needs another name, key, value).
+type Pending<'a> = (bool, Sorted<'a>, Sorted<'a>);
+
+/// A text that sorts by its first 8 bytes as a big-endian number, then by the whole text:
+/// the order of the text alone (a tie on the prefix falls through to the text), found
+/// mostly without comparing the texts.
+#[derive(PartialEq, Eq)]
+struct Sorted<'a>(u64, Cow<'a, str>);
+
+impl Ord for Sorted<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.cmp(&other.0).then_with(|| {
+            // Up to 8 bytes, the same prefix means one text starts the other: the shorter
+            // is first.
+            if self.1.len() <= 8 && other.1.len() <= 8 {
+                self.1.len().cmp(&other.1.len())
+            } else {
+                self.1.cmp(&other.1)
+            }
+        })
+    }
+}
+
+impl PartialOrd for Sorted<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<'a> Sorted<'a> {
+    fn of(text: Cow<'a, str>) -> Self {
+        let mut first = [0u8; 8];
+        let n = text.len().min(8);
+        first[..n].copy_from_slice(&text.as_bytes()[..n]);
+        Sorted(u64::from_be_bytes(first), text)
+    }
+}
+
+/// `key_n`: the name a colliding `key` takes, here and where an encoder's escaping makes
+/// two keys one; prefixed with `exported_` where it would start with the reserved `__`
+/// (`_` + `_1`).
+pub(crate) fn numbered(key: &str, n: u32) -> String {
+    let mut name = String::with_capacity(EXPORTED.len() + key.len() + 11);
+    name.push_str(key);
+    name.push('_');
+    let _ = write!(name, "{n}"); // a String takes every write
+    if name.starts_with("__") {
+        name.insert_str(0, EXPORTED);
+    }
+    name
+}
+
 impl<'a> Canonical<'a> {
     /// The canonical set of `pairs` on a metric of `kind`, within `max_labels` pairs of at
     /// most `max_bytes` bytes each.
@@ -106,8 +162,10 @@ impl<'a> Canonical<'a> {
     ) -> (Self, Changes) {
         let mut changes = Changes::default();
         // (needs another name, key, value), then sorted so that the result does not depend
-        // on the order given, and unchanged keys come first.
-        let mut pending: Vec<(bool, Cow<'a, str>, Cow<'a, str>)> = Vec::new();
+        // on the order given, and unchanged keys come first. Each text sorts by its first
+        // bytes as a number before the whole text (the same order, mostly without a
+        // `memcmp`: a hostile call brings thousands of pairs).
+        let mut pending: Vec<Pending<'a>> = Vec::with_capacity(pairs.size_hint().0);
         for (key, value) in pairs.filter(|(_, v)| !v.is_empty()) {
             let (key_cut, value_cut) = (cut(key, max_bytes), cut(value, max_bytes));
             changes.cut +=
@@ -117,37 +175,69 @@ impl<'a> Canonical<'a> {
             } else {
                 Cow::Owned(format!("{EXPORTED}{key_cut}"))
             };
-            pending.push((matches!(key, Cow::Owned(_)), key, Cow::Borrowed(value_cut)));
+            pending.push((
+                matches!(key, Cow::Owned(_)),
+                Sorted::of(key),
+                Sorted::of(Cow::Borrowed(value_cut)),
+            ));
         }
         pending.sort_unstable();
         pending.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
-        // Linear: each name is checked against the set of names taken, and a key's next
-        // suffix to try is remembered (a thousand pairs of one key make a thousand names).
-        let taken_first: HashSet<&str> = pending.iter().map(|p| &*p.1).collect();
-        let mut taken: HashSet<Cow<'a, str>> = HashSet::with_capacity(pending.len());
+        if pending.iter().all(|p| !p.0) && pending.windows(2).all(|w| w[0].1 != w[1].1) {
+            // No key changed, none repeated: the keys are the names, already in order.
+            if pending.len() > max_labels {
+                changes.dropped = (pending.len() - max_labels) as u64;
+                pending.truncate(max_labels);
+            }
+            let out = pending.into_iter().map(|(_, k, v)| (k.1, v.1)).collect();
+            return (Canonical::Rewritten(out), changes);
+        }
+        let pending: Vec<(bool, Cow<'a, str>, Cow<'a, str>)> = pending
+            .into_iter()
+            .map(|(changed, key, value)| (changed, key.1, value.1))
+            .collect();
+        // Linear: each name is checked against the names taken (tables of indices into
+        // `out` and `pending`, so no name is copied), and a key's next suffix to try is
+        // remembered (a thousand pairs of one key make a thousand names).
+        let build = hashbrown::DefaultHashBuilder::default();
+        let hash_of = |name: &str| build.hash_one(name);
+        let mut given: HashTable<usize> = HashTable::with_capacity(pending.len());
+        for (at, (_, key, _)) in pending.iter().enumerate() {
+            let h = hash_of(key);
+            if given.find(h, |&i| pending[i].1 == *key).is_none() {
+                given.insert_unique(h, at, |&i| hash_of(&pending[i].1));
+            }
+        }
+        let mut taken: HashTable<usize> = HashTable::with_capacity(pending.len());
         let mut suffix: HashMap<&str, u32> = HashMap::new();
-        let mut out = Vec::with_capacity(pending.len());
+        let mut out: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::with_capacity(pending.len());
         for (changed, key, value) in &pending {
             let mut name = key.clone();
             let mut n = 0u32;
-            while taken.contains(&name) || (n > 0 && taken_first.contains(&*name)) {
+            let h = loop {
+                let h = hash_of(&name);
+                let clash = taken.find(h, |&i| out[i].0 == name).is_some()
+                    || (n > 0 && given.find(h, |&i| pending[i].1 == name).is_some());
+                if !clash {
+                    break h;
+                }
                 n = n.max(suffix.get(&**key).copied().unwrap_or(0)) + 1;
-                let candidate = format!("{key}_{n}");
-                // `_` + `_1` would start with the reserved `__`.
-                name = Cow::Owned(if usable(&candidate, kind) {
-                    candidate
-                } else {
-                    format!("{EXPORTED}{candidate}")
-                });
-            }
+                name = Cow::Owned(numbered(key, n));
+            };
             if n > 0 {
                 suffix.insert(key, n);
             }
             changes.renamed += usize::from(*changed || n > 0);
-            taken.insert(name.clone());
+            taken.insert_unique(h, out.len(), |&i| hash_of(&out[i].0));
             out.push((name, value.clone()));
         }
-        out.sort_unstable();
+        // Where nothing was renamed, `pending`'s order is already the result's. (Names are
+        // distinct: the name alone orders the pairs.)
+        if !out.is_sorted() {
+            let mut named: Vec<_> = out.into_iter().map(|(n, v)| (Sorted::of(n), v)).collect();
+            named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out = named.into_iter().map(|(n, v)| (n.1, v)).collect();
+        }
         if out.len() > max_labels {
             changes.dropped = (out.len() - max_labels) as u64;
             out.truncate(max_labels);
@@ -293,6 +383,36 @@ mod tests {
             ["k", "k_1", "k_10"]
         );
         assert_eq!(c.pairs().len(), 64);
+    }
+
+    #[test]
+    fn texts_sort_by_prefix_as_they_sort_by_text() {
+        let texts = [
+            "",
+            "\0",
+            "a",
+            "a\0",
+            "a\0\0",
+            "ab",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefghi",
+            "abcdefgg",
+            "abcdefgh1",
+            "b",
+            "é",
+            "k_10",
+            "k_1",
+            "k_2",
+            "k_100",
+            "k_1000000000",
+        ];
+        for a in texts {
+            for b in texts {
+                let sorted = |t: &'static str| Sorted::of(Cow::Borrowed(t));
+                assert_eq!(sorted(a).cmp(&sorted(b)), a.cmp(b), "{a:?} against {b:?}");
+            }
+        }
     }
 
     #[test]
