@@ -20,15 +20,18 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use measured::lasso::ThreadedRodeo;
-use measured::metric::histogram::Thresholds;
 use measured::text::BufferedTextEncoder;
-use measured::{CounterVec, HistogramVec, LabelGroup, MetricGroup};
+use measured::MetricGroup;
 use porter_metrics::{Collector, Limits, MetricsServer, DEFAULT_BUCKETS};
 use prometheus_client::metrics::counter::Counter as ClientCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram as ClientHistogram;
 use prometheus_client::registry::Registry;
+
+#[path = "support/measured.rs"]
+mod peer_measured;
+
+use peer_measured::{MeasuredCounters, MeasuredHistograms, Scale};
 
 const FORMATS: [(&str, &str, bool); 4] = [
     ("text", "text/plain;version=0.0.4", false),
@@ -43,28 +46,6 @@ const FORMATS: [(&str, &str, bool); 4] = [
 
 const COUNTER: &str = "scale_requests_total";
 const HISTOGRAM: &str = "scale_request_seconds";
-const BUCKETS: usize = DEFAULT_BUCKETS.len();
-
-#[derive(LabelGroup)]
-#[label(set = ScaleSet)]
-struct Scale<'a> {
-    #[label(dynamic_with = ThreadedRodeo, default)]
-    user: &'a str,
-    #[label(dynamic_with = ThreadedRodeo, default)]
-    method: &'a str,
-}
-
-#[derive(MetricGroup)]
-struct MeasuredCounters {
-    /// Requests.
-    scale_requests_total: CounterVec<ScaleSet>,
-}
-
-#[derive(MetricGroup)]
-struct MeasuredHistograms {
-    /// Request latency.
-    scale_request_seconds: HistogramVec<ScaleSet, BUCKETS>,
-}
 
 /// `GET /metrics` with `accept` (and gzip if `gzip`); the body's bytes as sent.
 fn scrape(addr: SocketAddr, accept: &str, gzip: bool, capacity: usize) -> usize {
@@ -162,9 +143,7 @@ fn peers(users: &[String], histograms: bool, runs: usize) -> [(f64, usize); 2] {
     let mut encoder = BufferedTextEncoder::new();
     let measured = match histograms {
         false => {
-            let group = MeasuredCounters {
-                scale_requests_total: CounterVec::with_label_set(ScaleSet::new()),
-            };
+            let group = MeasuredCounters::new();
             for u in users {
                 group.scale_requests_total.inc(Scale {
                     user: u,
@@ -177,12 +156,7 @@ fn peers(users: &[String], histograms: bool, runs: usize) -> [(f64, usize); 2] {
             })
         }
         true => {
-            let group = MeasuredHistograms {
-                scale_request_seconds: HistogramVec::with_label_set_and_metadata(
-                    ScaleSet::new(),
-                    Thresholds::with_buckets(DEFAULT_BUCKETS),
-                ),
-            };
+            let group = MeasuredHistograms::new();
             for (i, u) in users.iter().enumerate() {
                 let labels = Scale {
                     user: u,

@@ -42,10 +42,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use measured::lasso::ThreadedRodeo;
-use measured::metric::histogram::Thresholds;
 use measured::text::BufferedTextEncoder;
-use measured::{CounterVec, HistogramVec, LabelGroup, MetricGroup};
+use measured::MetricGroup;
 use porter_metrics::{Builder, Collector, Limits, LocalRecorder, MetricsServer, DEFAULT_BUCKETS};
 use prometheus_client::metrics::counter::Counter as ClientCounter;
 use prometheus_client::metrics::family::Family;
@@ -54,6 +52,10 @@ use prometheus_client::registry::Registry;
 
 #[path = "../tests/common/counting.rs"]
 mod counting;
+#[path = "support/measured.rs"]
+mod peer_measured;
+
+use peer_measured::{MeasuredCounters, MeasuredHistograms, Scale, BUCKETS};
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
@@ -64,50 +66,6 @@ const ROUNDS: usize = 3;
 const COUNTER: &str = "scale_requests_total";
 const CLIENT_COUNTER: &str = "scale_requests";
 const HISTOGRAM: &str = "scale_request_seconds";
-/// Histogram buckets: Prometheus' default, 11 bounds (and `+Inf`).
-const BUCKETS: usize = DEFAULT_BUCKETS.len();
-
-/// The measured label group: both values interned.
-#[derive(LabelGroup)]
-#[label(set = ScaleSet)]
-struct Scale<'a> {
-    #[label(dynamic_with = ThreadedRodeo, default)]
-    user: &'a str,
-    #[label(dynamic_with = ThreadedRodeo, default)]
-    method: &'a str,
-}
-
-#[derive(MetricGroup)]
-struct MeasuredCounters {
-    /// Requests.
-    scale_requests_total: CounterVec<ScaleSet>,
-}
-
-#[derive(MetricGroup)]
-struct MeasuredHistograms {
-    /// Request latency.
-    scale_request_seconds: HistogramVec<ScaleSet, BUCKETS>,
-}
-
-impl MeasuredCounters {
-    fn new() -> Self {
-        Self {
-            scale_requests_total: CounterVec::with_label_set(ScaleSet::new()),
-        }
-    }
-}
-
-impl MeasuredHistograms {
-    fn new() -> Self {
-        Self {
-            scale_request_seconds: HistogramVec::with_label_set_and_metadata(
-                ScaleSet::new(),
-                Thresholds::with_buckets(DEFAULT_BUCKETS),
-            ),
-        }
-    }
-}
-
 type ClientCounters = Family<Vec<(String, String)>, ClientCounter>;
 type ClientHistograms = Family<Vec<(String, String)>, ClientHistogram, fn() -> ClientHistogram>;
 
