@@ -36,7 +36,7 @@
 //! million series takes well under the default interval (10 s), and holds a few requests at
 //! once (a whole-store body held 23 B per series for Remote-Write 2.0, above).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -47,6 +47,8 @@ use porter_metrics::{Builder, Collector, Limits, LocalRecorder, PushTarget};
 
 #[path = "../tests/common/counting.rs"]
 mod counting;
+#[path = "../tests/common/request.rs"]
+mod request;
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
@@ -110,22 +112,7 @@ fn sink() -> (SocketAddr, Arc<AtomicUsize>) {
                 let mut reader = BufReader::new(stream);
                 let mut body = Vec::new();
                 loop {
-                    let (mut length, mut line) = (0usize, String::new());
-                    loop {
-                        line.clear();
-                        if matches!(reader.read_line(&mut line), Ok(0) | Err(_)) {
-                            return;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    body.resize(length, 0);
-                    if reader.read_exact(&mut body).is_err() {
+                    if !request::read_request(&mut reader, &mut body) {
                         return;
                     }
                     counted.fetch_add(1, Ordering::Relaxed);

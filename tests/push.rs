@@ -111,7 +111,7 @@ struct Receiver {
 
 impl Receiver {
     fn start(status: Option<u16>) -> Self {
-        use std::io::{BufRead, BufReader, Read, Write};
+        use std::io::{BufReader, Read, Write};
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
@@ -127,25 +127,8 @@ impl Receiver {
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream);
                     loop {
-                        // One request: its head, then its body by Content-Length.
-                        let mut length = 0usize;
-                        let mut line = String::new();
-                        loop {
-                            line.clear();
-                            match reader.read_line(&mut line) {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) => {}
-                            }
-                            let lower = line.to_ascii_lowercase();
-                            if let Some(v) = lower.strip_prefix("content-length:") {
-                                length = v.trim().parse().unwrap_or(0);
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        if reader.read_exact(&mut body).is_err() {
+                        let mut body = Vec::new();
+                        if !common::request::read_request(&mut reader, &mut body) {
                             return;
                         }
                         if let Ok(mut noted) = noted.lock() {
@@ -295,7 +278,7 @@ type Log = std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, u16)>>>;
 /// `-Written` headers); each request body and the status it got, in arrival order.
 #[cfg(feature = "remote-write")]
 fn flaky_receiver(fail: usize) -> (std::net::SocketAddr, Log) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -307,22 +290,8 @@ fn flaky_receiver(fail: usize) -> (std::net::SocketAddr, Log) {
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream);
                 loop {
-                    let (mut length, mut line) = (0usize, String::new());
-                    loop {
-                        line.clear();
-                        if matches!(reader.read_line(&mut line), Ok(0) | Err(_)) {
-                            return;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
+                    let mut body = Vec::new();
+                    if !common::request::read_request(&mut reader, &mut body) {
                         return;
                     }
                     let status = {

@@ -158,6 +158,7 @@ pub mod counting;
 pub mod prometheus;
 pub mod proto;
 pub mod receivers;
+pub mod request;
 pub mod victoria;
 
 /// `GET path` on `addr` with `Accept: accept` over HTTP/1.0 (no gzip); the body's bytes,
